@@ -1,0 +1,53 @@
+"""vidbatch: batch video labeling with a Keras model and rolling-average smoothing.
+
+`import vidbatch` stays light: OpenCV, Keras and Ray are imported only by the
+stages and engines that need them.
+"""
+
+from __future__ import annotations
+
+from vidbatch.config import DEFAULT_FPS, DEFAULT_TOP_K, DEFAULT_WINDOW, LabelConfig
+from vidbatch.errors import (
+    ConfigError,
+    ManifestError,
+    ModelBundleError,
+    OutputError,
+    VidbatchError,
+    VideoError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_FPS",
+    "DEFAULT_TOP_K",
+    "DEFAULT_WINDOW",
+    "ConfigError",
+    "LabelConfig",
+    "ManifestError",
+    "ModelBundleError",
+    "OutputError",
+    "RunResult",
+    "VidbatchError",
+    "VideoError",
+    "label",
+]
+
+
+def label(manifest: str, model: str, out: str, **options) -> "RunResult":
+    """Label every video of `manifest` with `model`, writing tables under `out`.
+
+    Options are the fields of `LabelConfig` (fps, window, top_k, engine, ...).
+    Returns a `RunResult` with the counts and the output location.
+    """
+    from vidbatch.run import run
+
+    return run(LabelConfig(manifest=manifest, model=model, out=out, **options))
+
+
+def __getattr__(name: str):
+    if name == "RunResult":
+        from vidbatch.run import RunResult
+
+        return RunResult
+    raise AttributeError(f"module 'vidbatch' has no attribute {name!r}")

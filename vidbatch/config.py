@@ -1,0 +1,143 @@
+"""Run configuration: one frozen, validated value that every engine reads."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from vidbatch.errors import ConfigError
+
+DEFAULT_FPS = 5.0
+"""Frames sampled per second of video; 0 means every frame."""
+
+DEFAULT_WINDOW = 16
+"""Rolling-average window in sampled frames (about 3 s at the default rate)."""
+
+DEFAULT_TOP_K = 3
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_CHUNK_FRAMES = 32
+DEFAULT_VIDEO_TIMEOUT_S = 300.0
+
+ENGINES = ("local", "ray")
+
+
+def _fail(name: str, value: Any, expected: str) -> None:
+    raise ConfigError(f"Invalid `{name}`: expected {expected}. Received: {name}={value!r}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        _fail(name, value, f"an integer >= {minimum}")
+
+
+def _check_positive_number(name: str, value: Any, allow_zero: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        _fail(name, value, "a finite number " + (">= 0" if allow_zero else "> 0"))
+
+
+def default_decode_workers() -> int:
+    """One decoder per CPU this process may use, leaving one for inference."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus - 1)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where the Ray engine schedules its stages; ignored by the local engine."""
+
+    address: str | None = None
+    """Ray cluster address; None starts (and stops) a local Ray instance."""
+    decode_cpus: float = 1.0
+    """CPUs reserved by each decode task."""
+    inference_actors: int | None = None
+    """Size of the inference actor pool; None = one per GPU, or 1 without GPUs."""
+    inference_gpus: float | None = None
+    """GPUs per inference actor (fractional allowed); None = 1 if the cluster has GPUs, else 0."""
+    inference_cpus: float = 1.0
+    max_decode_in_flight: int | None = None
+    """Decode tasks running at once (bounds object-store use); None = the cluster's CPUs."""
+
+    def __post_init__(self) -> None:
+        _check_positive_number("ray.decode_cpus", self.decode_cpus, allow_zero=False)
+        _check_positive_number("ray.inference_cpus", self.inference_cpus, allow_zero=True)
+        if self.inference_actors is not None:
+            _check_int("ray.inference_actors", self.inference_actors, 1)
+        if self.inference_gpus is not None:
+            _check_positive_number("ray.inference_gpus", self.inference_gpus, allow_zero=True)
+        if self.max_decode_in_flight is not None:
+            _check_int("ray.max_decode_in_flight", self.max_decode_in_flight, 1)
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Everything a labeling run needs; validated on construction."""
+
+    manifest: str
+    model: str
+    out: str
+    fps: float = DEFAULT_FPS
+    window: int = DEFAULT_WINDOW
+    top_k: int = DEFAULT_TOP_K
+    batch_size: int = DEFAULT_BATCH_SIZE
+    clip_stride: int | None = None
+    """For clip models: sampled frames between clip starts; None = the clip length."""
+    engine: str = "local"
+    decode_workers: int | None = None
+    """Local engine: decoder processes; None = CPUs available minus one."""
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES
+    """Frames a decoder ships at a time; bounds memory per video in flight."""
+    video_timeout: float | None = DEFAULT_VIDEO_TIMEOUT_S
+    """Seconds a decoder may go without producing frames before its video fails."""
+    storage_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    overwrite: bool = False
+    """Start afresh when `out` holds a run with a different configuration."""
+    trust_model_code: bool = False
+    """Load models whose config holds code (Lambda layers): Keras safe mode off."""
+    progress: bool = True
+    ray: RayOptions = field(default_factory=RayOptions)
+
+    def __post_init__(self) -> None:
+        for name in ("manifest", "model", "out"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                _fail(name, value, "a non-empty path or URL")
+        _check_positive_number("fps", self.fps, allow_zero=True)
+        _check_int("window", self.window, 1)
+        _check_int("top_k", self.top_k, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("chunk_frames", self.chunk_frames, 1)
+        if self.clip_stride is not None:
+            _check_int("clip_stride", self.clip_stride, 1)
+        if self.engine not in ENGINES:
+            _fail("engine", self.engine, f"one of {ENGINES}")
+        if self.decode_workers is not None:
+            _check_int("decode_workers", self.decode_workers, 1)
+        if self.video_timeout is not None:
+            _check_positive_number("video_timeout", self.video_timeout, allow_zero=False)
+        if not isinstance(self.storage_options, Mapping):
+            _fail("storage_options", type(self.storage_options).__name__, "a mapping")
+        if not isinstance(self.ray, RayOptions):
+            _fail("ray", type(self.ray).__name__, "a RayOptions")
+
+    @property
+    def workers(self) -> int:
+        return self.decode_workers or default_decode_workers()
+
+    def answer_fields(self) -> dict[str, Any]:
+        """The options that change the labels: a resumed run must match them."""
+        return {"fps": float(self.fps), "window": self.window, "top_k": self.top_k, "clip_stride": self.clip_stride}
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-safe description for run.json, with credentials left out."""
+        from vidbatch.storage import redact
+
+        record = asdict(self)
+        record["storage_options"] = redact(self.storage_options)
+        return record

@@ -1,0 +1,1 @@
+"""Model bundles (a `.keras` model plus a JSON sidecar) and the architectures vidbatch trains."""

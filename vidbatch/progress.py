@@ -1,0 +1,63 @@
+"""Console progress (videos done/total, frames/s, ETA) and per-stage counters for run.json."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StageCounters:
+    """What each stage did and how long it took; goes into run.json."""
+
+    videos_ok: int = 0
+    videos_failed: int = 0
+    frames_decoded: int = 0
+    items_classified: int = 0
+    inference_s: float = 0.0
+    inference_batches: int = 0
+    write_s: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict:
+        wall = max(time.monotonic() - self.started, 1e-9)
+        return {
+            "videos_ok": self.videos_ok,
+            "videos_failed": self.videos_failed,
+            "frames_decoded": self.frames_decoded,
+            "items_classified": self.items_classified,
+            "inference_batches": self.inference_batches,
+            "wall_s": round(wall, 3),
+            "inference_busy_s": round(self.inference_s, 3),
+            "write_busy_s": round(self.write_s, 3),
+            "decoded_frames_per_s": round(self.frames_decoded / wall, 2),
+            "classified_items_per_s": round(self.items_classified / wall, 2),
+            "inference_items_per_busy_s": round(self.items_classified / self.inference_s, 2) if self.inference_s else None,
+        }
+
+
+class Progress:
+    """A tqdm bar over videos, or nothing when disabled or not on a terminal-like stream."""
+
+    def __init__(self, total: int, enabled: bool, counters: StageCounters, description: str = "labeling") -> None:
+        self.counters = counters
+        self._bar = None
+        if enabled and total:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=description, unit="video", file=sys.stderr, dynamic_ncols=True)
+
+    def video_done(self) -> None:
+        if self._bar is not None:
+            wall = max(time.monotonic() - self.counters.started, 1e-9)
+            self._bar.set_postfix(
+                frames_s=f"{self.counters.items_classified / wall:.0f}",
+                failed=self.counters.videos_failed,
+                refresh=False,
+            )
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

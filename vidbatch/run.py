@@ -1,0 +1,137 @@
+"""Run a labeling job: validate everything up front, schedule the stages on an engine, write the tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from vidbatch.config import LabelConfig
+from vidbatch.errors import ConfigError
+
+
+@dataclass
+class RunResult:
+    """What a run did; `exit_code` is the CLI's: 0 all ok, 1 some videos failed."""
+
+    out: str
+    videos: int
+    ok: int
+    failed: int
+    resumed: int
+    elapsed_s: float
+    summary: Any = None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.failed == 0 else 1
+
+    def summary_frame(self):
+        return self.summary.to_pandas() if self.summary is not None else None
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    import vidbatch
+
+    versions = {"vidbatch": vidbatch.__version__, "python": platform.python_version()}
+    for name in ("keras", "tensorflow", "jax", "torch", "opencv-python-headless", "pyarrow", "pandas", "numpy", "fsspec", "s3fs", "ray"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    versions["keras_backend"] = os.environ.get("KERAS_BACKEND", "tensorflow")
+    return versions
+
+
+def decode_spec_for(spec, config: LabelConfig):
+    """The decode settings a bundle and a config imply (shared by all engines)."""
+    from vidbatch.stages.decode import DecodeSpec
+    from vidbatch.stages.sampling import ClipSampling, FrameSampling
+
+    clip = None
+    if spec.kind == "clip":
+        clip = ClipSampling(clip_len=spec.clip_len, stride=config.clip_stride or spec.clip_len)
+    return DecodeSpec(
+        width=spec.input_size[1], height=spec.input_size[0], sampling=FrameSampling(config.fps),
+        chunk_frames=config.chunk_frames, clip=clip,
+    )
+
+
+def model_name(bundle) -> str:
+    if bundle.spec.name:
+        return bundle.spec.name
+    return os.path.basename(bundle.source.rstrip("/")) or bundle.source
+
+
+def run(config: LabelConfig, on_worker_event=None) -> RunResult:
+    from vidbatch.model.bundle import load_bundle
+    from vidbatch.stages.assemble import LabelingOptions
+    from vidbatch.stages.manifest import Manifest
+    from vidbatch.stages.write import RunOutput, now_iso
+
+    started_at, started = now_iso(), time.monotonic()
+    manifest = Manifest.from_path(config.manifest, config.storage_options)
+    bundle = load_bundle(config.model, config.storage_options, config.trust_model_code)
+    output = RunOutput(config.out, config.storage_options)
+    identity = {"model_fingerprint": bundle.fingerprint, **config.answer_fields()}
+    output.prepare(identity, overwrite=config.overwrite)
+
+    committed = output.committed()
+    todo = [t for t in manifest.tasks if committed.get(t.key, {}).get("status") != "ok"]
+    resumed = len(manifest.tasks) - len(todo)
+    spec = decode_spec_for(bundle.spec, config)
+    options = LabelingOptions(window=config.window, top_k=config.top_k, model=model_name(bundle))
+
+    if config.engine == "local":
+        from vidbatch.engines.local import LocalEngine
+
+        counters = LocalEngine(config, bundle, output, spec, options, on_worker_event=on_worker_event).run(todo)
+        stages = counters.as_dict()
+    elif config.engine == "ray":
+        from vidbatch.engines.ray_engine import RayEngine
+
+        stages = RayEngine(config, bundle, output, spec, options).run(todo)
+    else:  # pragma: no cover - LabelConfig validates this
+        raise ConfigError(f"Unknown engine. Received: engine={config.engine!r}")
+
+    elapsed = time.monotonic() - started
+    ledger = output.committed()
+    statuses = [ledger.get(t.key, {}).get("status") for t in manifest.tasks]
+    ok, failed = statuses.count("ok"), statuses.count("failed")
+    run_record = {
+        "config": config.to_record(),
+        "model": {
+            "source": bundle.source,
+            "fingerprint": bundle.fingerprint,
+            "name": options.model,
+            "kind": bundle.spec.kind,
+            "classes": list(bundle.spec.classes),
+            "input_size": list(bundle.spec.input_size),
+            "preprocessing": bundle.spec.preprocessing,
+            "clip_len": bundle.spec.clip_len,
+        },
+        "versions": package_versions(),
+        "host": socket.gethostname(),
+        "engine": config.engine,
+        "started_at": started_at,
+        "finished_at": now_iso(),
+        "elapsed_s": round(elapsed, 3),
+        "counts": {
+            "videos": len(manifest.tasks),
+            "ok": ok,
+            "failed": failed,
+            "resumed_from_previous_run": resumed,
+            "processed_this_run": len(todo),
+            "frames_decoded": int(sum((ledger.get(t.key) or {}).get("frames_decoded") or 0 for t in manifest.tasks)),
+            "frames_classified": int(sum((ledger.get(t.key) or {}).get("frames_classified") or 0 for t in manifest.tasks)),
+        },
+        "stages": stages,
+    }
+    summary = output.finalize(manifest, run_record)
+    return RunResult(out=config.out, videos=len(manifest.tasks), ok=ok, failed=failed, resumed=resumed,
+                     elapsed_s=elapsed, summary=summary)

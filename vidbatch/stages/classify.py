@@ -1,0 +1,100 @@
+"""Batched classification of frames or clips with a model bundle.
+
+`Predictor` follows Ray Data's callable-class shape: the model is loaded once
+in `__init__`, and `__call__` maps a dict of arrays (`frames`: uint8) to the
+same dict with `probs` in place of the pixels. Frames travel as uint8 and are preprocessed inside
+the compiled predict function; every call uses one fixed batch shape (the
+last batch is padded), so the compiled function is traced once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from vidbatch.model.bundle import ModelBundle, load_bundle
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def _preprocessing_layer(mode: str):
+    import keras
+    from keras import ops
+
+    class Preprocess(keras.layers.Layer):
+        """uint8 RGB -> the model's input scale; built at load time, never saved."""
+
+        def call(self, x):
+            x = ops.cast(x, "float32")
+            if mode == "unit":
+                return x / 255.0
+            if mode == "symmetric":
+                return x / 127.5 - 1.0
+            if mode == "imagenet":
+                return (x / 255.0 - ops.convert_to_tensor(_IMAGENET_MEAN)) / ops.convert_to_tensor(_IMAGENET_STD)
+            if mode == "caffe":
+                return ops.flip(x, axis=-1) - ops.convert_to_tensor(_CAFFE_MEAN_BGR)
+            return x
+
+    return Preprocess(name=f"vidbatch_preprocess_{mode}")
+
+
+class Predictor:
+    """Loads a bundle once; predicts class probabilities for batches of uint8 items."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle | str,
+        batch_size: int = 32,
+        storage_options: Mapping[str, Any] | None = None,
+        trust_model_code: bool = False,
+    ) -> None:
+        if isinstance(bundle, str):
+            bundle = load_bundle(bundle, storage_options, trust_model_code)
+        self.bundle = bundle
+        self.spec = bundle.spec
+        self.batch_size = batch_size
+        self._model = self._inference_model(bundle)
+        self.items_predicted = 0
+
+    @staticmethod
+    def _inference_model(bundle: ModelBundle):
+        import keras
+
+        spec = bundle.spec
+        inputs = keras.Input(shape=spec.item_shape, dtype="uint8", name="pixels")
+        outputs = bundle.model(_preprocessing_layer(spec.preprocessing)(inputs), training=False)
+        if spec.outputs == "logits":
+            outputs = keras.layers.Softmax(name="vidbatch_softmax")(outputs)
+        return keras.Model(inputs, outputs, name="vidbatch_inference")
+
+    def predict(self, items: np.ndarray) -> np.ndarray:
+        """Probabilities (float32, [N, classes]) for uint8 items of the bundle's item shape."""
+        items = np.asarray(items)
+        expected = self.spec.item_shape
+        if items.ndim != len(expected) + 1 or tuple(items.shape[1:]) != expected:
+            raise ValueError(f"Predictor.predict: expected items of shape (N, *{expected}). Received: shape={items.shape}")
+        if items.dtype != np.uint8:
+            items = np.clip(items, 0, 255).astype(np.uint8)
+        n = len(items)
+        out = np.empty((n, len(self.spec.classes)), dtype=np.float32)
+        size = self.batch_size
+        for start in range(0, n, size):
+            batch = items[start : start + size]
+            count = len(batch)
+            if count < size:
+                pad = np.zeros((size - count, *expected), dtype=np.uint8)
+                batch = np.concatenate([batch, pad])
+            probs = self._model.predict_on_batch(batch)
+            out[start : start + count] = np.asarray(probs, dtype=np.float32)[:count]
+        self.items_predicted += n
+        return out
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Ray Data shape: the batch's columns, with `frames` replaced by `probs` (pixels are not needed downstream)."""
+        result = {name: value for name, value in batch.items() if name != "frames"}
+        result["probs"] = self.predict(batch["frames"])
+        return result

@@ -1,0 +1,194 @@
+"""Decode a video with OpenCV: streaming, sampled, resized to the model's input, RGB uint8.
+
+Frames are read sequentially (`grab()` for every frame, `retrieve()` only for
+the kept ones), resized at once (a 8K frame never waits in memory) and shipped
+in chunks of at most `chunk_frames`, so a long video costs no more memory
+than a short one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from vidbatch.errors import VideoError
+from vidbatch.stages.sampling import ClipAssembler, ClipSampling, FrameSampling
+
+_FALLBACK_FPS = 25.0
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """How to decode: the model's input size, the sampling, the chunking."""
+
+    width: int
+    height: int
+    sampling: FrameSampling = field(default_factory=FrameSampling)
+    chunk_frames: int = 32
+    clip: ClipSampling | None = None
+
+
+@dataclass
+class VideoInfo:
+    """What the container says, plus what decoding found."""
+
+    fps: float = math.nan
+    frame_count: int = 0
+    width: int = 0
+    height: int = 0
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    duration_s: float = math.nan
+    codec: str = ""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def check_file(path: str, uri: str) -> None:
+    """Fail early, in words, for a path that cannot be a video."""
+    if not os.path.exists(path):
+        raise VideoError(f"not found: no file at {uri}")
+    if os.path.isdir(path):
+        raise VideoError(f"not a file: {uri} is a folder")
+    if os.path.getsize(path) == 0:
+        raise VideoError(f"empty file: {uri} has 0 bytes")
+    if not os.access(path, os.R_OK):
+        raise VideoError(f"permission denied: cannot read {uri}")
+
+
+class VideoDecoder:
+    """Iterate over chunks of sampled frames: dicts of `frames`, `frame_index`, `timestamp_s`."""
+
+    def __init__(self, path: str, spec: DecodeSpec, uri: str | None = None) -> None:
+        self.path = path
+        self.uri = uri or path
+        self.spec = spec
+        self.info = VideoInfo()
+        self._capture: cv2.VideoCapture | None = None
+
+    def open(self) -> VideoInfo:
+        check_file(self.path, self.uri)
+        capture = cv2.VideoCapture(self.path)
+        if not capture.isOpened():
+            capture.release()
+            raise VideoError("not a video: could not open with OpenCV/FFmpeg")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        fourcc = int(capture.get(cv2.CAP_PROP_FOURCC) or 0)
+        self.info = VideoInfo(
+            fps=fps if math.isfinite(fps) and 0 < fps <= 1000 else math.nan,
+            frame_count=int(count) if math.isfinite(count) and 0 < count < 1e9 else 0,
+            width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+            height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
+            codec="".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ") if fourcc > 0 else "",
+        )
+        self._capture = capture
+        return self.info
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def __enter__(self) -> "VideoDecoder":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def chunks(self) -> Iterator[dict[str, np.ndarray]]:
+        if self._capture is None:
+            self.open()
+        capture = self._capture
+        spec = self.spec
+        sampler = spec.sampling.sampler()
+        clips = ClipAssembler(spec.clip) if spec.clip else None
+        step = 1.0 / (self.info.fps if math.isfinite(self.info.fps) else _FALLBACK_FPS)
+        frames: list[np.ndarray] = []
+        indices: list[int] = []
+        stamps: list[float] = []
+        index = -1
+        timestamp = -math.inf
+        while True:
+            if not capture.grab():
+                break
+            index += 1
+            timestamp = self._timestamp(capture, index, timestamp, step)
+            if not sampler.keep(timestamp):
+                continue
+            ok, frame = capture.retrieve()
+            if not ok or frame is None:
+                break
+            self.info.frames_sampled += 1
+            item = self._prepare(frame)
+            if clips is not None:
+                item = clips.push(item)
+                if item is None:
+                    continue
+            frames.append(item)
+            indices.append(index)
+            stamps.append(timestamp)
+            if len(frames) >= spec.chunk_frames:
+                yield _chunk(frames, indices, stamps)
+                frames, indices, stamps = [], [], []
+        self.info.frames_decoded = index + 1
+        if frames:
+            yield _chunk(frames, indices, stamps)
+        self._finish(timestamp, step)
+
+    def _timestamp(self, capture: cv2.VideoCapture, index: int, previous: float, step: float) -> float:
+        # The container's timestamp when it moves forward (variable frame rate),
+        # else the nominal one: some containers (AVI) report stale or zero values.
+        msec = capture.get(cv2.CAP_PROP_POS_MSEC)
+        if math.isfinite(msec) and msec >= 0:
+            stamp = msec / 1000.0
+            if index == 0 or stamp > previous:
+                return stamp
+        return previous + step if index > 0 else 0.0
+
+    def _prepare(self, frame: np.ndarray) -> np.ndarray:
+        spec = self.spec
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        elif frame.shape[2] == 4:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        if frame.shape[1] != spec.width or frame.shape[0] != spec.height:
+            shrinking = frame.shape[1] > spec.width or frame.shape[0] > spec.height
+            frame = cv2.resize(
+                frame, (spec.width, spec.height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+            )
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+    def _finish(self, last_timestamp: float, step: float) -> None:
+        info = self.info
+        if info.frames_decoded == 0:
+            raise VideoError("no frames: OpenCV/FFmpeg opened the file but decoded no frames (corrupt or truncated?)")
+        listed = info.frame_count
+        if listed and info.frames_decoded < listed * 0.9 - 2:
+            raise VideoError(
+                f"truncated: decoded {info.frames_decoded} of the {listed} frames the container lists, then the stream ended"
+            )
+        if self.spec.clip is not None and info.frames_sampled < self.spec.clip.clip_len:
+            raise VideoError(
+                f"too short for the clip model: {info.frames_sampled} sampled frames, "
+                f"clips need {self.spec.clip.clip_len} (lower --fps or use a shorter clip model)"
+            )
+        if math.isfinite(info.fps):
+            info.duration_s = max(info.frames_decoded / info.fps, last_timestamp + 1.0 / info.fps)
+        else:
+            info.duration_s = last_timestamp + step
+
+
+def _chunk(frames: list[np.ndarray], indices: list[int], stamps: list[float]) -> dict[str, np.ndarray]:
+    return {
+        "frames": np.stack(frames),
+        "frame_index": np.asarray(indices, dtype=np.int64),
+        "timestamp_s": np.asarray(stamps, dtype=np.float64),
+    }

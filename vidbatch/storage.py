@@ -1,0 +1,154 @@
+"""One way to turn any path or URL into a filesystem, and to write atomically.
+
+Everything that touches storage (manifests, model bundles, videos, outputs)
+goes through `url_to_fs`, so local paths, `file://`, `s3://` and `memory://`
+behave alike. S3 endpoint and credentials come from the standard AWS
+environment (including `AWS_ENDPOINT_URL`) unless `storage_options` says
+otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from typing import Any, Iterator, Mapping
+
+import fsspec
+from fsspec.core import url_to_fs as _fsspec_url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+
+_SECRET_KEY = re.compile(r"(secret|token|password|passwd|key|credential|session)", re.IGNORECASE)
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def has_scheme(url: str) -> bool:
+    return bool(_URL_SCHEME.match(url))
+
+
+def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return `(filesystem, path)` for `url`; raises ValueError for an unknown scheme."""
+    options = dict(storage_options or {})
+    if url.startswith("s3://") or url.startswith("s3a://"):
+        options = _s3_options(options)
+    else:
+        options = {}  # s3 credentials mean nothing to other filesystems
+    try:
+        return _fsspec_url_to_fs(url, **options)
+    except ValueError as exc:
+        scheme = url.split("://", 1)[0]
+        raise ValueError(f"unknown URL scheme {scheme!r} (Received: {url!r}); use a local path, file://, s3:// or memory://") from exc
+    except ImportError as exc:
+        raise ValueError(f"no filesystem installed for {url!r}: {exc}") from exc
+
+
+def _s3_options(options: dict[str, Any]) -> dict[str, Any]:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint and "endpoint_url" not in options and "endpoint_url" not in options.get("client_kwargs", {}):
+        options["endpoint_url"] = endpoint
+    return options
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URL or path parts with '/', keeping a scheme intact."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = out + "/" + part.strip("/")
+    return out
+
+
+def resolve(uri: str, base_dir: str) -> str:
+    """Resolve a manifest entry: URLs and absolute paths as they are, others against `base_dir`."""
+    if has_scheme(uri) or os.path.isabs(uri):
+        return uri
+    if has_scheme(base_dir):
+        return join(base_dir, uri)
+    return os.path.normpath(os.path.join(base_dir, uri))
+
+
+def parent(url: str) -> str:
+    if has_scheme(url):
+        scheme, rest = url.split("://", 1)
+        return scheme + "://" + rest.rstrip("/").rsplit("/", 1)[0] if "/" in rest.rstrip("/") else url
+    return os.path.dirname(os.path.abspath(url))
+
+
+def atomic_write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write `data` so no reader ever sees part of it.
+
+    Locally: a hidden temporary file in the same folder, then an atomic rename.
+    On object stores a single PUT (or a completed multipart upload) is atomic
+    already, so the object is written in place.
+    """
+    if is_local(fs):
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    else:
+        fs.pipe_file(path, data)
+
+
+@contextlib.contextmanager
+def local_copy(url: str, storage_options: Mapping[str, Any] | None = None, suffix: str = "") -> Iterator[str]:
+    """Yield a local filesystem path for `url`: the file itself, or a temporary copy removed afterwards."""
+    fs, path = url_to_fs(url, storage_options)
+    if is_local(fs):
+        yield path
+        return
+    folder = tempfile.mkdtemp(prefix="vidbatch-")
+    try:
+        local = os.path.join(folder, "input" + (suffix or os.path.splitext(path)[1]))
+        fs.get_file(path, local)
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_folder_copy(url: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[str]:
+    """Like `local_copy` for a folder (a model bundle on S3, say)."""
+    fs, path = url_to_fs(url, storage_options)
+    if is_local(fs):
+        yield path
+        return
+    folder = tempfile.mkdtemp(prefix="vidbatch-")
+    try:
+        for remote in fs.find(path):
+            relative = remote[len(path.rstrip("/")) + 1 :]
+            if not relative or relative.startswith("/") or ".." in relative.split("/"):
+                continue
+            target = os.path.join(folder, *relative.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            fs.get_file(remote, target)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def redact(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of `options` with every credential-like value replaced by '***'."""
+    out: dict[str, Any] = {}
+    for key, value in dict(options or {}).items():
+        if isinstance(value, Mapping):
+            out[key] = redact(value)
+        elif _SECRET_KEY.search(str(key)):
+            out[key] = "***"
+        else:
+            out[key] = value
+    return out

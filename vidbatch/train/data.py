@@ -1,0 +1,153 @@
+"""Training data: image folders and labeled video manifests, with broken inputs skipped and counted."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+IMAGE_SUFFIXES = None  # any file: the sports set has images named .aspx/.php/.ashx
+
+
+@dataclass
+class Samples:
+    """Arrays of uint8 RGB items, integer labels and split groups (a video's frames share a group)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    classes: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_examples: list[str] = field(default_factory=list)
+    sources: int = 0
+
+    def skip(self, reason: str, example: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if len(self.skipped_examples) < 20:
+            self.skipped_examples.append(f"{example}: {reason}")
+
+
+def read_image(path: str, size: tuple[int, int]) -> np.ndarray | None:
+    """Decode any common image (JPEG, PNG, GIF, WebP...) to RGB uint8 at (height, width); None if it is not one."""
+    import cv2
+
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if not data:
+        return None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is not None:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    else:
+        try:  # OpenCV reads no GIF; Pillow does
+            import io
+
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as pil:
+                image = np.asarray(pil.convert("RGB"))
+        except Exception:
+            return None
+    interpolation = cv2.INTER_AREA if image.shape[0] > size[0] else cv2.INTER_LINEAR
+    return cv2.resize(image, (size[1], size[0]), interpolation=interpolation)
+
+
+def load_image_folder(root: str, size: tuple[int, int]) -> Samples:
+    """One sub-folder per class (the tutorial's layout); every readable file is an example."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"no such folder: {root}")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    if len(classes) < 2:
+        raise ValueError(f"{root!r} needs at least two class sub-folders; found {classes}")
+    xs, ys = [], []
+    samples = Samples(np.zeros(0), np.zeros(0), np.zeros(0), classes)
+    for label, name in enumerate(classes):
+        folder = os.path.join(root, name)
+        for file in sorted(os.listdir(folder)):
+            path = os.path.join(folder, file)
+            if file.startswith(".") or not os.path.isfile(path):
+                continue
+            samples.sources += 1
+            if os.path.getsize(path) == 0:
+                samples.skip("empty file", path)
+                continue
+            image = read_image(path, size)
+            if image is None:
+                samples.skip("not a readable image", path)
+                continue
+            xs.append(image)
+            ys.append(label)
+    samples.x = np.stack(xs) if xs else np.zeros((0, size[0], size[1], 3), np.uint8)
+    samples.y = np.asarray(ys, dtype=np.int64)
+    samples.groups = np.arange(len(ys))
+    return samples
+
+
+def load_video_manifest(
+    manifest_url: str,
+    size: tuple[int, int],
+    fps: float,
+    clip_len: int | None = None,
+    clip_stride: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    max_items_per_video: int | None = None,
+) -> Samples:
+    """Frames (or clips) sampled from each labeled video; all of a video's items share one split group."""
+    from vidbatch.engines.decode_worker import DecodeJob, decode_to_arrays
+    from vidbatch.errors import ManifestError
+    from vidbatch.stages.decode import DecodeSpec
+    from vidbatch.stages.manifest import Manifest
+    from vidbatch.stages.sampling import ClipSampling, FrameSampling
+
+    manifest = Manifest.from_path(manifest_url, storage_options)
+    if not manifest.has_labels:
+        raise ManifestError(f"Manifest {manifest_url!r} has no 'label' column; training needs one label per video")
+    labels = manifest.passthrough.column("label").to_pylist()
+    classes = sorted({str(v) for v in labels if v is not None})
+    if len(classes) < 2:
+        raise ManifestError(f"Manifest {manifest_url!r}: training needs at least two classes; found {classes}")
+    clip = ClipSampling(clip_len, clip_stride or max(1, clip_len // 2)) if clip_len else None
+    spec = DecodeSpec(width=size[1], height=size[0], sampling=FrameSampling(fps), chunk_frames=64, clip=clip)
+    samples = Samples(np.zeros(0), np.zeros(0), np.zeros(0), classes)
+    xs, ys, gs = [], [], []
+    for group, (task, label) in enumerate(zip(manifest.tasks, labels)):
+        samples.sources += 1
+        if label is None:
+            samples.skip("no label", task.uri)
+            continue
+        arrays, _info, error = decode_to_arrays(
+            DecodeJob(task.key, task.video_id, task.uri, task.location, spec, dict(storage_options or {}))
+        )
+        if arrays is None:
+            samples.skip(error.split(":", 1)[0] if error else "unreadable video", f"{task.uri} ({error})")
+            continue
+        items = arrays["frames"]
+        if max_items_per_video and len(items) > max_items_per_video:
+            pick = np.linspace(0, len(items) - 1, max_items_per_video).round().astype(int)
+            items = items[pick]
+        xs.append(items)
+        ys.append(np.full(len(items), classes.index(str(label)), np.int64))
+        gs.append(np.full(len(items), group, np.int64))
+    item_shape = spec.clip and (clip_len, size[0], size[1], 3) or (size[0], size[1], 3)
+    samples.x = np.concatenate(xs) if xs else np.zeros((0, *item_shape), np.uint8)
+    samples.y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+    samples.groups = np.concatenate(gs) if gs else np.zeros(0, np.int64)
+    return samples
+
+
+def split_by_group(y: np.ndarray, groups: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train/test masks where no group (video) is in both splits."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for label in np.unique(y):
+        label_groups = np.unique(groups[y == label])
+        rng.shuffle(label_groups)
+        n_test = int(round(len(label_groups) * test_fraction))
+        if len(label_groups) >= 2:
+            n_test = min(max(1, n_test), len(label_groups) - 1)
+        else:
+            n_test = 0
+        test |= np.isin(groups, label_groups[:n_test]) & (y == label)
+    return ~test, test
