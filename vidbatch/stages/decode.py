@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import cv2
+# FFmpeg's own messages ("moov atom not found"...) would flood the console;
+# vidbatch reports each problem once, in the video's `error` column.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+import cv2  # noqa: E402
 import numpy as np
 
 from vidbatch.errors import VideoError
@@ -62,6 +68,67 @@ def check_file(path: str, uri: str) -> None:
         raise VideoError(f"permission denied: cannot read {uri}")
 
 
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+)
+
+
+def sniff_non_video(path: str) -> str | None:
+    """An image or document named like a video: FFmpeg would happily 'decode' a PNG as one frame."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return f"not a video: the file is {what}"
+    return None
+
+
+def describe_unopenable(path: str) -> str:
+    """Say what a file OpenCV cannot open most likely is, from its first bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head[4:8] == b"ftyp":
+        missing = _mp4_problem(path)
+        if missing:
+            return f"truncated or incomplete MP4: {missing}; could not open with OpenCV/FFmpeg"
+    try:
+        text = head.decode("utf-8")
+        if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+            return "not a video: the file is text"
+    except UnicodeDecodeError:
+        pass
+    return "not a video: could not open with OpenCV/FFmpeg (unknown format or corrupt data)"
+
+
+def _mp4_problem(path: str) -> str | None:
+    """Walk the top-level MP4 boxes; name what is missing or cut off."""
+    size = os.path.getsize(path)
+    seen = set()
+    with open(path, "rb") as handle:
+        offset = 0
+        while offset + 8 <= size:
+            handle.seek(offset)
+            header = handle.read(16)
+            length, kind = struct.unpack(">I4s", header[:8])
+            if length == 1 and len(header) == 16:
+                length = struct.unpack(">Q", header[8:16])[0]
+            elif length == 0:
+                length = size - offset
+            if length < 8:
+                return f"box {kind!r} at byte {offset} has an invalid size"
+            if offset + length > size:
+                return f"the {kind.decode('latin-1')!r} box is cut off at byte {size} of {offset + length}"
+            seen.add(kind)
+            offset += length
+    if b"moov" not in seen:
+        return "no 'moov' index box (the file was cut short or is still being written)"
+    return None
+
+
 class VideoDecoder:
     """Iterate over chunks of sampled frames: dicts of `frames`, `frame_index`, `timestamp_s`."""
 
@@ -74,10 +141,13 @@ class VideoDecoder:
 
     def open(self) -> VideoInfo:
         check_file(self.path, self.uri)
+        not_video = sniff_non_video(self.path)
+        if not_video:
+            raise VideoError(not_video)
         capture = cv2.VideoCapture(self.path)
         if not capture.isOpened():
             capture.release()
-            raise VideoError("not a video: could not open with OpenCV/FFmpeg")
+            raise VideoError(describe_unopenable(self.path))
         fps = capture.get(cv2.CAP_PROP_FPS)
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         fourcc = int(capture.get(cv2.CAP_PROP_FOURCC) or 0)
@@ -171,7 +241,7 @@ class VideoDecoder:
         if info.frames_decoded == 0:
             raise VideoError("no frames: OpenCV/FFmpeg opened the file but decoded no frames (corrupt or truncated?)")
         listed = info.frame_count
-        if listed and info.frames_decoded < listed * 0.9 - 2:
+        if listed and info.frames_decoded < listed - max(2, 0.02 * listed):
             raise VideoError(
                 f"truncated: decoded {info.frames_decoded} of the {listed} frames the container lists, then the stream ended"
             )

@@ -1,0 +1,117 @@
+"""The `vidbatch` command as a user runs it: real subprocesses, exit codes, no tracebacks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+def vidbatch(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "vidbatch.cli", *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def test_label_ok_exit_zero(synth_set, colour_bundle, tmp_path):
+    result = vidbatch("label", synth_set, "--model", colour_bundle, "--out", str(tmp_path / "out"), "--fps", "5",
+                      "--window", "4", "--top-k", "2", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "6 videos: 6 ok, 0 failed" in result.stdout
+    summary = pd.read_parquet(tmp_path / "out" / "summary.parquet")
+    assert summary["top_k"].map(len).tolist() == [2] * 6
+
+
+def test_some_failed_exit_one_without_traceback(synth_set, colour_bundle, tmp_path):
+    manifest = tmp_path / "m.csv"
+    rows = pd.read_csv(synth_set)
+    rows["uri"] = [os.path.join(os.path.dirname(synth_set), u) for u in rows.uri]
+    rows = pd.concat([rows, pd.DataFrame([{"video_id": "gone", "uri": str(tmp_path / "gone.mp4"), "label": "ball"}])])
+    rows.to_csv(manifest, index=False)
+    result = vidbatch("label", str(manifest), "--model", colour_bundle, "--out", str(tmp_path / "out"), "--no-progress")
+    assert result.returncode == 1
+    assert "7 videos: 6 ok, 1 failed" in result.stdout
+    assert "failed: gone: not found: no file at" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "setup,words",
+    [
+        (lambda d: (d / "m.csv").write_text("path\nx.mp4\n"), "has no 'uri' column"),
+        (lambda d: (d / "m.csv").write_text("uri,video_id\na.mp4,x\nb.mp4,x\n"), "row 2, column 'video_id': duplicate"),
+        (lambda d: (d / "m.csv").write_bytes(b"uri\n\xff\xfe.mp4\n"), "not UTF-8"),
+    ],
+)
+def test_bad_manifest_exit_two(colour_bundle, tmp_path, setup, words):
+    setup(tmp_path)
+    result = vidbatch("label", str(tmp_path / "m.csv"), "--model", colour_bundle, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and words in result.stderr and "m.csv" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out" / "summary.parquet").exists()
+
+
+def test_bad_model_and_bad_option_exit_two(synth_set, tmp_path):
+    result = vidbatch("label", synth_set, "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "no such file or folder" in result.stderr and "Traceback" not in result.stderr
+    result = vidbatch("label", synth_set, "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--window", "0")
+    assert result.returncode == 2 and "Received: window=0" in result.stderr
+
+
+def test_synth_command(tmp_path):
+    result = vidbatch("synth", "--out", str(tmp_path / "s"), "--classes", "ball,left_to_right", "--per-class", "1",
+                      "--seconds", "1", "--size", "64x48")
+    assert result.returncode == 0, result.stderr
+    manifest = pd.read_csv(tmp_path / "s" / "manifest.csv")
+    assert manifest["label"].tolist() == ["ball", "left_to_right"]
+    assert all((tmp_path / "s" / u).stat().st_size > 0 for u in manifest.uri)
+
+
+def test_sigkill_mid_run_then_resume_equals_clean_run(colour_bundle, tmp_path):
+    """The ledger commit: kill -9 the driver mid-run, rerun, compare with an uninterrupted run."""
+    from vidbatch.synth import SynthSpec, make_dataset
+
+    manifest = make_dataset(str(tmp_path / "set"), videos_per_class=6, seed=11, spec=SynthSpec(width=96, height=72, seconds=3))
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    args = ["label", manifest, "--model", colour_bundle, "--fps", "10", "--no-progress", "--decode-workers", "1", "--batch-size", "4"]
+    process = subprocess.Popen([sys.executable, "-m", "vidbatch.cli", *args, "--out", str(out)], env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    ledger = out / "_vidbatch" / "ledger"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not ledger.exists() or len(os.listdir(ledger)) < 3):
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = len([f for f in os.listdir(ledger) if f.endswith(".json")])
+    assert 3 <= done_before < 18, "the kill must land mid-run"
+    assert not (out / "summary.parquet").exists()
+
+    resumed = vidbatch(*args, "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"({done_before} already done in an earlier run)" in resumed.stdout
+    assert vidbatch(*args, "--out", str(clean)).returncode == 0
+
+    run = json.load(open(out / "run.json"))
+    assert run["counts"]["resumed_from_previous_run"] == done_before and run["counts"]["processed_this_run"] == 18 - done_before
+    timing = ["elapsed_s"]
+    a = pd.read_parquet(out / "summary.parquet").drop(columns=timing)
+    b = pd.read_parquet(clean / "summary.parquet").drop(columns=timing)
+    pd.testing.assert_frame_equal(a, b)
+    for table in ("segments.parquet", "frames"):
+        a = pd.read_parquet(out / table).sort_values(["video_id"] + (["frame_index"] if table == "frames" else ["segment_index"]))
+        b = pd.read_parquet(clean / table).sort_values(list(a.columns[:1]) + (["frame_index"] if table == "frames" else ["segment_index"]))
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+    assert not [f for _, _, fs in os.walk(out) for f in fs if f.startswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_and_is_accurate(tmp_path):
+    result = vidbatch("demo", "--out", str(tmp_path / "demo"), timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "video-level accuracy against the manifest's label column" in result.stdout
+    summary = pd.read_parquet(tmp_path / "demo" / "labels" / "summary.parquet")
+    accuracy = (summary["pred_label"] == summary["label"]).mean()
+    assert accuracy >= 0.9 and len(summary) == 12
+    assert (tmp_path / "demo" / "model" / "model.keras").exists()

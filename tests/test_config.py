@@ -1,0 +1,48 @@
+import pytest
+
+from vidbatch import ConfigError, LabelConfig
+from vidbatch.config import RayOptions
+
+
+def make(**kw):
+    base = dict(manifest="m.csv", model="b", out="o")
+    base.update(kw)
+    return LabelConfig(**base)
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("fps", -1), ("fps", float("nan")), ("window", 0), ("top_k", 0), ("batch_size", 0), ("engine", "spark"),
+     ("decode_workers", 0), ("video_timeout", 0), ("chunk_frames", 0), ("clip_stride", 0), ("window", 2.5)],
+)
+def test_invalid_values_name_the_argument_and_echo_it(field, value):
+    with pytest.raises(ConfigError) as info:
+        make(**{field: value})
+    message = str(info.value)
+    assert f"`{field}`" in message and f"Received: {field}=" in message
+
+
+def test_blank_paths_are_refused():
+    with pytest.raises(ConfigError, match="manifest"):
+        make(manifest="  ")
+
+
+def test_config_is_frozen_and_defaults_are_sane():
+    config = make()
+    with pytest.raises(Exception):
+        config.fps = 1  # type: ignore[misc]
+    assert config.fps > 0 and config.window >= 1 and config.workers >= 1
+
+
+def test_record_redacts_credentials():
+    config = make(storage_options={"key": "AKIAXXXX", "secret": "s3cr3t", "client_kwargs": {"aws_session_token": "tok"},
+                                   "endpoint_url": "http://127.0.0.1:9"})
+    record = str(config.to_record())
+    assert "AKIAXXXX" not in record and "s3cr3t" not in record and "tok'" not in record
+    assert "http://127.0.0.1:9" in record
+
+
+def test_ray_options_validate():
+    with pytest.raises(ConfigError, match="ray.inference_actors"):
+        RayOptions(inference_actors=0)
+    assert RayOptions(inference_gpus=0.25).inference_gpus == 0.25

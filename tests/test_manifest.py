@@ -1,0 +1,136 @@
+import os
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vidbatch import ManifestError
+from vidbatch.stages.manifest import Manifest, derive_video_id, output_key
+
+
+def write(tmp_path, name, text, mode="w"):
+    path = tmp_path / name
+    if mode == "w":
+        path.write_text(text)
+    else:
+        path.write_bytes(text)
+    return str(path)
+
+
+def test_csv_with_passthrough_and_relative_uris(tmp_path):
+    path = write(tmp_path, "m.csv", "uri,label,weight\nvideos/a.mp4,ball,1.5\n/abs/b.mp4,box,2\n")
+    manifest = Manifest.from_path(path)
+    assert [t.location for t in manifest.tasks] == [str(tmp_path / "videos" / "a.mp4"), "/abs/b.mp4"]
+    assert [t.uri for t in manifest.tasks] == ["videos/a.mp4", "/abs/b.mp4"]
+    table = manifest.passthrough
+    assert table.column_names == ["video_id", "uri", "label", "weight"]
+    assert table.column("weight").to_pylist() == [1.5, 2.0]
+    assert manifest.has_labels
+
+
+def test_derived_ids_are_stable_and_unique(tmp_path):
+    path = write(tmp_path, "m.csv", "uri\na/clip.mp4\nb/clip.mp4\n")
+    first = [t.video_id for t in Manifest.from_path(path).tasks]
+    second = [t.video_id for t in Manifest.from_path(path).tasks]
+    assert first == second and len(set(first)) == 2 and all(i.startswith("clip-") for i in first)
+    assert derive_video_id("a/clip.mp4") == first[0]
+
+
+def test_parquet_from_memory_url_with_odd_types():
+    table = pa.table({
+        "uri": ["s3://b/x.mp4", "s3://b/y.mp4"],
+        "video_id": ["x", "y"],
+        "tags": [["a", "b"], []],
+        "meta": [{"k": 1}, {"k": 2}],
+        "when": pa.array([1, 2], pa.timestamp("s")),
+    })
+    with fsspec.open("memory://manifests/m.parquet", "wb") as handle:
+        pq.write_table(table, handle)
+    manifest = Manifest.from_path("memory://manifests/m.parquet")
+    assert [t.video_id for t in manifest.tasks] == ["x", "y"]
+    assert manifest.passthrough.column("tags").to_pylist() == [["a", "b"], []]
+    assert pa.types.is_timestamp(manifest.passthrough.schema.field("when").type)  # Parquet stores seconds as ms
+
+
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("m.csv", "path\na.mp4\n", r"no 'uri' column"),
+        ("m.csv", "uri\n", r"empty: it has a header but no rows"),
+        ("m.csv", "", r"empty"),
+        ("m.csv", "uri,video_id\na.mp4,x\nb.mp4,x\n", r"row 2, column 'video_id': duplicate 'x' \(also row 1\)"),
+        ("m.csv", "uri,label\na.mp4,x\n,y\n", r"row 2, column 'uri': blank"),
+        ("m.csv", "uri,video_id\na.mp4,\n", r"row 1, column 'video_id': blank"),
+        ("m.csv", "uri,status\na.mp4,x\n", r"collide"),
+        ("m.json", "{}", r"unknown format"),
+    ],
+)
+def test_bad_manifests_name_file_row_and_column(tmp_path, name, content, match):
+    path = write(tmp_path, name, content)
+    with pytest.raises(ManifestError, match=match) as info:
+        Manifest.from_path(path)
+    assert os.path.basename(path) in str(info.value)
+
+
+def test_non_utf8_csv(tmp_path):
+    path = write(tmp_path, "m.csv", "uri\nvid\xe9o.mp4\n".encode("latin-1"), mode="b")
+    with pytest.raises(ManifestError, match=r"not UTF-8 text \(invalid byte at line 2\)"):
+        Manifest.from_path(path)
+
+
+def test_parquet_that_is_not_parquet(tmp_path):
+    path = write(tmp_path, "m.parquet", "uri\na.mp4\n")
+    with pytest.raises(ManifestError, match="not a valid Parquet file"):
+        Manifest.from_path(path)
+
+
+def test_missing_and_folder_manifest(tmp_path):
+    with pytest.raises(ManifestError, match="no such file"):
+        Manifest.from_path(str(tmp_path / "none.csv"))
+    with pytest.raises(ManifestError, match="it is a folder"):
+        Manifest.from_path(str(tmp_path))
+    with pytest.raises(ManifestError, match="unknown URL scheme"):
+        Manifest.from_path("zzz://x.csv")
+
+
+def test_unicode_and_spaces_in_ids_and_paths(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("uri,video_id\nvidéos/été 1.mp4,clip été 1\n", encoding="utf-8")
+    task = Manifest.from_path(str(path)).tasks[0]
+    assert task.location == str(tmp_path / "vidéos" / "été 1.mp4")
+    assert task.video_id == "clip été 1"
+
+
+@pytest.mark.parametrize("hostile", ["../../etc/passwd", "/abs/path", "a/b\\c", "con\x00trol\n", "..", ".", "", "\u202e", "x" * 500])
+def test_output_key_is_safe(hostile):
+    key = output_key(hostile)
+    assert "/" not in key and "\\" not in key and ".." not in key.split("-")[0] and key.isprintable()
+    assert not key.startswith(".") and 0 < len(key) <= 80
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=0, max_size=200))
+def test_output_key_property(video_id):
+    key = output_key(video_id)
+    assert key == os.path.basename(key) and key not in (".", "..") and not key.startswith(".")
+    assert all(c.isalnum() and c.isascii() or c in "._-" for c in key)
+    assert os.path.normpath(os.path.join("/out/frames", key)).startswith("/out/frames/")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=40), min_size=2, max_size=20, unique=True))
+def test_output_keys_never_collide(ids):
+    assert len({output_key(i) for i in ids}) == len(ids)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30)
+                .filter(lambda s: s.strip() and s == s.strip()), min_size=1, max_size=10, unique=True))
+def test_manifest_roundtrip_property(ids):
+    table = pa.table({"uri": [f"v{i}.mp4" for i in range(len(ids))], "video_id": ids})
+    manifest = Manifest(table, source="<prop>", base_dir="/base")
+    assert [t.video_id for t in manifest.tasks] == ids
+    assert manifest.passthrough.column("video_id").to_pylist() == ids
