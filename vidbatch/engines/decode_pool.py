@@ -11,8 +11,11 @@ their pipes).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -39,11 +42,34 @@ def _worker_main(conn: Connection) -> None:
             conn.send((job.key, *event))
 
 
+def worker_entry(fd: int) -> None:
+    """Entry point of a decoder process (started by `_Worker`)."""
+    _worker_main(Connection(fd))
+
+
+def _package_root() -> str:
+    import vidbatch
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(vidbatch.__file__)))
+
+
 class _Worker:
-    def __init__(self, ctx: Any) -> None:
-        self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True, name="vidbatch-decode")
-        self.process.start()
+    """A decoder process with its own pipe.
+
+    Started with subprocess rather than multiprocessing's spawn, which would
+    re-run the caller's main script in the child (a script or notebook calling
+    `vidbatch.label` at top level, without a `__main__` guard, would recurse).
+    """
+
+    def __init__(self) -> None:
+        self.conn, child = mp.Pipe(duplex=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([_package_root(), *filter(None, [env.get("PYTHONPATH")])])
+        code = "import sys; from vidbatch.engines.decode_pool import worker_entry; worker_entry(int(sys.argv[1]))"
+        self.process = _Process(subprocess.Popen(
+            [sys.executable, "-c", code, str(child.fileno())], pass_fds=[child.fileno()], env=env,
+            stdin=subprocess.DEVNULL, start_new_session=False,
+        ))
         child.close()
         self.job: DecodeJob | None = None
         self.stalled_s = 0.0
@@ -71,7 +97,31 @@ class _Worker:
         self.conn.close()
 
 
-def _death_message(process: mp.process.BaseProcess) -> str:
+class _Process:
+    """The few `multiprocessing.Process` verbs the pool uses, over a `subprocess.Popen`."""
+
+    def __init__(self, popen: subprocess.Popen) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _death_message(process: "_Process") -> str:
     code = process.exitcode
     if code is not None and code < 0:
         try:
@@ -97,15 +147,17 @@ class DecodePool:
         timeout_s: float | None = None,
         queue_chunks: int | None = None,
         on_worker_event: Callable[[str, int], None] | None = None,
+        persistent: bool = False,
     ) -> None:
         self.workers = workers
         self.timeout_s = timeout_s
         self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks or max(4, 3 * workers))
-        self._ctx = mp.get_context("spawn")
         self._pool: list[_Worker] = []
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
         self._on_worker_event = on_worker_event
+        self._persistent = persistent
+        """Keep the worker processes between `run` calls (a Ray decode actor decodes one video per call)."""
 
     def worker_pids(self) -> dict[str, int]:
         """Output key -> pid of the worker decoding it now (for tests that inject faults)."""
@@ -114,7 +166,10 @@ class DecodePool:
     def run(self, jobs: Iterable[DecodeJob], idle_s: float | None = None) -> Iterator[tuple | None]:
         """Yield events; with `idle_s`, also yield None whenever nothing arrived for that long."""
         pending = deque(jobs)
-        self._pool = [_Worker(self._ctx) for _ in range(min(self.workers, max(1, len(pending))))]
+        self._closing.clear()
+        wanted = min(self.workers, max(1, len(pending)))
+        self._pool = [w for w in self._pool if w.process.is_alive()]
+        self._pool += [_Worker() for _ in range(wanted - len(self._pool))]
         self._thread = threading.Thread(target=self._receive, args=(pending,), daemon=True, name="vidbatch-receiver")
         self._thread.start()
         try:
@@ -130,7 +185,10 @@ class DecodePool:
                     raise event
                 yield event
         finally:
-            self.close()
+            if self._persistent:
+                self._stop_receiver()
+            else:
+                self.close()
 
     def _put(self, event: Any) -> bool:
         while not self._closing.is_set():
@@ -143,7 +201,7 @@ class DecodePool:
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
-        fresh = _Worker(self._ctx)
+        fresh = _Worker()
         self._pool[self._pool.index(worker)] = fresh
         return fresh
 
@@ -157,7 +215,7 @@ class DecodePool:
                 if not busy:
                     break
                 started = time.monotonic()
-                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0.5)
+                ready = wait([w.conn for w in busy], timeout=0.5)
                 waited = time.monotonic() - started
                 for worker in busy:
                     if worker.conn in ready:
@@ -171,7 +229,7 @@ class DecodePool:
                                     worker.job = None
                                     break
                         except (EOFError, OSError):
-                            pass  # died mid-message: handled below as a death
+                            worker.process.join(timeout=5)  # the pipe closed: the process is dying or dead
                     if worker.job is None:
                         if pending:
                             worker.assign(pending.popleft())
@@ -206,10 +264,23 @@ class DecodePool:
         if self._on_worker_event is not None:
             self._on_worker_event(what, pid)
 
-    def close(self) -> None:
+    def _stop_receiver(self) -> None:
         self._closing.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+            self._thread = None
+        # a worker still holding a job (the consumer stopped early) is in an unknown state: replace it
+        for worker in [w for w in self._pool if w.job is not None]:
+            worker.kill()
+            self._pool.remove(worker)
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+
+    def close(self) -> None:
+        self._stop_receiver()
         for worker in self._pool:
             worker.stop()
         self._pool = []

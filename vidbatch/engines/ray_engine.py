@@ -1,0 +1,271 @@
+"""The Ray engine: the same stages as the local engine, scheduled by Ray Data.
+
+    manifest rows --map_batches(RayDecoder, CPU actors)--> chunks of uint8 frames
+                  --map_batches(RayPredictor, GPU/CPU actor pool)--> class probabilities
+                  --> driver: per-video assembly and ledger commit (shared with the local engine)
+
+Decoding and inference stream and overlap; Ray Data's backpressure bounds the
+object store by its budget, not by the archive. Only sampled, resized uint8
+frames travel. Each decode actor keeps one decoder *process* (the local
+engine's pool), so a segfaulting or hanging decoder fails only its video; a
+lost actor or node is restarted by Ray and its work retried, and the driver
+drops any duplicate rows a retry produces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from vidbatch.config import LabelConfig
+from vidbatch.engines.decode_pool import DecodePool
+from vidbatch.engines.decode_worker import DecodeJob
+from vidbatch.model.bundle import ModelBundle
+from vidbatch.progress import Progress, StageCounters
+from vidbatch.stages.assemble import LabelingOptions, assemble_failed, assemble_ok
+from vidbatch.stages.decode import DecodeSpec
+from vidbatch.stages.manifest import VideoTask
+from vidbatch.stages.write import RunOutput
+
+
+class RayDecoder:
+    """Ray Data callable class: one video row in, a stream of chunk batches out, then one terminal row.
+
+    Every output row has the same columns (`frames` always holds one item, a
+    blank one on the terminal row), so batches of any mix of videos stack.
+    """
+
+    def __init__(self, spec: DecodeSpec, item_shape: Sequence[int], timeout_s: float | None,
+                 storage_options: Mapping[str, Any]) -> None:
+        self.spec = spec
+        self.item_shape = tuple(item_shape)
+        self.storage_options = dict(storage_options)
+        self.pool = DecodePool(workers=1, timeout_s=timeout_s, persistent=True)
+
+    def __call__(self, batch: dict[str, np.ndarray]):
+        for row in range(len(batch["key"])):
+            job = DecodeJob(
+                key=str(batch["key"][row]), video_id=str(batch["video_id"][row]), uri=str(batch["uri"][row]),
+                location=str(batch["location"][row]), spec=self.spec, storage_options=self.storage_options,
+            )
+            yield from self._decode(job)
+
+    def _decode(self, job: DecodeJob):
+        items, info, status, error = 0, {}, "failed", "internal: no result from the decoder"
+        for _key, kind, *rest in self.pool.run([job]):
+            if kind == "info":
+                info = rest[0]
+            elif kind == "chunk":
+                chunk = rest[0]
+                count = len(chunk["frames"])
+                items += count
+                yield self._rows(job, chunk["frames"], chunk["frame_index"], chunk["timestamp_s"], count)
+            elif kind == "done":
+                info, status, error = rest[0], "done", ""
+            elif kind == "failed":
+                error = rest[0]
+                info = rest[1] or info
+                status = "failed"
+        blank = np.zeros((1, *self.item_shape), np.uint8)
+        yield self._rows(job, blank, np.array([-1]), np.array([0.0]), 1, last=True, status=status, error=error,
+                         info=info, items=items)
+
+    @staticmethod
+    def _rows(job, frames, index, stamps, count, last=False, status="", error="", info=None, items=0):
+        return {
+            "key": np.array([job.key] * count),
+            "video_id": np.array([job.video_id] * count),
+            "frames": frames,
+            "frame_index": np.asarray(index, np.int64),
+            "timestamp_s": np.asarray(stamps, np.float64),
+            "last": np.array([last] * count),
+            "status": np.array([status] * count),
+            "error": np.array([error] * count),
+            "info": np.array([json.dumps(info or {})] * count),
+            "items": np.array([items] * count, np.int64),
+        }
+
+    def __del__(self) -> None:
+        try:
+            self.pool.close()
+        except Exception:
+            pass
+
+
+class RayPredictor:
+    """Ray Data callable class: loads the bundle once per actor; frames in, probabilities out."""
+
+    def __init__(self, model: str, batch_size: int, storage_options: Mapping[str, Any], trust_model_code: bool) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from vidbatch.stages.classify import Predictor
+
+        self.predictor = Predictor(model, batch_size=batch_size, storage_options=storage_options,
+                                   trust_model_code=trust_model_code)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.predictor(batch)
+
+
+@dataclass
+class _Video:
+    task: VideoTask
+    started: float = field(default_factory=time.monotonic)
+    probs: list[np.ndarray] = field(default_factory=list)
+    frame_index: list[np.ndarray] = field(default_factory=list)
+    timestamp_s: list[np.ndarray] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
+    terminal: dict[str, Any] | None = None
+    closed: bool = False
+
+
+def _cluster_resources() -> tuple[float, float]:
+    import ray
+
+    resources = ray.cluster_resources()
+    return float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
+
+
+class RayEngine:
+    def __init__(self, config: LabelConfig, bundle: ModelBundle, output: RunOutput, spec: DecodeSpec,
+                 options: LabelingOptions) -> None:
+        self.config = config
+        self.bundle = bundle
+        self.output = output
+        self.spec = spec
+        self.options = options
+        self.counters = StageCounters()
+
+    def _connect(self) -> bool:
+        """Connect to (or start) Ray; True if this engine started a local instance it must stop."""
+        import ray
+
+        if ray.is_initialized():
+            return False
+        address = self.config.ray.address
+        started_here = address is None and "RAY_ADDRESS" not in os.environ
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+                 runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}} if started_here else None)
+        return started_here
+
+    def plan(self, tasks: Sequence[VideoTask]):
+        """The Ray Data pipeline for `tasks` (lazy; nothing runs until it is iterated)."""
+        import ray
+
+        cpus, gpus = _cluster_resources()
+        ray_options = self.config.ray
+        actor_gpus = ray_options.inference_gpus if ray_options.inference_gpus is not None else (1.0 if gpus >= 1 else 0.0)
+        actors = ray_options.inference_actors or (max(1, int(gpus // actor_gpus)) if actor_gpus else 1)
+        inference_cpus = ray_options.inference_cpus if actor_gpus else max(ray_options.inference_cpus, 1.0)
+        decoders = ray_options.max_decode_in_flight or max(
+            1, int((cpus - (0 if actor_gpus else inference_cpus * actors)) // ray_options.decode_cpus)
+        )
+        decoders = min(decoders, max(1, len(tasks)))
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the driver shows its own per-video progress
+        context.print_on_execution_start = False
+        # Actor pools restart lost actors and retry their tasks without limit (Ray Data's default for
+        # map_batches with a callable class); the driver drops rows a retry sends twice.
+        rows = [{"key": t.key, "video_id": t.video_id, "uri": t.uri, "location": t.location} for t in tasks]
+        dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
+        decoded = dataset.map_batches(
+            RayDecoder,
+            fn_constructor_kwargs={"spec": self.spec, "item_shape": self.bundle.spec.item_shape,
+                                   "timeout_s": self.config.video_timeout,
+                                   "storage_options": dict(self.config.storage_options)},
+            batch_size=1, compute=ray.data.ActorPoolStrategy(size=decoders), num_cpus=ray_options.decode_cpus,
+        )
+        predicted = decoded.map_batches(
+            RayPredictor,
+            fn_constructor_kwargs={"model": self.config.model, "batch_size": self.config.batch_size,
+                                   "storage_options": dict(self.config.storage_options),
+                                   "trust_model_code": self.config.trust_model_code},
+            batch_size=self.config.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=actor_gpus, num_cpus=inference_cpus,
+        )
+        self.layout = {"decode_actors": decoders, "inference_actors": actors, "gpus_per_inference_actor": actor_gpus,
+                       "cluster_cpus": cpus, "cluster_gpus": gpus}
+        return predicted
+
+    def run(self, tasks: Sequence[VideoTask]) -> dict[str, Any]:
+        if not tasks:
+            return {**self.counters.as_dict(), "engine": "ray"}
+        import ray
+
+        started_here = self._connect()
+        progress = Progress(len(tasks), self.config.progress, self.counters)
+        self.videos = {t.key: _Video(t) for t in tasks}
+        try:
+            for batch in self.plan(tasks).iter_batches(batch_size=None, batch_format="numpy"):
+                self._absorb(batch, progress)
+            for video in self.videos.values():
+                if not video.closed:  # every row is written, whatever happened
+                    self._close_failed(video, "lost: no result came back from the cluster for this video", {}, progress)
+        finally:
+            progress.close()
+            if started_here:
+                ray.shutdown()
+        return {**self.counters.as_dict(), "engine": "ray", "layout": self.layout}
+
+    def _absorb(self, batch: dict[str, np.ndarray], progress: Progress) -> None:
+        keys = batch["key"]
+        last = batch["last"].astype(bool)
+        self.counters.items_classified += int((~last).sum())
+        for key in np.unique(keys):
+            video = self.videos.get(str(key))
+            if video is None or video.closed:
+                continue
+            mine = keys == key
+            frames = mine & ~last
+            if frames.any():
+                index = batch["frame_index"][frames]
+                fresh = np.array([i not in video.seen for i in index.tolist()])
+                if fresh.any():  # a retried task may send rows again
+                    video.seen.update(index[fresh].tolist())
+                    video.probs.append(batch["probs"][frames][fresh])
+                    video.frame_index.append(index[fresh])
+                    video.timestamp_s.append(batch["timestamp_s"][frames][fresh])
+            terminal = np.flatnonzero(mine & last)
+            if terminal.size:
+                row = terminal[0]
+                video.terminal = {"status": str(batch["status"][row]), "error": str(batch["error"][row]),
+                                  "info": json.loads(str(batch["info"][row])), "items": int(batch["items"][row])}
+            self._maybe_close(video, progress)
+
+    def _maybe_close(self, video: _Video, progress: Progress) -> None:
+        terminal = video.terminal
+        if terminal is None:
+            return
+        if terminal["status"] == "failed":
+            self._close_failed(video, terminal["error"], terminal["info"], progress)
+            return
+        if len(video.seen) < terminal["items"]:
+            return
+        if not video.seen:
+            self._close_failed(video, "no frames: nothing was sampled from this video", terminal["info"], progress)
+            return
+        task = video.task
+        outcome = assemble_ok(task.video_id, task.key, self.bundle.classes, np.concatenate(video.frame_index),
+                              np.concatenate(video.timestamp_s), np.concatenate(video.probs), terminal["info"],
+                              self.options, time.monotonic() - video.started)
+        self._commit(video, outcome, progress)
+        self.counters.videos_ok += 1
+
+    def _close_failed(self, video: _Video, error: str, info: dict, progress: Progress) -> None:
+        task = video.task
+        outcome = assemble_failed(task.video_id, task.key, error, info, self.options, time.monotonic() - video.started)
+        self._commit(video, outcome, progress)
+        self.counters.videos_failed += 1
+
+    def _commit(self, video: _Video, outcome, progress: Progress) -> None:
+        started = time.monotonic()
+        self.output.commit(outcome)
+        self.counters.write_s += time.monotonic() - started
+        self.counters.frames_decoded += int(outcome.record.get("frames_decoded") or 0)
+        video.closed = True
+        video.probs, video.frame_index, video.timestamp_s = [], [], []
+        progress.video_done()
