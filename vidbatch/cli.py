@@ -49,7 +49,10 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", default=None, help="ray engine: cluster address (default: start a local Ray)")
     parser.add_argument("--ray-inference-actors", type=int, default=None, help="ray engine: inference actor pool size")
     parser.add_argument("--ray-inference-gpus", type=float, default=None, help="ray engine: GPUs per inference actor (fractional ok)")
-    parser.add_argument("--ray-decode-cpus", type=float, default=1.0, help="ray engine: CPUs per decode task")
+    parser.add_argument("--ray-decode-cpus", type=float, default=1.0, help="ray engine: CPUs per decode actor")
+    parser.add_argument("--ray-decoders", type=int, default=None, help="ray engine: decode actors (default: the cluster's CPUs)")
+    parser.add_argument("--ray-object-store-gb", type=float, default=None,
+                        help="ray engine: object store budget of the pipeline in GB (backpressure beyond it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -109,7 +112,9 @@ def _label(args: argparse.Namespace) -> int:
         video_timeout=args.video_timeout, storage_options=_storage_options(args.storage_options), overwrite=args.overwrite,
         trust_model_code=args.trust_model_code, progress=not args.no_progress,
         ray=RayOptions(address=args.ray_address, inference_actors=args.ray_inference_actors,
-                       inference_gpus=args.ray_inference_gpus, decode_cpus=args.ray_decode_cpus),
+                       inference_gpus=args.ray_inference_gpus, decode_cpus=args.ray_decode_cpus,
+                       max_decode_in_flight=args.ray_decoders,
+                       object_store_memory=args.ray_object_store_gb * 1e9 if args.ray_object_store_gb else None),
     )
     result = run(config)
     print(f"{result.videos} videos: {result.ok} ok, {result.failed} failed"

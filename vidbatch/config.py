@@ -62,7 +62,9 @@ class RayOptions:
     """GPUs per inference actor (fractional allowed); None = 1 if the cluster has GPUs, else 0."""
     inference_cpus: float = 1.0
     max_decode_in_flight: int | None = None
-    """Decode tasks running at once (bounds object-store use); None = the cluster's CPUs."""
+    """Decode actors running at once; None = the cluster's CPUs (less those inference takes)."""
+    object_store_memory: float | None = None
+    """Bytes of object store the pipeline may fill before backpressure; None = Ray Data's default share."""
 
     def __post_init__(self) -> None:
         _check_positive_number("ray.decode_cpus", self.decode_cpus, allow_zero=False)
@@ -73,6 +75,8 @@ class RayOptions:
             _check_positive_number("ray.inference_gpus", self.inference_gpus, allow_zero=True)
         if self.max_decode_in_flight is not None:
             _check_int("ray.max_decode_in_flight", self.max_decode_in_flight, 1)
+        if self.object_store_memory is not None:
+            _check_positive_number("ray.object_store_memory", self.object_store_memory, allow_zero=False)
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,9 @@ class RayEngine:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the driver shows its own per-video progress
         context.print_on_execution_start = False
+        if ray_options.object_store_memory:
+            limits = context.execution_options.resource_limits
+            context.execution_options.resource_limits = limits.copy(object_store_memory=ray_options.object_store_memory)
         # Actor pools restart lost actors and retry their tasks without limit (Ray Data's default for
         # map_batches with a callable class); the driver drops rows a retry sends twice.
         rows = [{"key": t.key, "video_id": t.video_id, "uri": t.uri, "location": t.location} for t in tasks]

@@ -1,0 +1,67 @@
+"""The Ray engine on a local Ray instance: the same answers as the local engine."""
+
+import os
+
+import pandas as pd
+import pytest
+
+import vidbatch
+from badfiles import random_bytes, text_file, zero_bytes
+from raytools import assert_same_answers
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def mixed_manifest(synth_set, folder, extra=()):
+    rows = pd.read_csv(synth_set)
+    rows["uri"] = [os.path.join(os.path.dirname(synth_set), u) for u in rows.uri]
+    os.makedirs(folder, exist_ok=True)
+    bad = [
+        {"video_id": "missing", "uri": os.path.join(folder, "missing.mp4")},
+        {"video_id": "zero", "uri": zero_bytes(folder)},
+        {"video_id": "random", "uri": random_bytes(folder)},
+        {"video_id": "text", "uri": text_file(folder)},
+    ]
+    rows = pd.concat([rows.iloc[:2], pd.DataFrame(bad), rows.iloc[2:], pd.DataFrame(list(extra))], ignore_index=True)
+    path = os.path.join(folder, "m.csv")
+    rows.to_csv(path, index=False)
+    return path
+
+
+def test_ray_engine_matches_local_engine(ray_local, synth_set, colour_bundle, tmp_path):
+    manifest = mixed_manifest(synth_set, str(tmp_path / "in"))
+    options = dict(fps=5, window=4, batch_size=8, progress=False)
+    ray_result = vidbatch.label(manifest, colour_bundle, str(tmp_path / "ray"), engine="ray", **options)
+    local_result = vidbatch.label(manifest, colour_bundle, str(tmp_path / "local"), **options)
+    assert (ray_result.ok, ray_result.failed) == (local_result.ok, local_result.failed) == (6, 4)
+    assert_same_answers(tmp_path / "ray", tmp_path / "local")
+    import json
+
+    run = json.load(open(tmp_path / "ray" / "run.json"))
+    assert run["engine"] == "ray" and run["stages"]["layout"]["inference_actors"] >= 1
+    assert run["stages"]["items_classified"] >= 60
+
+
+def test_ray_engine_resumes(ray_local, synth_set, colour_bundle, tmp_path):
+    first = vidbatch.label(synth_set, colour_bundle, str(tmp_path / "out"), engine="ray", progress=False)
+    second = vidbatch.label(synth_set, colour_bundle, str(tmp_path / "out"), engine="ray", progress=False)
+    assert first.ok == 6 and second.resumed == 6
+
+
+@pytest.mark.shared_data
+def test_ray_engine_on_shared_real_clips(ray_local, synth_set, colour_bundle, tmp_path, shared_video_paths):
+    extra = [{"video_id": os.path.basename(p), "uri": p} for p in shared_video_paths]
+    manifest = mixed_manifest(synth_set, str(tmp_path / "in"), extra)
+    options = dict(fps=5, progress=False)
+    vidbatch.label(manifest, colour_bundle, str(tmp_path / "ray"), engine="ray", **options)
+    vidbatch.label(manifest, colour_bundle, str(tmp_path / "local"), **options)
+    assert_same_answers(tmp_path / "ray", tmp_path / "local")
