@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", default="160x120", help="WIDTHxHEIGHT")
     synth.add_argument("--flicker", type=float, default=0.0, help="fraction of frames showing another class")
 
+    evalp = commands.add_parser("eval", help="label a labeled manifest; report accuracy, per-class scores, confusion and flicker")
+    evalp.add_argument("--manifest", required=True, help="manifest with a `label` column")
+    evalp.add_argument("--model", required=True)
+    evalp.add_argument("--out", required=True, help="folder for metrics.json, confusion.png/.csv, flicker.png/.csv, labels/")
+    evalp.add_argument("--fps", type=float, default=DEFAULT_FPS)
+    evalp.add_argument("--window", type=int, default=DEFAULT_WINDOW)
+    evalp.add_argument("--windows", default="1,4,8,16,32,64", help="window sizes for the flicker table (1 = raw)")
+    evalp.add_argument("--overwrite", action="store_true")
+    evalp.add_argument("--no-progress", action="store_true")
+
     trainp = commands.add_parser("train", help="train a model bundle")
     kinds = trainp.add_subparsers(dest="kind", required=True)
     frames = kinds.add_parser("frames", help="a frame CNN on an image folder or a labeled video manifest")
@@ -150,6 +160,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from vidbatch.evaluate import evaluate, format_report
+
+    try:
+        windows = [int(w) for w in args.windows.split(",") if w.strip()]
+    except ValueError:
+        raise ConfigError(f"Invalid `--windows`: expected comma-separated integers. Received: {args.windows!r}") from None
+    metrics = evaluate(args.manifest, args.model, args.out, windows=windows, fps=args.fps, window=args.window,
+                       overwrite=args.overwrite, progress=not args.no_progress)
+    print(format_report(metrics))
+    print(f"written: {args.out}/metrics.json, confusion.png, confusion.csv, flicker.png, flicker.csv, labels/")
+    return 0
+
+
 def _synth(args: argparse.Namespace) -> int:
     from vidbatch.synth import SynthSpec, make_dataset
 
@@ -182,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _synth(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "eval":
+            return _eval(args)
     except VidbatchError as exc:
         print(f"vidbatch: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -105,6 +105,8 @@ class LabelConfig:
     trust_model_code: bool = False
     """Load models whose config holds code (Lambda layers): Keras safe mode off."""
     progress: bool = True
+    keep_probs: bool = False
+    """Write every item's full probability vector into frames/ (column `probs`)."""
     ray: RayOptions = field(default_factory=RayOptions)
 
     def __post_init__(self) -> None:
@@ -136,7 +138,8 @@ class LabelConfig:
 
     def answer_fields(self) -> dict[str, Any]:
         """The options that change the labels: a resumed run must match them."""
-        return {"fps": float(self.fps), "window": self.window, "top_k": self.top_k, "clip_stride": self.clip_stride}
+        return {"fps": float(self.fps), "window": self.window, "top_k": self.top_k, "clip_stride": self.clip_stride,
+                "keep_probs": self.keep_probs}
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-safe description for run.json, with credentials left out."""

@@ -85,7 +85,8 @@ def run(config: LabelConfig, on_worker_event=None) -> RunResult:
     todo = [t for t in manifest.tasks if committed.get(t.key, {}).get("status") != "ok"]
     resumed = len(manifest.tasks) - len(todo)
     spec = decode_spec_for(bundle.spec, config)
-    options = LabelingOptions(window=config.window, top_k=config.top_k, model=model_name(bundle))
+    options = LabelingOptions(window=config.window, top_k=config.top_k, model=model_name(bundle),
+                              keep_probs=config.keep_probs)
 
     if config.engine == "local":
         from vidbatch.engines.local import LocalEngine

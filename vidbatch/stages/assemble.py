@@ -37,6 +37,8 @@ class LabelingOptions:
     top_k: int
     model: str
     """The model's name for the summary's `model` column."""
+    keep_probs: bool = False
+    """Add each item's full probability vector to the frames table (`probs`), e.g. for `vidbatch eval`."""
 
 
 @dataclass
@@ -116,6 +118,8 @@ def assemble_ok(
         },
         schema=FRAMES_SCHEMA,
     )
+    if options.keep_probs:
+        frames = frames.append_column("probs", pa.array(list(probs.astype(np.float32)), pa.list_(pa.float32())))
     record = {
         "video_id": video_id,
         "status": "ok",

@@ -22,6 +22,8 @@ class Samples:
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[str] = field(default_factory=list)
     sources: int = 0
+    group_names: dict[int, str] = field(default_factory=dict)
+    """Group id -> the video (or image) it stands for, to report what was held out."""
 
     def skip(self, reason: str, example: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -130,6 +132,7 @@ def load_video_manifest(
         xs.append(items)
         ys.append(np.full(len(items), classes.index(str(label)), np.int64))
         gs.append(np.full(len(items), group, np.int64))
+        samples.group_names[group] = task.uri
     item_shape = spec.clip and (clip_len, size[0], size[1], 3) or (size[0], size[1], 3)
     samples.x = np.concatenate(xs) if xs else np.zeros((0, *item_shape), np.uint8)
     samples.y = np.concatenate(ys) if ys else np.zeros(0, np.int64)

@@ -128,7 +128,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     x = _augmentation(config.kind, config.seed)(inputs) if config.augment else inputs
     x = _preprocessing_layer(preprocessing)(x)
     trainer = keras.Model(inputs, core(x), name="trainer")
-    trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+    steps = max(1, -(-len(x_train) // config.batch_size)) * config.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.05)
+    trainer.compile(optimizer=keras.optimizers.Adam(schedule),
                     loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     validation = (x_test.astype("float32"), y_test) if len(x_test) else None
     fit = trainer.fit(x_train.astype("float32"), y_train, batch_size=config.batch_size, epochs=config.epochs,
@@ -174,6 +176,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "test_items": int(test_mask.sum()),
             "train_groups": int(len(np.unique(samples.groups[train_mask]))),
             "test_groups": int(len(np.unique(samples.groups[test_mask]))),
+            "test_sources": sorted({samples.group_names[g] for g in np.unique(samples.groups[test_mask]) if g in samples.group_names}),
+            "train_sources": sorted({samples.group_names[g] for g in np.unique(samples.groups[train_mask]) if g in samples.group_names}),
             "skipped": samples.skipped,
             "skipped_examples": samples.skipped_examples,
             "classes": samples.classes,
