@@ -1,0 +1,369 @@
+"""Labeling throughput: the tutorial's loop vs vidbatch's engines vs this machine's limits, in one run.
+
+    python benchmarks/throughput.py                 # full run (about 15-25 min on 2 cores)
+    python benchmarks/throughput.py --quick         # smoke run (a few minutes)
+    KERAS_BACKEND=jax python benchmarks/throughput.py --no-ray --jit   # e.g. on a GPU machine without TF/Ray
+
+Every mode runs in a fresh child process (so its peak RSS, process tree
+included, is measured by sampling with psutil), first once to warm up, then
+`--repeat` times; the table reports medians and the ratios the targets name.
+Results go to benchmarks/results/<host>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SHARED = os.path.join(ROOT, "..", "shared", "data", "videos")
+SHARED_CLIPS = ("bikes.mp4", "carphone_pristine.mp4", "realshort.mp4", "test.webm", "cockatoo.mp4", "vtest_h264.avi")
+
+
+# ---------------------------------------------------------------- workload ---
+def prepare(work: str, quick: bool, model_name: str, size: int) -> dict:
+    """Videos (synthetic 640x360, plus the shared real clips when present), a short and a 20x longer video, a model."""
+    sys.path.insert(0, ROOT)
+    import pandas as pd
+
+    from vidbatch.synth import SynthSpec, write_video
+
+    os.makedirs(work, exist_ok=True)
+    spec = SynthSpec(width=640, height=360, fps=25, seconds=4 if quick else 12)
+    rows = []
+    for i, label in enumerate(("ball", "box", "waves", "ball")[: 2 if quick else 4]):
+        path = os.path.join(work, f"synth_{i}.mp4")
+        if not os.path.exists(path):
+            write_video(path, label, seed=100 + i, spec=spec)
+        rows.append({"video_id": f"synth_{i}", "uri": path, "label": label})
+    if os.path.isdir(SHARED):
+        for name in SHARED_CLIPS[: 2 if quick else None]:
+            path = os.path.abspath(os.path.join(SHARED, name))
+            if os.path.exists(path):
+                rows.append({"video_id": name, "uri": path, "label": None})
+    manifest = os.path.join(work, "bench.csv")
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+
+    memory = {}
+    for name, seconds in (("short", 10), ("long", 200)):
+        if quick and name == "long":
+            seconds = 40
+        path = os.path.join(work, f"{name}.mp4")
+        if not os.path.exists(path):
+            write_video(path, "ball", seed=7, spec=SynthSpec(width=640, height=360, fps=25, seconds=seconds))
+        memory[name] = os.path.join(work, f"{name}.csv")
+        pd.DataFrame([{"video_id": name, "uri": path}]).to_csv(memory[name], index=False)
+
+    model = os.path.join(work, f"model-{model_name}-{size}")
+    if not os.path.exists(os.path.join(model, "bundle.json")):
+        from vidbatch.model.architectures import backbone_model, small_cnn
+        from vidbatch.model.bundle import BundleSpec, save_bundle
+
+        if model_name == "small_cnn":
+            keras_model, preprocessing = small_cnn((size, size, 3), 3), "unit"
+        else:  # random weights: throughput does not depend on them, and nothing is downloaded
+            keras_model, _, preprocessing = backbone_model(model_name, (size, size, 3), 3, None)
+        save_bundle(keras_model, BundleSpec(classes=("a", "b", "c"), input_size=(size, size), preprocessing=preprocessing,
+                                            name=model_name), model)
+    return {"manifest": manifest, "memory": memory, "model": model, "videos": len(rows), "work": work}
+
+
+# ------------------------------------------------------------ child modes ---
+def child(mode: str, workload: dict, options: dict) -> dict:
+    sys.path.insert(0, ROOT)
+    import numpy as np
+    import pandas as pd
+
+    if mode == "tutorial":
+        return tutorial_loop(pd.read_csv(workload["manifest"]).uri.tolist(), workload["model"], options)
+    if mode == "model_only":
+        from vidbatch.model.bundle import load_bundle
+        from vidbatch.stages.classify import Predictor
+
+        predictor = Predictor(load_bundle(workload["model"]), batch_size=options["batch_size"])
+        items = np.random.default_rng(0).integers(0, 256, (options["model_items"], *predictor.spec.item_shape), np.uint8)
+        predictor.predict(items[: options["batch_size"]])  # warm-up: trace/compile
+        started = time.perf_counter()
+        predictor.predict(items)
+        return {"items": len(items), "seconds": time.perf_counter() - started}
+    if mode == "labels_check":
+        return labels_check(workload, options)
+    if mode.startswith("decode_"):
+        return decode_only(workload, options, fps=0.0 if mode == "decode_all" else options["fps"])
+    if mode.startswith(("local_", "ray_", "mem_")):
+        import vidbatch
+
+        engine = "ray" if mode.startswith("ray_") else "local"
+        fps = 0.0 if mode.endswith("_all") else options["fps"]
+        manifest = workload["memory"][mode[4:]] if mode.startswith("mem_") else workload["manifest"]
+        if engine == "ray":
+            import ray
+
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        out = tempfile.mkdtemp(prefix="vidbatch-bench-")
+        config = dict(fps=fps, batch_size=options["batch_size"], progress=False, overwrite=True, engine=engine)
+        vidbatch.label(workload["memory"]["short"], workload["model"], out + "/warm", **config)  # warm-up run
+        started = time.perf_counter()
+        result = vidbatch.label(manifest, workload["model"], out + "/run", **config)
+        seconds = time.perf_counter() - started
+        run = json.load(open(out + "/run/run.json"))
+        summary = result.summary_frame()
+        return {"seconds": seconds, "frames_decoded": run["counts"]["frames_decoded"],
+                "items": run["counts"]["frames_classified"], "ok": result.ok, "failed": result.failed,
+                "labels": dict(zip(summary.video_id, summary.pred_label)), "stages": run["stages"]}
+    raise SystemExit(f"unknown mode {mode}")
+
+
+def labels_check(workload: dict, options: dict) -> dict:
+    """With a trained model (the demo's), video-level labels at default sampling vs every frame."""
+    import pandas as pd
+
+    import vidbatch
+    from vidbatch.demo import run_demo
+
+    demo_dir = os.path.join(workload["work"], "demo")
+    if not os.path.exists(os.path.join(demo_dir, "model", "bundle.json")):
+        run_demo(out=demo_dir, stream=open(os.devnull, "w"), progress=False)
+    rows = pd.read_csv(os.path.join(demo_dir, "data", "manifest.csv"))
+    rows["uri"] = [os.path.join(demo_dir, "data", u) for u in rows.uri]
+    real = pd.read_csv(workload["manifest"]).dropna(subset=["uri"])
+    rows = pd.concat([rows, real[~real.video_id.str.startswith("synth_")]], ignore_index=True)
+    manifest = os.path.join(workload["work"], "labels_check.csv")
+    rows.to_csv(manifest, index=False)
+    labels = {}
+    for fps in (0.0, options["fps"]):
+        out = tempfile.mkdtemp(prefix="vidbatch-labels-")
+        summary = vidbatch.label(manifest, os.path.join(demo_dir, "model"), out, fps=fps, progress=False).summary_frame()
+        labels[str(fps)] = dict(zip(summary.video_id, summary.pred_label))
+    every, sampled = labels["0.0"], labels[str(options["fps"])]
+    return {"items": len(every), "seconds": 1.0, "videos": len(every),
+            "differences": {k: [every[k], sampled[k]] for k in every if every[k] != sampled[k]}}
+
+
+def tutorial_loop(paths: list[str], model_dir: str, options: dict) -> dict:
+    """The Keras tutorial, faithfully: read, preprocess and predict one frame at a time, rolling average."""
+    from collections import deque
+
+    import cv2
+    import keras
+    import numpy as np
+
+    model = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
+    size = model.input_shape[1:3]
+    mean = np.array([123.68, 116.779, 103.939], dtype="float32")
+    model.predict(np.zeros((1, *size, 3), "float32"), verbose=0)  # warm-up
+    frames, labels, started = 0, {}, time.perf_counter()
+    for path in paths:
+        capture, queue = cv2.VideoCapture(path), deque(maxlen=options["window"])
+        count, label = 0, None
+        while count < options["tutorial_frames"]:
+            grabbed, frame = capture.read()
+            if not grabbed:
+                break
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            frame = cv2.resize(frame, (size[1], size[0])).astype("float32")
+            frame -= mean
+            preds = model.predict(np.expand_dims(frame, axis=0), verbose=0)[0]
+            queue.append(preds)
+            label = int(np.array(queue).mean(axis=0).argmax())
+            count += 1
+        capture.release()
+        frames += count
+        labels[path] = label
+    return {"items": frames, "frames_decoded": frames, "seconds": time.perf_counter() - started}
+
+
+def decode_only(workload: dict, options: dict, fps: float) -> dict:
+    import pandas as pd
+
+    from vidbatch.config import default_decode_workers
+    from vidbatch.engines.decode_pool import DecodePool
+    from vidbatch.engines.decode_worker import DecodeJob
+    from vidbatch.stages.decode import DecodeSpec
+    from vidbatch.stages.manifest import Manifest
+    from vidbatch.stages.sampling import FrameSampling
+
+    manifest = Manifest.from_path(workload["manifest"])
+    size = options["size"]
+    spec = DecodeSpec(width=size, height=size, sampling=FrameSampling(fps), chunk_frames=32)
+    jobs = [DecodeJob(t.key, t.video_id, t.uri, t.location, spec) for t in manifest.tasks]
+    workers = options["decode_workers"] or (os.cpu_count() or 1)  # the limit: every core decoding
+    decoded = sampled = 0
+    started = time.perf_counter()
+    for key, kind, *rest in DecodePool(workers=workers).run(jobs):
+        if kind == "chunk":
+            sampled += len(rest[0]["frames"])
+        elif kind == "done":
+            decoded += rest[0]["frames_decoded"]
+    del pd, default_decode_workers
+    return {"items": sampled, "frames_decoded": decoded, "seconds": time.perf_counter() - started, "workers": workers}
+
+
+# ---------------------------------------------------------------- parent ---
+def run_child(mode: str, workload: dict, options: dict) -> dict:
+    import psutil
+
+    command = [sys.executable, __file__, "--child", mode, "--payload", json.dumps({"workload": workload, "options": options})]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        root = psutil.Process(process.pid)
+        while not stop.is_set():
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    stop.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"mode {mode} failed:\n{stderr[-3000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["peak_rss_mb"] = round(peak / 2**20, 1)
+    return result
+
+
+def machine() -> dict:
+    import psutil
+
+    info = {"host": platform.node(), "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
+            "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow")}
+    try:
+        from importlib.metadata import version
+
+        info.update({name: version(name) for name in ("keras", "opencv-python-headless") if _has(name)})
+        info.update({name: version(name) for name in ("tensorflow", "jax", "ray") if _has(name)})
+    except Exception:
+        pass
+    return info
+
+
+def _has(name: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version(name)
+        return True
+    except PackageNotFoundError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--model", default="mobilenet_v2", choices=("mobilenet_v2", "resnet50", "small_cnn"))
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--fps", type=float, default=5.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--decode-workers", type=int, default=None)
+    parser.add_argument("--tutorial-frames", type=int, default=150, help="frames per video for the (slow) tutorial loop")
+    parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "vidbatch-bench"))
+    parser.add_argument("--results", default=os.path.join(HERE, "results"))
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--payload", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        payload = json.loads(args.payload)
+        print(json.dumps(child(args.child, payload["workload"], payload["options"])))
+        return
+
+    repeat = 1 if args.quick else args.repeat
+    workload = prepare(args.work, args.quick, args.model, args.size)
+    options = {"fps": args.fps, "batch_size": args.batch_size, "size": args.size, "window": 16,
+               "tutorial_frames": 30 if args.quick else args.tutorial_frames, "decode_workers": args.decode_workers,
+               "model_items": 256 if args.quick else 1024}
+    modes = ["tutorial", "decode_all", "decode_sampled", "model_only", "local_all", "local_sampled", "mem_short", "mem_long",
+             "labels_check"]
+    if not args.no_ray:
+        modes[6:6] = ["ray_all", "ray_sampled"]
+    results: dict[str, dict] = {}
+    for mode in modes:
+        runs = [run_child(mode, workload, options) for _ in range(1 if mode.startswith(("mem_", "labels")) else repeat)]
+        for r in runs:
+            r["items_per_s"] = r["items"] / r["seconds"]
+            r["video_frames_per_s"] = r.get("frames_decoded", r["items"]) / r["seconds"]
+        median = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
+        results[mode] = {"items_per_s": median("items_per_s"), "video_frames_per_s": median("video_frames_per_s"),
+                         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "runs": runs}
+        print(f"{mode:>15}: {results[mode]['items_per_s']:8.1f} items/s, {results[mode]['video_frames_per_s']:8.1f} "
+              f"video frames/s, peak RSS {results[mode]['peak_rss_mb']:.0f} MB", flush=True)
+    report = summarise(results, workload, options, args)
+    os.makedirs(args.results, exist_ok=True)
+    name = "quick" if args.quick else platform.node() or "machine"
+    with open(os.path.join(args.results, f"{name}.json"), "w") as handle:
+        json.dump(report, handle, indent=2, default=str)
+    with open(os.path.join(args.results, f"{name}.md"), "w") as handle:
+        handle.write(report["markdown"])
+    print(report["markdown"])
+
+
+def summarise(results: dict, workload: dict, options: dict, args) -> dict:
+    tutorial = results["tutorial"]["items_per_s"]
+    limit = min(results["decode_all"]["items_per_s"], results["model_only"]["items_per_s"])
+    ratios = {
+        "every_frame_vs_tutorial": results["local_all"]["items_per_s"] / tutorial,
+        "every_frame_vs_limit": results["local_all"]["items_per_s"] / limit,
+        "sampled_coverage_vs_tutorial": results["local_sampled"]["video_frames_per_s"] / tutorial,
+        "long_minus_short_rss_mb": results["mem_long"]["peak_rss_mb"] - results["mem_short"]["peak_rss_mb"],
+    }
+    check = results.pop("labels_check")["runs"][0]
+    labels_equal = not check["differences"]
+    if "ray_all" in results:
+        ratios["ray_vs_local_every_frame"] = results["ray_all"]["items_per_s"] / results["local_all"]["items_per_s"]
+        ratios["ray_vs_local_sampled"] = results["ray_sampled"]["video_frames_per_s"] / results["local_sampled"]["video_frames_per_s"]
+    info = machine()
+    lines = [
+        f"Machine: {info['cpus']} CPUs ({info['processor']}), {info['memory_gb']} GB; Keras {info.get('keras')} on "
+        f"{info['keras_backend']}; model {args.model} {args.size}x{args.size}, batch {options['batch_size']}; "
+        f"{workload['videos']} videos; sampling {options['fps']:g} fps; medians of {1 if args.quick else args.repeat} runs.",
+        "",
+        "| mode | items classified/s | video frames covered/s | peak RSS (MB) |",
+        "|---|---:|---:|---:|",
+    ]
+    names = {"tutorial": "tutorial loop (predict per frame)", "decode_all": "limit: decode only, every frame",
+             "decode_sampled": "limit: decode only, sampled", "model_only": "limit: model only (batched, in memory)",
+             "local_all": "vidbatch local, every frame", "local_sampled": "vidbatch local, default sampling",
+             "ray_all": "vidbatch ray, every frame", "ray_sampled": "vidbatch ray, default sampling",
+             "mem_short": "memory: short video (local, sampled)", "mem_long": "memory: 20x longer video"}
+    for mode, r in results.items():
+        items = "" if mode.startswith("decode") else f"{r['items_per_s']:.1f}"
+        lines.append(f"| {names[mode]} | {items} | {r['video_frames_per_s']:.1f} | {r['peak_rss_mb']:.0f} |")
+    lines += ["", "| ratio | value | target |", "|---|---:|---|",
+              f"| every frame / tutorial | {ratios['every_frame_vs_tutorial']:.1f}x | >= 5x |",
+              f"| every frame / min(decode-only, model-only) | {ratios['every_frame_vs_limit']:.0%} | >= 85% |",
+              f"| default sampling coverage / tutorial | {ratios['sampled_coverage_vs_tutorial']:.1f}x | >= 25x |",
+              f"| peak RSS long - short | {ratios['long_minus_short_rss_mb']:+.0f} MB | <= 100 MB |"]
+    if "ray_all" in results:
+        lines += [f"| ray / local, every frame | {ratios['ray_vs_local_every_frame']:.0%} | >= 70% |",
+                  f"| ray / local, default sampling | {ratios['ray_vs_local_sampled']:.0%} | >= 70% |"]
+    lines += ["", f"Video-level labels with a trained model (the demo's), every frame vs default sampling, on "
+              f"{check['videos']} videos (the demo set and the shared real clips present): "
+              + ("identical." if labels_equal else f"{len(check['differences'])} differ: {check['differences']}.")]
+    return {"machine": info, "options": options, "results": results, "ratios": ratios, "labels_equal": labels_equal,
+            "labels_check": check,
+            "markdown": "\n".join(lines) + "\n"}
+
+
+if __name__ == "__main__":
+    main()
