@@ -123,3 +123,51 @@ def test_every_shared_real_video_decodes(shared_video_paths):
         if info.frame_count:
             assert info.frames_decoded == info.frame_count, path
         assert sampled == pytest.approx(info.duration_s * 5, abs=2), path
+
+
+def shot_cuts(path, fps):
+    chunks, _ = decode_all(path, fps=fps, size=(32, 32))
+    decoder_cuts = np.concatenate([c["shot_cut"] for c in chunks])
+    return np.concatenate([c["frame_index"] for c in chunks])[decoder_cuts].tolist()
+
+
+def test_shot_cuts_in_a_synthetic_multi_shot_video(tmp_path):
+    from vidbatch.stages.decode import VideoDecoder
+    from vidbatch.synth import SynthSpec, write_shots_video
+
+    path = str(tmp_path / "shots.mp4")
+    cuts = write_shots_video(path, ["ball", "box", "waves", "ball"], seed=1, spec=SynthSpec(width=96, height=72, seconds=2))
+    assert cuts == [50, 100, 150]
+    decoder = VideoDecoder(path, DecodeSpec(width=32, height=32, sampling=FrameSampling(0), shot_threshold=0.3))
+    found = [int(i) for c in decoder.chunks() for i in c["frame_index"][c["shot_cut"]]]
+    assert found == cuts
+
+
+def test_no_cuts_in_single_shot_synthetic_videos(synth_set):
+    from vidbatch.stages.decode import VideoDecoder
+
+    for name in ("ball_000", "box_001", "waves_000"):
+        decoder = VideoDecoder(first_video(synth_set, name), DecodeSpec(width=32, height=32, shot_threshold=0.3))
+        assert not any(c["shot_cut"].any() for c in decoder.chunks()), name
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("fps,expected", [(0, [30, 76, 137, 187, 242]), (5, [30, 80, 140, 190, 245])])
+def test_scene_cuts_match_the_visible_cuts(shared_video_paths, fps, expected):
+    """scene_cuts.mp4: five hard cuts, checked by eye on the frames either side (README: shot boundaries)."""
+    from vidbatch.stages.decode import VideoDecoder
+
+    path = next(p for p in shared_video_paths if p.endswith("scene_cuts.mp4"))
+    decoder = VideoDecoder(path, DecodeSpec(width=64, height=64, sampling=FrameSampling(fps), shot_threshold=0.3))
+    found = [int(i) for c in decoder.chunks() for i in c["frame_index"][c["shot_cut"]]]
+    assert found == expected  # at 5 fps: the first sampled frame after each cut
+
+
+@pytest.mark.shared_data
+def test_no_cuts_in_single_shot_real_clips(shared_video_paths):
+    from vidbatch.stages.decode import VideoDecoder
+
+    for path in shared_video_paths:
+        if os.path.basename(path).startswith(("person", "vtest", "test.webm", "bigbuckbunny", "carphone", "realshort")):
+            decoder = VideoDecoder(path, DecodeSpec(width=64, height=64, sampling=FrameSampling(5), shot_threshold=0.3))
+            assert not any(c["shot_cut"].any() for c in decoder.chunks()), path

@@ -108,7 +108,8 @@ def test_flickering_video_is_steadied_by_the_rolling_average(colour_bundle, tmp_
     path = str(tmp_path / "flicker.mp4")
     write_video(path, "ball", seed=3, spec=SynthSpec(width=96, height=72, seconds=12, fps=25, flicker=0.3))
     manifest = write_manifest(tmp_path / "m.csv", [{"video_id": "flicker", "uri": path, "label": "ball"}])
-    label(manifest, colour_bundle, tmp_path / "out", fps=10, window=8)
+    # shot detection off: this synthetic flicker swaps the whole object on single frames, a real content change
+    label(manifest, colour_bundle, tmp_path / "out", fps=10, window=8, shot_threshold=None)
     frames = pd.read_parquet(tmp_path / "out" / "frames")
     raw, smoothed = count_switches(frames["raw_label"].to_numpy()), count_switches(frames["smoothed_label"].to_numpy())
     assert raw >= 30 and smoothed * 4 <= raw, (raw, smoothed)
@@ -179,3 +180,38 @@ def test_generated_real_and_missing_mixed(synth_set, colour_bundle, tmp_path, sh
     assert set(pd.read_parquet(tmp_path / "out" / "frames")["video_id"]) == set(summary.loc[summary.status == "ok", "video_id"])
     assert len(pd.read_parquet(tmp_path / "out" / "segments.parquet")) >= len(summary) - 1
     shutil.rmtree(tmp_path / "out")
+
+
+def test_shots_reset_the_window_and_get_their_own_table(colour_bundle, tmp_path):
+    from vidbatch.synth import write_shots_video
+
+    path = str(tmp_path / "shots.mp4")
+    write_shots_video(path, ["ball", "box", "ball"], seed=2, spec=SynthSpec(width=96, height=72, seconds=3))
+    manifest = write_manifest(tmp_path / "m.csv", [{"video_id": "shots", "uri": path}])
+    label(manifest, colour_bundle, tmp_path / "aware", fps=5, window=16)
+    label(manifest, colour_bundle, tmp_path / "blind", fps=5, window=16, shot_threshold=None)
+    shots = pd.read_parquet(tmp_path / "aware" / "shots.parquet")
+    assert shots[["shot_index", "start_s", "end_s", "label"]].values.tolist() == [
+        [0, 0.0, 3.0, "ball"], [1, 3.0, 6.0, "box"], [2, 6.0, 9.0, "ball"]]
+    aware = pd.read_parquet(tmp_path / "aware" / "frames")
+    blind = pd.read_parquet(tmp_path / "blind" / "frames")
+    truth = np.where((aware.timestamp_s >= 3.0) & (aware.timestamp_s < 6.0), "box", "ball")
+    assert (aware.smoothed_label == truth).all()  # no label bleeds across a cut
+    assert (blind.smoothed_label != truth).sum() >= 4  # without cuts the window lags behind each change
+    assert aware.shot_index.tolist() == [0] * 15 + [1] * 15 + [2] * 15
+    segments = pd.read_parquet(tmp_path / "aware" / "segments.parquet")
+    assert segments[["start_s", "label"]].values.tolist() == [[0.0, "ball"], [3.0, "box"], [6.0, "ball"]]
+    assert pd.read_parquet(tmp_path / "aware" / "summary.parquet")["shots"].tolist() == [3]
+
+
+def test_thresholds_and_frame_top_k(synth_set, colour_bundle, tmp_path):
+    summary = label(synth_set, colour_bundle, tmp_path / "out", fps=5, frame_threshold=0.999999, video_threshold=0.9999999,
+                    unknown_label="unsure", frame_top_k=2).summary_frame()
+    frames = pd.read_parquet(tmp_path / "out" / "frames")
+    low = frames.smoothed_score < 0.999999
+    assert low.any() and (frames.smoothed_label[low] == "unsure").all() and (frames.smoothed_label[~low] != "unsure").all()
+    assert ((summary.pred_score < 0.9999999) == (summary.pred_label == "unsure")).all()
+    assert frames.top_k.map(len).eq(2).all()
+    first = frames.iloc[0]
+    assert first.top_k[0]["score"] == pytest.approx(first.smoothed_score, rel=1e-5)
+    assert first.top_k[0]["score"] >= first.top_k[1]["score"]

@@ -13,7 +13,14 @@ import os
 import sys
 from typing import Sequence
 
-from vidbatch.config import DEFAULT_BATCH_SIZE, DEFAULT_FPS, DEFAULT_TOP_K, DEFAULT_VIDEO_TIMEOUT_S, DEFAULT_WINDOW
+from vidbatch.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FPS,
+    DEFAULT_SHOT_THRESHOLD,
+    DEFAULT_TOP_K,
+    DEFAULT_VIDEO_TIMEOUT_S,
+    DEFAULT_WINDOW,
+)
 from vidbatch.errors import ConfigError, VidbatchError
 
 
@@ -38,6 +45,13 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help=f"classes kept in the summary's top_k (default {DEFAULT_TOP_K})")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"frames per inference batch (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--clip-stride", type=int, default=None, help="clip models: sampled frames between clip starts (default: clip length)")
+    parser.add_argument("--shot-threshold", type=float, default=DEFAULT_SHOT_THRESHOLD,
+                        help=f"hard-cut detection threshold, 0..1; the rolling window restarts at each cut; 0 = off (default {DEFAULT_SHOT_THRESHOLD:g})")
+    parser.add_argument("--frame-threshold", type=float, default=None, help="frame labels scoring below this become --unknown-label")
+    parser.add_argument("--video-threshold", type=float, default=None, help="video and shot labels scoring below this become --unknown-label")
+    parser.add_argument("--unknown-label", default="unknown", help="label for scores under the thresholds (default unknown)")
+    parser.add_argument("--frame-top-k", type=int, default=0, help="also list the best k classes of every frame (frames/ column top_k)")
+    parser.add_argument("--classes", default=None, help="class names (JSON list or one per line) for a legacy .h5 model without a sidecar")
     parser.add_argument("--engine", choices=("local", "ray"), default="local", help="local (one process) or ray")
     parser.add_argument("--decode-workers", type=int, default=None, help="local engine: decoder processes (default: CPUs - 1)")
     parser.add_argument("--video-timeout", type=float, default=DEFAULT_VIDEO_TIMEOUT_S,
@@ -119,6 +133,9 @@ def _label(args: argparse.Namespace) -> int:
     config = LabelConfig(
         manifest=args.manifest, model=args.model, out=args.out, fps=args.fps, window=args.window, top_k=args.top_k,
         batch_size=args.batch_size, clip_stride=args.clip_stride, engine=args.engine, decode_workers=args.decode_workers,
+        shot_threshold=args.shot_threshold or None, frame_threshold=args.frame_threshold,
+        video_threshold=args.video_threshold, unknown_label=args.unknown_label, frame_top_k=args.frame_top_k,
+        classes=args.classes,
         video_timeout=args.video_timeout, storage_options=_storage_options(args.storage_options), overwrite=args.overwrite,
         trust_model_code=args.trust_model_code, progress=not args.no_progress,
         ray=RayOptions(address=args.ray_address, inference_actors=args.ray_inference_actors,

@@ -19,6 +19,7 @@ DEFAULT_TOP_K = 3
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_CHUNK_FRAMES = 32
 DEFAULT_VIDEO_TIMEOUT_S = 300.0
+DEFAULT_SHOT_THRESHOLD = 0.3
 
 ENGINES = ("local", "ray")
 
@@ -92,6 +93,18 @@ class LabelConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     clip_stride: int | None = None
     """For clip models: sampled frames between clip starts; None = the clip length."""
+    shot_threshold: float | None = DEFAULT_SHOT_THRESHOLD
+    """Hard-cut detection threshold (histogram distance, 0..1); the rolling window restarts at each cut.
+    None or 0 turns shot detection off."""
+    frame_threshold: float | None = None
+    """Frame labels (raw and smoothed) whose score is below this are reported as `unknown_label`."""
+    video_threshold: float | None = None
+    """Video and shot labels whose score is below this are reported as `unknown_label`."""
+    unknown_label: str = "unknown"
+    frame_top_k: int = 0
+    """Also list the best k smoothed classes of every frame (frames/ column `top_k`); 0 = off."""
+    classes: str | None = None
+    """A legacy Keras 2 `.h5` model has no sidecar: a file of class names (JSON list or one per line)."""
     engine: str = "local"
     decode_workers: int | None = None
     """Local engine: decoder processes; None = CPUs available minus one."""
@@ -121,6 +134,13 @@ class LabelConfig:
         _check_int("chunk_frames", self.chunk_frames, 1)
         if self.clip_stride is not None:
             _check_int("clip_stride", self.clip_stride, 1)
+        for name in ("shot_threshold", "frame_threshold", "video_threshold"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
+                _fail(name, value, "a number between 0 and 1, or None")
+        if not isinstance(self.unknown_label, str) or not self.unknown_label:
+            _fail("unknown_label", self.unknown_label, "a non-empty string")
+        _check_int("frame_top_k", self.frame_top_k, 0)
         if self.engine not in ENGINES:
             _fail("engine", self.engine, f"one of {ENGINES}")
         if self.decode_workers is not None:
@@ -139,7 +159,9 @@ class LabelConfig:
     def answer_fields(self) -> dict[str, Any]:
         """The options that change the labels: a resumed run must match them."""
         return {"fps": float(self.fps), "window": self.window, "top_k": self.top_k, "clip_stride": self.clip_stride,
-                "keep_probs": self.keep_probs}
+                "keep_probs": self.keep_probs, "shot_threshold": self.shot_threshold or None,
+                "frame_threshold": self.frame_threshold, "video_threshold": self.video_threshold,
+                "unknown_label": self.unknown_label, "frame_top_k": self.frame_top_k}
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-safe description for run.json, with credentials left out."""

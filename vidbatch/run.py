@@ -58,7 +58,7 @@ def decode_spec_for(spec, config: LabelConfig):
         clip = ClipSampling(clip_len=spec.clip_len, stride=config.clip_stride or spec.clip_len)
     return DecodeSpec(
         width=spec.input_size[1], height=spec.input_size[0], sampling=FrameSampling(config.fps),
-        chunk_frames=config.chunk_frames, clip=clip,
+        chunk_frames=config.chunk_frames, clip=clip, shot_threshold=config.shot_threshold or None,
     )
 
 
@@ -86,7 +86,9 @@ def run(config: LabelConfig, on_worker_event=None) -> RunResult:
     resumed = len(manifest.tasks) - len(todo)
     spec = decode_spec_for(bundle.spec, config)
     options = LabelingOptions(window=config.window, top_k=config.top_k, model=model_name(bundle),
-                              keep_probs=config.keep_probs)
+                              keep_probs=config.keep_probs, frame_threshold=config.frame_threshold,
+                              video_threshold=config.video_threshold, unknown_label=config.unknown_label,
+                              frame_top_k=config.frame_top_k)
 
     if config.engine == "local":
         from vidbatch.engines.local import LocalEngine

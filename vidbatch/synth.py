@@ -122,6 +122,26 @@ def write_video(path: str, label: str, seed: int, spec: SynthSpec = SynthSpec())
     return frames
 
 
+def write_shots_video(path: str, labels: Sequence[str], seed: int, spec: SynthSpec = SynthSpec()) -> list[int]:
+    """One video of several shots joined by hard cuts (each its own scene and class); returns the cut frames."""
+    import cv2
+
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.lower().endswith(".avi") else "mp4v"))
+    writer = cv2.VideoWriter(path, fourcc, spec.fps, (spec.width, spec.height))
+    per_shot = max(1, int(round(spec.seconds * spec.fps)))
+    cuts = []
+    try:
+        for shot, label in enumerate(labels):
+            scene = _Scene(label, np.random.default_rng(seed * 7919 + shot), spec)
+            if shot:
+                cuts.append(shot * per_shot)
+            for index in range(per_shot):
+                writer.write(scene.frame(index, []))
+    finally:
+        writer.release()
+    return cuts
+
+
 def make_dataset(
     out_dir: str,
     classes: Sequence[str] = SHAPE_CLASSES,

@@ -34,6 +34,7 @@ class _VideoState:
     probs: list[np.ndarray] = field(default_factory=list)
     frame_index: list[np.ndarray] = field(default_factory=list)
     timestamp_s: list[np.ndarray] = field(default_factory=list)
+    shot_cut: list[np.ndarray] = field(default_factory=list)
     in_flight: int = 0
     decoded: bool = False
     closed: bool = False
@@ -59,7 +60,7 @@ class LocalEngine:
         self.options = options
         self.counters = StageCounters()
         self.pool = DecodePool(config.workers, config.video_timeout, on_worker_event=on_worker_event)
-        self._pending: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._pending_items = 0
 
     def run(self, tasks: Sequence[VideoTask]) -> StageCounters:
@@ -84,7 +85,8 @@ class LocalEngine:
                     elif kind == "chunk":
                         chunk = rest[0]
                         count = len(chunk["frames"])
-                        self._pending.append((key, chunk["frames"], chunk["frame_index"], chunk["timestamp_s"]))
+                        self._pending.append(
+                            (key, chunk["frames"], chunk["frame_index"], chunk["timestamp_s"], chunk["shot_cut"]))
                         self._pending_items += count
                         state.in_flight += count
                         if self._pending_items >= batch:
@@ -110,15 +112,15 @@ class LocalEngine:
             return
         pieces, taken = [], 0
         while taken < take:
-            key, frames, index, stamps = self._pending[0]
+            piece = self._pending[0]
             need = take - taken
-            if len(frames) <= need:
+            if len(piece[1]) <= need:
                 self._pending.pop(0)
-                pieces.append((key, frames, index, stamps))
-                taken += len(frames)
+                pieces.append(piece)
+                taken += len(piece[1])
             else:
-                pieces.append((key, frames[:need], index[:need], stamps[:need]))
-                self._pending[0] = (key, frames[need:], index[need:], stamps[need:])
+                pieces.append((piece[0], *(column[:need] for column in piece[1:])))
+                self._pending[0] = (piece[0], *(column[need:] for column in piece[1:]))
                 taken += need
         self._pending_items -= taken
         started = time.monotonic()
@@ -128,12 +130,13 @@ class LocalEngine:
         self.counters.items_classified += taken
         offset = 0
         touched = []
-        for key, frames, index, stamps in pieces:
+        for key, frames, index, stamps, cuts in pieces:
             state = self._states[key]
             count = len(frames)
             state.probs.append(probs[offset : offset + count])
             state.frame_index.append(index)
             state.timestamp_s.append(stamps)
+            state.shot_cut.append(cuts)
             state.in_flight -= count
             offset += count
             touched.append(state)
@@ -150,7 +153,7 @@ class LocalEngine:
         outcome = assemble_ok(
             task.video_id, task.key, self.bundle.classes,
             np.concatenate(state.frame_index), np.concatenate(state.timestamp_s), np.concatenate(state.probs),
-            state.info, self.options, time.monotonic() - state.started,
+            state.info, self.options, time.monotonic() - state.started, shot_cut=np.concatenate(state.shot_cut),
         )
         self._commit(state, outcome)
         self.counters.videos_ok += 1
@@ -175,5 +178,5 @@ class LocalEngine:
         self.counters.write_s += time.monotonic() - started
         self.counters.frames_decoded += int(outcome.record.get("frames_decoded") or 0)
         state.closed = True
-        state.probs, state.frame_index, state.timestamp_s = [], [], []
+        state.probs, state.frame_index, state.timestamp_s, state.shot_cut = [], [], [], []
         self._progress.video_done()

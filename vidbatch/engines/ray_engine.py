@@ -64,7 +64,7 @@ class RayDecoder:
                 chunk = rest[0]
                 count = len(chunk["frames"])
                 items += count
-                yield self._rows(job, chunk["frames"], chunk["frame_index"], chunk["timestamp_s"], count)
+                yield self._rows(job, chunk["frames"], chunk["frame_index"], chunk["timestamp_s"], count, chunk["shot_cut"])
             elif kind == "done":
                 info, status, error = rest[0], "done", ""
             elif kind == "failed":
@@ -72,12 +72,13 @@ class RayDecoder:
                 info = rest[1] or info
                 status = "failed"
         blank = np.zeros((1, *self.item_shape), np.uint8)
-        yield self._rows(job, blank, np.array([-1]), np.array([0.0]), 1, last=True, status=status, error=error,
-                         info=info, items=items)
+        yield self._rows(job, blank, np.array([-1]), np.array([0.0]), 1, np.array([False]), last=True, status=status,
+                         error=error, info=info, items=items)
 
     @staticmethod
-    def _rows(job, frames, index, stamps, count, last=False, status="", error="", info=None, items=0):
+    def _rows(job, frames, index, stamps, count, cuts, last=False, status="", error="", info=None, items=0):
         return {
+            "shot_cut": np.asarray(cuts, bool),
             "key": np.array([job.key] * count),
             "video_id": np.array([job.video_id] * count),
             "frames": frames,
@@ -118,6 +119,7 @@ class _Video:
     probs: list[np.ndarray] = field(default_factory=list)
     frame_index: list[np.ndarray] = field(default_factory=list)
     timestamp_s: list[np.ndarray] = field(default_factory=list)
+    shot_cut: list[np.ndarray] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)
     terminal: dict[str, Any] | None = None
     closed: bool = False
@@ -232,6 +234,7 @@ class RayEngine:
                     video.probs.append(batch["probs"][frames][fresh])
                     video.frame_index.append(index[fresh])
                     video.timestamp_s.append(batch["timestamp_s"][frames][fresh])
+                    video.shot_cut.append(batch["shot_cut"][frames][fresh])
             terminal = np.flatnonzero(mine & last)
             if terminal.size:
                 row = terminal[0]
@@ -254,7 +257,7 @@ class RayEngine:
         task = video.task
         outcome = assemble_ok(task.video_id, task.key, self.bundle.classes, np.concatenate(video.frame_index),
                               np.concatenate(video.timestamp_s), np.concatenate(video.probs), terminal["info"],
-                              self.options, time.monotonic() - video.started)
+                              self.options, time.monotonic() - video.started, shot_cut=np.concatenate(video.shot_cut))
         self._commit(video, outcome, progress)
         self.counters.videos_ok += 1
 
@@ -270,5 +273,5 @@ class RayEngine:
         self.counters.write_s += time.monotonic() - started
         self.counters.frames_decoded += int(outcome.record.get("frames_decoded") or 0)
         video.closed = True
-        video.probs, video.frame_index, video.timestamp_s = [], [], []
+        video.probs, video.frame_index, video.timestamp_s, video.shot_cut = [], [], [], []
         progress.video_done()

@@ -25,6 +25,7 @@ FRAMES_SCHEMA = pa.schema(
         ("raw_score", pa.float32()),
         ("smoothed_label", pa.string()),
         ("smoothed_score", pa.float32()),
+        ("shot_index", pa.int32()),
     ]
 )
 
@@ -39,6 +40,10 @@ class LabelingOptions:
     """The model's name for the summary's `model` column."""
     keep_probs: bool = False
     """Add each item's full probability vector to the frames table (`probs`), e.g. for `vidbatch eval`."""
+    frame_threshold: float | None = None
+    video_threshold: float | None = None
+    unknown_label: str = "unknown"
+    frame_top_k: int = 0
 
 
 @dataclass
@@ -50,6 +55,7 @@ class VideoOutcome:
     record: dict[str, Any]
     frames: pa.Table | None = None
     segments: list[dict[str, Any]] = field(default_factory=list)
+    shots: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -76,6 +82,30 @@ def _info_fields(info: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _names(classes: Sequence[str], index: np.ndarray, scores: np.ndarray, threshold: float | None, unknown: str) -> np.ndarray:
+    names = np.asarray(classes, dtype=object)[index]
+    if threshold is not None:
+        names = np.where(scores < threshold, unknown, names)
+    return names
+
+
+def find_shots(video_id: str, classes: Sequence[str], probs: np.ndarray, timestamp_s: np.ndarray, cuts: np.ndarray,
+               end_s: float, options: LabelingOptions) -> list[dict[str, Any]]:
+    """One row per shot (between detected cuts): the argmax of the shot's mean probabilities."""
+    starts = np.concatenate([[0], np.flatnonzero(cuts[1:]) + 1]) if len(cuts) else np.zeros(0, int)
+    stops = np.concatenate([starts[1:], [len(probs)]])
+    shots = []
+    for i, (a, b) in enumerate(zip(starts, stops)):
+        mean = probs[a:b].mean(axis=0)
+        best = int(mean.argmax())
+        score = float(mean[best])
+        label = classes[best] if options.video_threshold is None or score >= options.video_threshold else options.unknown_label
+        shots.append({"video_id": video_id, "shot_index": i, "start_s": float(timestamp_s[a]),
+                      "end_s": float(timestamp_s[b]) if b < len(probs) else max(float(end_s), float(timestamp_s[-1])),
+                      "label": str(label), "score": score})
+    return shots
+
+
 def assemble_ok(
     video_id: str,
     key: str,
@@ -86,53 +116,69 @@ def assemble_ok(
     info: dict[str, Any],
     options: LabelingOptions,
     elapsed_s: float,
-    resets: np.ndarray | None = None,
+    shot_cut: np.ndarray | None = None,
 ) -> VideoOutcome:
     order = np.argsort(frame_index, kind="stable")
     frame_index, timestamp_s, probs = frame_index[order], timestamp_s[order], probs[order]
-    labels = label_frames(probs, options.window, resets=None if resets is None else resets[order])
-    names = np.asarray(classes, dtype=object)
+    cuts = np.zeros(len(probs), bool) if shot_cut is None else np.asarray(shot_cut, bool)[order]
+    labels = label_frames(probs, options.window, resets=cuts)
+    unknown = options.unknown_label
+    raw_names = _names(classes, labels.raw_index, labels.raw_score, options.frame_threshold, unknown)
+    smoothed_names = _names(classes, labels.smoothed_index, labels.smoothed_score, options.frame_threshold, unknown)
     top_index, top_score = video_top_k(probs, options.top_k)
     fields = _info_fields(info)
     end_s = fields["duration_s"] if fields["duration_s"] is not None else float(timestamp_s[-1])
+    # segments follow the reported smoothed labels (an `unknown` stretch is a segment of its own) and never span a cut
+    segment_keys = np.unique(smoothed_names.astype(str), return_inverse=True)[1] * 2 + (np.cumsum(cuts) % 2)
     segments = [
         {
             "video_id": video_id,
             "segment_index": s.index,
             "start_s": s.start_s,
             "end_s": s.end_s,
-            "label": str(classes[s.label_index]),
+            "label": str(smoothed_names[np.searchsorted(timestamp_s, s.start_s)]),
             "score": s.score,
         }
-        for s in find_segments(labels.smoothed_index, labels.smoothed_score, timestamp_s, end_s)
+        for s in find_segments(segment_keys, labels.smoothed_score, timestamp_s, end_s)
     ]
-    frames = pa.table(
-        {
-            "video_id": pa.array([video_id] * len(probs), pa.string()),
-            "frame_index": pa.array(frame_index, pa.int64()),
-            "timestamp_s": pa.array(timestamp_s, pa.float64()),
-            "raw_label": pa.array(names[labels.raw_index].tolist(), pa.string()),
-            "raw_score": pa.array(labels.raw_score, pa.float32()),
-            "smoothed_label": pa.array(names[labels.smoothed_index].tolist(), pa.string()),
-            "smoothed_score": pa.array(labels.smoothed_score, pa.float32()),
-        },
-        schema=FRAMES_SCHEMA,
-    )
+    columns = {
+        "video_id": pa.array([video_id] * len(probs), pa.string()),
+        "frame_index": pa.array(frame_index, pa.int64()),
+        "timestamp_s": pa.array(timestamp_s, pa.float64()),
+        "raw_label": pa.array(raw_names.tolist(), pa.string()),
+        "raw_score": pa.array(labels.raw_score, pa.float32()),
+        "smoothed_label": pa.array(smoothed_names.tolist(), pa.string()),
+        "smoothed_score": pa.array(labels.smoothed_score, pa.float32()),
+        "shot_index": pa.array(np.cumsum(cuts).astype(np.int32), pa.int32()),
+    }
+    frames = pa.table(columns, schema=FRAMES_SCHEMA)
+    if options.frame_top_k:
+        k = min(options.frame_top_k, len(classes))
+        best = np.argsort(-labels.smoothed_probs, axis=1, kind="stable")[:, :k]
+        frames = frames.append_column("top_k", pa.array(
+            [[{"label": str(classes[i]), "score": float(p[i])} for i in row] for row, p in zip(best, labels.smoothed_probs)],
+            pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))))
     if options.keep_probs:
         frames = frames.append_column("probs", pa.array(list(probs.astype(np.float32)), pa.list_(pa.float32())))
+    video_score = float(top_score[0])
+    pred_label = str(classes[top_index[0]])
+    if options.video_threshold is not None and video_score < options.video_threshold:
+        pred_label = unknown
     record = {
         "video_id": video_id,
         "status": "ok",
         "error": None,
-        "pred_label": str(classes[top_index[0]]),
-        "pred_score": float(top_score[0]),
+        "pred_label": pred_label,
+        "pred_score": video_score,
         "top_k": [{"label": str(classes[i]), "score": float(s)} for i, s in zip(top_index, top_score)],
         **fields,
         "frames_classified": int(len(probs)),
+        "shots": int(cuts.sum()) + 1,
         "model": options.model,
         "elapsed_s": float(elapsed_s),
     }
-    return VideoOutcome(video_id=video_id, key=key, record=record, frames=frames, segments=segments)
+    shots = find_shots(video_id, classes, probs, timestamp_s, cuts, end_s, options)
+    return VideoOutcome(video_id=video_id, key=key, record=record, frames=frames, segments=segments, shots=shots)
 
 
 def assemble_failed(
@@ -147,6 +193,7 @@ def assemble_failed(
         "top_k": [],
         **_info_fields(info),
         "frames_classified": 0,
+        "shots": None,
         "model": options.model,
         "elapsed_s": float(elapsed_s),
     }

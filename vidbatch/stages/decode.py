@@ -37,6 +37,9 @@ class DecodeSpec:
     sampling: FrameSampling = field(default_factory=FrameSampling)
     chunk_frames: int = 32
     clip: ClipSampling | None = None
+    shot_threshold: float | None = None
+    """Hard-cut detection: colour-histogram (Bhattacharyya) distance between consecutive sampled frames above
+    which a new shot starts; None turns it off."""
 
 
 @dataclass
@@ -184,6 +187,9 @@ class VideoDecoder:
         frames: list[np.ndarray] = []
         indices: list[int] = []
         stamps: list[float] = []
+        cuts: list[bool] = []
+        shots = ShotDetector(spec.shot_threshold) if spec.shot_threshold else None
+        pending_cut = False
         index = -1
         timestamp = -math.inf
         while True:
@@ -197,6 +203,8 @@ class VideoDecoder:
             if not ok or frame is None:
                 break
             self.info.frames_sampled += 1
+            if shots is not None:
+                pending_cut = shots.is_cut(_bgr(frame)) or pending_cut
             item = self._prepare(frame)
             if clips is not None:
                 item = clips.push(item)
@@ -205,12 +213,14 @@ class VideoDecoder:
             frames.append(item)
             indices.append(index)
             stamps.append(timestamp)
+            cuts.append(pending_cut)  # a clip is marked if a cut fell inside it
+            pending_cut = False
             if len(frames) >= spec.chunk_frames:
-                yield _chunk(frames, indices, stamps)
-                frames, indices, stamps = [], [], []
+                yield _chunk(frames, indices, stamps, cuts)
+                frames, indices, stamps, cuts = [], [], [], []
         self.info.frames_decoded = index + 1
         if frames:
-            yield _chunk(frames, indices, stamps)
+            yield _chunk(frames, indices, stamps, cuts)
         self._finish(timestamp, step)
 
     def _timestamp(self, capture: cv2.VideoCapture, index: int, previous: float, step: float) -> float:
@@ -225,10 +235,7 @@ class VideoDecoder:
 
     def _prepare(self, frame: np.ndarray) -> np.ndarray:
         spec = self.spec
-        if frame.ndim == 2:
-            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        elif frame.shape[2] == 4:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        frame = _bgr(frame)
         if frame.shape[1] != spec.width or frame.shape[0] != spec.height:
             shrinking = frame.shape[1] > spec.width or frame.shape[0] > spec.height
             frame = cv2.resize(
@@ -256,9 +263,60 @@ class VideoDecoder:
             info.duration_s = last_timestamp + step
 
 
-def _chunk(frames: list[np.ndarray], indices: list[int], stamps: list[float]) -> dict[str, np.ndarray]:
+def _bgr(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
+def _chunk(frames: list[np.ndarray], indices: list[int], stamps: list[float], cuts: list[bool]) -> dict[str, np.ndarray]:
     return {
         "frames": np.stack(frames),
         "frame_index": np.asarray(indices, dtype=np.int64),
         "timestamp_s": np.asarray(stamps, dtype=np.float64),
+        "shot_cut": np.asarray(cuts, dtype=bool),
     }
+
+
+class ShotDetector:
+    """Hard cuts: a colour-histogram change between consecutive sampled frames that is large and a spike.
+
+    Hue-saturation histograms (32x32 bins) of the frame scaled to 224 px wide,
+    compared with the Bhattacharyya distance. A cut needs the distance above
+    `threshold` and above `spike` times the median of the last few distances,
+    so steady fast motion does not read as a stream of cuts. Measured on the
+    shared `scene_cuts.mp4`: its five visible cuts score 0.33-0.57 and nothing
+    else in it exceeds 0.11 (every frame compared); the defaults find exactly
+    those five at every frame and at 5 fps, and none in the KTH, vtest, WebM
+    or Big Buck Bunny clips.
+    """
+
+    WIDTH = 224
+    HISTORY = 8
+
+    def __init__(self, threshold: float, spike: float = 1.5) -> None:
+        self.threshold = threshold
+        self.spike = spike
+        self._previous = None
+        self._recent: list[float] = []
+
+    def distance(self, bgr: np.ndarray) -> float | None:
+        height, width = bgr.shape[:2]
+        small = cv2.resize(bgr, (self.WIDTH, max(1, round(height * self.WIDTH / max(width, 1)))), interpolation=cv2.INTER_AREA)
+        hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+        histogram = cv2.calcHist([hsv], [0, 1], None, [32, 32], [0, 180, 0, 256])
+        cv2.normalize(histogram, histogram)
+        previous, self._previous = self._previous, histogram
+        if previous is None:
+            return None
+        return float(cv2.compareHist(previous, histogram, cv2.HISTCMP_BHATTACHARYYA))
+
+    def is_cut(self, bgr: np.ndarray) -> bool:
+        distance = self.distance(bgr)
+        if distance is None:
+            return False
+        typical = float(np.median(self._recent[-self.HISTORY :])) if self._recent else 0.0
+        self._recent.append(distance)
+        return distance > self.threshold and distance > self.spike * typical

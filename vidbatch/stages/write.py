@@ -49,6 +49,7 @@ SUMMARY_FIELDS = [
     ("top_k", TOP_K_TYPE),
     ("frames_decoded", pa.int64()),
     ("frames_classified", pa.int64()),
+    ("shots", pa.int64()),
     ("duration_s", pa.float64()),
     ("fps", pa.float64()),
     ("width", pa.int32()),
@@ -60,6 +61,16 @@ SEGMENTS_SCHEMA = pa.schema(
     [
         ("video_id", pa.string()),
         ("segment_index", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("label", pa.string()),
+        ("score", pa.float64()),
+    ]
+)
+SHOTS_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("shot_index", pa.int32()),
         ("start_s", pa.float64()),
         ("end_s", pa.float64()),
         ("label", pa.string()),
@@ -131,7 +142,7 @@ class RunOutput:
             target = self._p(sub)
             if self.fs.exists(target):
                 self.fs.rm(target, recursive=True)
-        for name in ("summary.parquet", "segments.parquet", "run.json"):
+        for name in ("summary.parquet", "segments.parquet", "shots.parquet", "run.json"):
             if self.fs.exists(self._p(name)):
                 self.fs.rm_file(self._p(name))
 
@@ -160,6 +171,7 @@ class RunOutput:
             self.fs.rm_file(frames_path)  # a failed redo must not leave an older run's frames behind
         entry = dict(outcome.record)
         entry["segments"] = outcome.segments
+        entry["shots_table"] = outcome.shots
         storage.atomic_write_bytes(
             self.fs, self._p(LEDGER_DIR, outcome.key + ".json"), json.dumps(entry, allow_nan=True).encode()
         )
@@ -174,8 +186,10 @@ class RunOutput:
         records = [ledger[t.key] for t in manifest.tasks]
         summary = build_summary(records, manifest.passthrough)
         segments = build_segments(records)
+        shots = pa.Table.from_pylist([s for r in records for s in r.get("shots_table", [])], schema=SHOTS_SCHEMA)
         storage.atomic_write_bytes(self.fs, self._p("summary.parquet"), table_to_parquet_bytes(summary))
         storage.atomic_write_bytes(self.fs, self._p("segments.parquet"), table_to_parquet_bytes(segments))
+        storage.atomic_write_bytes(self.fs, self._p("shots.parquet"), table_to_parquet_bytes(shots))
         if not any(r["status"] == "ok" for r in records):
             # readers of frames/ should find a valid, empty dataset
             storage.atomic_write_bytes(
