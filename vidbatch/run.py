@@ -76,7 +76,7 @@ def run(config: LabelConfig, on_worker_event=None) -> RunResult:
 
     started_at, started = now_iso(), time.monotonic()
     manifest = Manifest.from_path(config.manifest, config.storage_options)
-    bundle = load_bundle(config.model, config.storage_options, config.trust_model_code)
+    bundle = load_bundle(config.model, config.storage_options, config.trust_model_code, classes=config.classes)
     output = RunOutput(config.out, config.storage_options)
     identity = {"model_fingerprint": bundle.fingerprint, **config.answer_fields()}
     output.prepare(identity, overwrite=config.overwrite)

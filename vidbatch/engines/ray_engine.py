@@ -101,12 +101,13 @@ class RayDecoder:
 class RayPredictor:
     """Ray Data callable class: loads the bundle once per actor; frames in, probabilities out."""
 
-    def __init__(self, model: str, batch_size: int, storage_options: Mapping[str, Any], trust_model_code: bool) -> None:
+    def __init__(self, model: str, batch_size: int, storage_options: Mapping[str, Any], trust_model_code: bool,
+                 classes: str | None = None) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from vidbatch.stages.classify import Predictor
 
         self.predictor = Predictor(model, batch_size=batch_size, storage_options=storage_options,
-                                   trust_model_code=trust_model_code)
+                                   trust_model_code=trust_model_code, classes=classes)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.predictor(batch)
@@ -188,7 +189,7 @@ class RayEngine:
             RayPredictor,
             fn_constructor_kwargs={"model": self.config.model, "batch_size": self.config.batch_size,
                                    "storage_options": dict(self.config.storage_options),
-                                   "trust_model_code": self.config.trust_model_code},
+                                   "trust_model_code": self.config.trust_model_code, "classes": self.config.classes},
             batch_size=self.config.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=actor_gpus, num_cpus=inference_cpus,
         )

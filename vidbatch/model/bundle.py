@@ -147,9 +147,14 @@ def save_bundle(model: Any, spec: BundleSpec, folder: str, storage_options: Mapp
 
 
 def load_bundle(
-    url: str, storage_options: Mapping[str, Any] | None = None, trust_model_code: bool = False
+    url: str, storage_options: Mapping[str, Any] | None = None, trust_model_code: bool = False,
+    classes: str | None = None,
 ) -> ModelBundle:
-    """Load a bundle folder (or a `.keras` file with its sidecar), local or remote, in Keras safe mode."""
+    """Load a bundle folder (or a `.keras` file with its sidecar), local or remote, in Keras safe mode.
+
+    A legacy Keras 2 `.h5` file loads through a compatibility path; its class
+    names come from a `<name>.json` sidecar beside it or from `classes` (a file).
+    """
     try:
         fs, path = storage.url_to_fs(url, storage_options)
     except ValueError as exc:
@@ -169,9 +174,14 @@ def load_bundle(
         stem = os.path.splitext(path)[0]
         candidates = [stem + ".json", storage.join(os.path.dirname(path) or ".", SIDECAR_NAME)]
         sidecar_path = next((c for c in candidates if fs.exists(c)), candidates[0])
+    if model_path.endswith((".h5", ".hdf5")):
+        from vidbatch.model.legacy import load_legacy_h5
+
+        return load_legacy_h5(fs, model_path, sidecar_path, url, classes, storage_options, trust_model_code)
     if not model_path.endswith(".keras"):
         raise ModelBundleError(
-            f"Cannot load model {url!r}: expected a bundle folder or a .keras file. Received: {os.path.basename(model_path)!r}"
+            f"Cannot load model {url!r}: expected a bundle folder, a .keras file or a legacy .h5 file. "
+            f"Received: {os.path.basename(model_path)!r}"
         )
     if not fs.exists(model_path):
         raise ModelBundleError(f"Cannot load model {url!r}: the bundle has no {MODEL_NAME}")

@@ -51,9 +51,10 @@ class Predictor:
         batch_size: int = 32,
         storage_options: Mapping[str, Any] | None = None,
         trust_model_code: bool = False,
+        classes: str | None = None,
     ) -> None:
         if isinstance(bundle, str):
-            bundle = load_bundle(bundle, storage_options, trust_model_code)
+            bundle = load_bundle(bundle, storage_options, trust_model_code, classes=classes)
         self.bundle = bundle
         self.spec = bundle.spec
         self.batch_size = batch_size
