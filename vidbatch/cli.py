@@ -21,7 +21,7 @@ from vidbatch.config import (
     DEFAULT_VIDEO_TIMEOUT_S,
     DEFAULT_WINDOW,
 )
-from vidbatch.errors import ConfigError, VidbatchError
+from vidbatch.errors import ConfigError, VidbatchError, VideoError
 
 
 def _storage_options(text: str | None) -> dict:
@@ -90,6 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--fps", type=float, default=25.0)
     synth.add_argument("--size", default="160x120", help="WIDTHxHEIGHT")
     synth.add_argument("--flicker", type=float, default=0.0, help="fraction of frames showing another class")
+
+    annotate = commands.add_parser("annotate", help="write a copy of a video with the smoothed label drawn on every frame")
+    annotate.add_argument("video", help="input video (local path or URL)")
+    annotate.add_argument("--model", required=True)
+    annotate.add_argument("--out", required=True, help="output video: .mp4 (H.264 or MPEG-4), .webm (VP8) or .avi (MJPG)")
+    annotate.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="rolling-average window in frames")
+    annotate.add_argument("--no-raw", action="store_true", help="draw only the smoothed label")
+    annotate.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    annotate.add_argument("--classes", default=None, help="class names for a legacy .h5 model")
+    annotate.add_argument("--trust-model-code", action="store_true")
+
+    inspect = commands.add_parser("inspect", help="describe a model bundle, or a finished run's counts and failures")
+    inspect.add_argument("path", help="a bundle folder / .keras / .h5 file, or an output folder with run.json")
+    inspect.add_argument("--classes", default=None)
+
+    report = commands.add_parser("report", help="write a self-contained HTML report of a finished run")
+    report.add_argument("run", help="output folder of a finished run")
+    report.add_argument("--out", default=None, help="HTML file (default RUN/report.html)")
+    report.add_argument("--max-videos", type=int, default=20, help="videos with a timeline plot")
 
     evalp = commands.add_parser("eval", help="label a labeled manifest; report accuracy, per-class scores, confusion and flicker")
     evalp.add_argument("--manifest", required=True, help="manifest with a `label` column")
@@ -225,9 +244,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "annotate":
+            from vidbatch.annotate import annotate
+
+            result = annotate(args.video, args.model, args.out, window=args.window, show_raw=not args.no_raw,
+                              batch_size=args.batch_size, classes=args.classes, trust_model_code=args.trust_model_code)
+            shown = ", ".join(f"{k} {v}" for k, v in sorted(result.labels.items(), key=lambda kv: -kv[1]))
+            print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps ({result.codec}); labels shown: {shown}")
+            return 0
+        if args.command == "inspect":
+            from vidbatch.inspect_cli import describe
+
+            print(describe(args.path, classes=args.classes))
+            return 0
+        if args.command == "report":
+            from vidbatch.report import write_report
+
+            path = write_report(args.run, args.out, max_videos=args.max_videos)
+            print(f"wrote {path}")
+            return 0
     except VidbatchError as exc:
         print(f"vidbatch: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except VideoError as exc:
+        print(f"vidbatch: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("vidbatch: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -1,0 +1,82 @@
+"""`vidbatch inspect`: what a model bundle is, or what a finished run did."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+from vidbatch.errors import VidbatchError
+
+
+def describe(path: str, storage_options: Mapping[str, Any] | None = None, classes: str | None = None) -> str:
+    from vidbatch import storage
+
+    fs, local = storage.url_to_fs(path, storage_options)
+    if fs.isdir(local) and fs.exists(storage.join(local, "run.json")):
+        return describe_run(path, storage_options)
+    if fs.exists(local) and (fs.isdir(local) or local.endswith((".keras", ".h5", ".hdf5"))):
+        return describe_bundle(path, storage_options, classes)
+    raise VidbatchError(f"Cannot inspect {path!r}: not a model bundle (bundle.json + model.keras, or .h5) "
+                        "nor a finished run folder (run.json)")
+
+
+def describe_bundle(path: str, storage_options=None, classes: str | None = None) -> str:
+    from vidbatch.model.bundle import load_bundle
+
+    bundle = load_bundle(path, storage_options, classes=classes)
+    spec = bundle.spec
+    lines = [
+        f"model bundle: {path}",
+        f"  name:          {spec.name or '-'}",
+        f"  kind:          {spec.kind}" + (f" (clips of {spec.clip_len} frames)" if spec.kind == "clip" else ""),
+        f"  input size:    {spec.input_size[0]}x{spec.input_size[1]} (height x width), RGB",
+        f"  preprocessing: {spec.preprocessing}",
+        f"  outputs:       {spec.outputs}",
+        f"  classes ({len(spec.classes)}): {', '.join(spec.classes)}",
+        f"  parameters:    {bundle.model.count_params():,}",
+        f"  fingerprint:   {bundle.fingerprint[:16]}",
+    ]
+    if spec.sample_fps:
+        lines.append(f"  trained at:    {spec.sample_fps:g} sampled frames/s")
+    metrics = os.path.join(path, "metrics.json")
+    if os.path.isdir(path) and os.path.exists(metrics):
+        with open(metrics) as handle:
+            data = json.load(handle)
+        lines.append(f"  test accuracy: {data.get('test_accuracy', float('nan')):.4f} "
+                     f"({data.get('data', {}).get('test_items', '?')} held-out items)")
+    return "\n".join(lines)
+
+
+def describe_run(path: str, storage_options=None) -> str:
+    import pandas as pd
+
+    from vidbatch import storage
+
+    fs, local = storage.url_to_fs(path, storage_options)
+    run = json.loads(fs.cat_file(storage.join(local, "run.json")))
+    counts = run["counts"]
+    config = run["config"]
+    lines = [
+        f"run: {path}",
+        f"  engine {run.get('engine')}, finished {run.get('finished_at')}, {run.get('elapsed_s')} s",
+        f"  model {run['model']['name']} ({run['model']['kind']}, {len(run['model']['classes'])} classes), "
+        f"fps {config['fps']:g}, window {config['window']}, top-k {config['top_k']}",
+        f"  videos {counts['videos']}: {counts['ok']} ok, {counts['failed']} failed "
+        f"({counts.get('resumed_from_previous_run', 0)} resumed); frames decoded {counts['frames_decoded']:,}, "
+        f"classified {counts['frames_classified']:,}",
+    ]
+    with fs.open(storage.join(local, "summary.parquet"), "rb") as handle:
+        summary = pd.read_parquet(handle)
+    ok = summary[summary.status == "ok"]
+    if len(ok):
+        distribution = ok.pred_label.value_counts()
+        lines.append("  labels: " + ", ".join(f"{label} {count}" for label, count in distribution.items()))
+    failed = summary[summary.status == "failed"]
+    if len(failed):
+        lines.append("  failures:")
+        for row in failed.head(20).itertuples():
+            lines.append(f"    {row.video_id}: {row.error}")
+        if len(failed) > 20:
+            lines.append(f"    ... and {len(failed) - 20} more")
+    return "\n".join(lines)
