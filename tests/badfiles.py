@@ -68,3 +68,25 @@ def avi_mjpg(folder: str, frames: int = 60) -> str:
     path = os.path.join(folder, "clip.avi")
     write_video(path, "box", 2, SynthSpec(width=64, height=48, seconds=frames / 25, fps=25))
     return path
+
+
+def variable_frame_rate(folder: str, times_ms=(0, 40, 80, 200, 240, 600, 640, 680, 1500, 1540)) -> str:
+    """A real VFR MP4 (PyAV writes each frame with its own timestamp); frame i is gray level 25*i."""
+    import fractions
+
+    import av
+
+    path = os.path.join(folder, "vfr.mp4")
+    container = av.open(path, "w")
+    stream = container.add_stream("mpeg4", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 1000)
+    for i, t in enumerate(times_ms):
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 25 * i, np.uint8), format="rgb24")
+        frame.pts, frame.time_base = t, fractions.Fraction(1, 1000)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path

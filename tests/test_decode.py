@@ -171,3 +171,26 @@ def test_no_cuts_in_single_shot_real_clips(shared_video_paths):
         if os.path.basename(path).startswith(("person", "vtest", "test.webm", "bigbuckbunny", "carphone", "realshort")):
             decoder = VideoDecoder(path, DecodeSpec(width=64, height=64, sampling=FrameSampling(5), shot_threshold=0.3))
             assert not any(c["shot_cut"].any() for c in decoder.chunks()), path
+
+
+def test_variable_frame_rate_uses_true_timestamps(tmp_path):
+    from badfiles import variable_frame_rate
+
+    path = variable_frame_rate(str(tmp_path))
+    chunks, info = decode_all(path, fps=0)
+    stamps = np.concatenate([c["timestamp_s"] for c in chunks])
+    np.testing.assert_allclose(stamps, [0, 0.04, 0.08, 0.2, 0.24, 0.6, 0.64, 0.68, 1.5, 1.54], atol=1e-6)
+    # 2 fps sampling keeps the first frame of each half-second that has one: t=0, 0.6, 1.5
+    chunks, _ = decode_all(path, fps=2)
+    assert np.concatenate([c["frame_index"] for c in chunks]).tolist() == [0, 5, 8]
+    assert info.duration_s >= 1.54
+
+
+def test_unicode_and_spaces_in_the_path(synth_set, tmp_path):
+    import shutil as sh
+
+    odd = tmp_path / "vidéos d'été" / "clip été 1.mp4"
+    odd.parent.mkdir()
+    sh.copy(first_video(synth_set), odd)
+    chunks, info = decode_all(str(odd), fps=5)
+    assert info.frames_decoded == 50 and sum(len(c["frames"]) for c in chunks) == 10

@@ -64,3 +64,60 @@ def test_s3_missing_manifest_and_model(s3, colour_bundle, tmp_path):
     fs.pipe_file(f"{bucket}/m.csv", b"uri\ns3://x/y.mp4\n")
     with pytest.raises(vidbatch.ModelBundleError, match="no such file or folder"):
         vidbatch.label(f"s3://{bucket}/m.csv", f"s3://{bucket}/models/none/", str(tmp_path / "o"), progress=False)
+
+
+@pytest.fixture
+def enforcing_s3(tmp_path):
+    """A second moto server that enforces IAM: a user may read `vault/open/*` and nothing else."""
+    import json as js
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    import boto3
+
+    from conftest import _free_port
+
+    port = _free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "6"}  # the setup below, then every request is checked
+    server = subprocess.Popen([shutil.which("moto_server") or "moto_server", "-H", "127.0.0.1", "-p", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+            break
+        except Exception:
+            time.sleep(0.1)
+    admin = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="admin", aws_secret_access_key="admin")
+    s3, iam = boto3.client("s3", **admin), boto3.client("iam", **admin)
+    s3.create_bucket(Bucket="vault")
+    yield endpoint, s3, iam
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_forbidden_s3_object_fails_alone(enforcing_s3, synth_set, colour_bundle, tmp_path):
+    import json as js
+
+    endpoint, s3, iam = enforcing_s3
+    video = os.path.join(os.path.dirname(synth_set), "videos", "box_000.mp4")
+    s3.put_object(Bucket="vault", Key="open/box.mp4", Body=open(video, "rb").read())
+    s3.put_object(Bucket="vault", Key="secret/box.mp4", Body=open(video, "rb").read())
+    iam.create_user(UserName="reader")
+    iam.put_user_policy(UserName="reader", PolicyName="open-only", PolicyDocument=js.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
+                       "Resource": ["arn:aws:s3:::vault", "arn:aws:s3:::vault/open/*"]}]}))
+    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame([{"video_id": "open", "uri": "s3://vault/open/box.mp4"},
+                  {"video_id": "secret", "uri": "s3://vault/secret/box.mp4"}]).to_csv(manifest, index=False)
+    options = {"key": key["AccessKeyId"], "secret": key["SecretAccessKey"], "endpoint_url": endpoint}
+    result = vidbatch.label(str(manifest), colour_bundle, str(tmp_path / "out"), storage_options=options, progress=False)
+    summary = result.summary_frame().set_index("video_id")
+    assert summary.loc["open", "status"] == "ok" and summary.loc["open", "pred_label"] == "box"
+    assert summary.loc["secret", "status"] == "failed"
+    assert summary.loc["secret", "error"] == "permission denied: cannot read s3://vault/secret/box.mp4"
+    assert key["SecretAccessKey"] not in open(tmp_path / "out" / "run.json").read()
