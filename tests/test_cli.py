@@ -115,3 +115,30 @@ def test_demo_runs_offline_and_is_accurate(tmp_path):
     accuracy = (summary["pred_label"] == summary["label"]).mean()
     assert accuracy >= 0.9 and len(summary) == 12
     assert (tmp_path / "demo" / "model" / "model.keras").exists()
+
+
+def test_eval_command(synth_set, colour_bundle, tmp_path):
+    result = vidbatch("eval", "--manifest", synth_set, "--model", colour_bundle, "--out", str(tmp_path / "eval"),
+                      "--windows", "1,4", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "video-level accuracy: 1.000 on 6 videos" in result.stdout and "rolling average, K=4" in result.stdout
+    assert (tmp_path / "eval" / "confusion.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_train_clips_command_then_label_with_it(tmp_path):
+    from vidbatch.synth import SynthSpec, make_dataset
+
+    data = make_dataset(str(tmp_path / "d"), classes=("left_to_right", "right_to_left"), videos_per_class=4, seed=1,
+                        spec=SynthSpec(width=64, height=48, seconds=2))
+    result = vidbatch("train", "clips", "--data", data, "--out", str(tmp_path / "clip"), "--clip-len", "6",
+                      "--image-size", "24", "--epochs", "2", "--fps", "10", "--verbose", "0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test accuracy" in result.stdout
+    bundle = json.load(open(tmp_path / "clip" / "bundle.json"))
+    assert bundle["kind"] == "clip" and bundle["clip_len"] == 6 and bundle["sample_fps"] == 10
+    labeled = vidbatch("label", data, "--model", str(tmp_path / "clip"), "--out", str(tmp_path / "out"), "--fps", "10",
+                       "--no-progress")
+    assert labeled.returncode == 0, labeled.stderr[-2000:]
+    frames = pd.read_parquet(tmp_path / "out" / "frames")
+    assert len(frames) > 0 and frames.frame_index.min() >= 10  # the first clip ends at the 6th sampled frame

@@ -7,8 +7,8 @@ The commit protocol ("ledger commit"):
 2. Its ledger entry `_vidbatch/ledger/<key>.json` (summary fields and
    segments) is then written atomically. That write is the commit: a video
    counts as done exactly when its ledger entry exists.
-3. When every video has an entry, `summary.parquet`, `segments.parquet` and
-   `run.json` are rebuilt from the ledger, each atomically.
+3. When every video has an entry, `summary.parquet`, `segments.parquet`,
+   `shots.parquet` and `run.json` are rebuilt from the ledger, each atomically.
 
 A crash at any point leaves no half-written file a reader would take for
 complete (readers skip the hidden temporaries), and a rerun into the same
