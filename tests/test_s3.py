@@ -69,7 +69,6 @@ def test_s3_missing_manifest_and_model(s3, colour_bundle, tmp_path):
 @pytest.fixture
 def enforcing_s3(tmp_path):
     """A second moto server that enforces IAM: a user may read `vault/open/*` and nothing else."""
-    import json as js
     import shutil
     import subprocess
     import time

@@ -6,6 +6,8 @@ stages and engines that need them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vidbatch.config import DEFAULT_FPS, DEFAULT_TOP_K, DEFAULT_WINDOW, LabelConfig
 from vidbatch.errors import (
     ConfigError,
@@ -15,6 +17,9 @@ from vidbatch.errors import (
     VidbatchError,
     VideoError,
 )
+
+if TYPE_CHECKING:
+    from vidbatch.run import RunResult
 
 __version__ = "0.1.0"
 

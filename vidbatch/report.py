@@ -11,7 +11,6 @@ import base64
 import html
 import io
 import json
-import os
 from typing import Any, Mapping
 
 from vidbatch.errors import VidbatchError

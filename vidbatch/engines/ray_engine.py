@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -26,8 +24,9 @@ from vidbatch.config import LabelConfig
 from vidbatch.engines.decode_pool import DecodePool
 from vidbatch.engines.decode_worker import DecodeJob
 from vidbatch.model.bundle import ModelBundle
+from vidbatch.engines.collect import COLUMNS, VideoCollector
 from vidbatch.progress import Progress, StageCounters
-from vidbatch.stages.assemble import LabelingOptions, assemble_failed, assemble_ok
+from vidbatch.stages.assemble import LabelingOptions
 from vidbatch.stages.decode import DecodeSpec
 from vidbatch.stages.manifest import VideoTask
 from vidbatch.stages.write import RunOutput
@@ -113,19 +112,6 @@ class RayPredictor:
         return self.predictor(batch)
 
 
-@dataclass
-class _Video:
-    task: VideoTask
-    started: float = field(default_factory=time.monotonic)
-    probs: list[np.ndarray] = field(default_factory=list)
-    frame_index: list[np.ndarray] = field(default_factory=list)
-    timestamp_s: list[np.ndarray] = field(default_factory=list)
-    shot_cut: list[np.ndarray] = field(default_factory=list)
-    seen: set[int] = field(default_factory=set)
-    terminal: dict[str, Any] | None = None
-    closed: bool = False
-
-
 def _cluster_resources() -> tuple[float, float]:
     import ray
 
@@ -204,75 +190,43 @@ class RayEngine:
 
         started_here = self._connect()
         progress = Progress(len(tasks), self.config.progress, self.counters)
-        self.videos = {t.key: _Video(t) for t in tasks}
+        self.collector = VideoCollector(tasks, self.bundle, self.options, self.output, self.counters, progress)
+        self._terminal: dict[str, dict[str, Any]] = {}
         try:
             for batch in self.plan(tasks).iter_batches(batch_size=None, batch_format="numpy"):
-                self._absorb(batch, progress)
-            for video in self.videos.values():
-                if not video.closed:  # every row is written, whatever happened
-                    self._close_failed(video, "lost: no result came back from the cluster for this video", {}, progress)
+                self._absorb(batch)
+            self.collector.finish_missing("lost: no result came back from the cluster for this video")
         finally:
             progress.close()
             if started_here:
                 ray.shutdown()
         return {**self.counters.as_dict(), "engine": "ray", "layout": self.layout}
 
-    def _absorb(self, batch: dict[str, np.ndarray], progress: Progress) -> None:
+    def _absorb(self, batch: dict[str, np.ndarray]) -> None:
         keys = batch["key"]
         last = batch["last"].astype(bool)
         self.counters.items_classified += int((~last).sum())
         for key in np.unique(keys):
-            video = self.videos.get(str(key))
-            if video is None or video.closed:
+            state = self.collector.videos.get(str(key))
+            if state is None or state.closed:
                 continue
             mine = keys == key
-            frames = mine & ~last
-            if frames.any():
-                index = batch["frame_index"][frames]
-                fresh = np.array([i not in video.seen for i in index.tolist()])
-                if fresh.any():  # a retried task may send rows again
-                    video.seen.update(index[fresh].tolist())
-                    video.probs.append(batch["probs"][frames][fresh])
-                    video.frame_index.append(index[fresh])
-                    video.timestamp_s.append(batch["timestamp_s"][frames][fresh])
-                    video.shot_cut.append(batch["shot_cut"][frames][fresh])
+            rows = mine & ~last
+            if rows.any():  # a retried task may send rows again: deduplicate by frame index
+                state.add(batch["probs"][rows], {name: batch[name][rows] for name in COLUMNS}, deduplicate=True)
             terminal = np.flatnonzero(mine & last)
             if terminal.size:
                 row = terminal[0]
-                video.terminal = {"status": str(batch["status"][row]), "error": str(batch["error"][row]),
-                                  "info": json.loads(str(batch["info"][row])), "items": int(batch["items"][row])}
-            self._maybe_close(video, progress)
+                self._terminal[state.task.key] = {"status": str(batch["status"][row]), "error": str(batch["error"][row]),
+                                                  "items": int(batch["items"][row])}
+                state.info = json.loads(str(batch["info"][row]))
+            self._maybe_finish(state)
 
-    def _maybe_close(self, video: _Video, progress: Progress) -> None:
-        terminal = video.terminal
+    def _maybe_finish(self, state) -> None:
+        terminal = self._terminal.get(state.task.key)
         if terminal is None:
             return
         if terminal["status"] == "failed":
-            self._close_failed(video, terminal["error"], terminal["info"], progress)
-            return
-        if len(video.seen) < terminal["items"]:
-            return
-        if not video.seen:
-            self._close_failed(video, "no frames: nothing was sampled from this video", terminal["info"], progress)
-            return
-        task = video.task
-        outcome = assemble_ok(task.video_id, task.key, self.bundle.classes, np.concatenate(video.frame_index),
-                              np.concatenate(video.timestamp_s), np.concatenate(video.probs), terminal["info"],
-                              self.options, time.monotonic() - video.started, shot_cut=np.concatenate(video.shot_cut))
-        self._commit(video, outcome, progress)
-        self.counters.videos_ok += 1
-
-    def _close_failed(self, video: _Video, error: str, info: dict, progress: Progress) -> None:
-        task = video.task
-        outcome = assemble_failed(task.video_id, task.key, error, info, self.options, time.monotonic() - video.started)
-        self._commit(video, outcome, progress)
-        self.counters.videos_failed += 1
-
-    def _commit(self, video: _Video, outcome, progress: Progress) -> None:
-        started = time.monotonic()
-        self.output.commit(outcome)
-        self.counters.write_s += time.monotonic() - started
-        self.counters.frames_decoded += int(outcome.record.get("frames_decoded") or 0)
-        video.closed = True
-        video.probs, video.frame_index, video.timestamp_s, video.shot_cut = [], [], [], []
-        progress.video_done()
+            self.collector.finish_failed(state, terminal["error"], state.info)
+        elif len(state.seen) >= terminal["items"]:
+            self.collector.finish_ok(state)

@@ -1,0 +1,100 @@
+"""Per-video collection and commit, shared by every engine.
+
+An engine feeds classified items of each video in any order (and, on Ray,
+possibly twice after a retry); `VideoCollector` keeps them, and once a video
+is complete turns it into its output rows (`assemble`) and commits it
+(`RunOutput.commit`). Both engines finish videos through this one path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from vidbatch.model.bundle import ModelBundle
+from vidbatch.progress import Progress, StageCounters
+from vidbatch.stages.assemble import LabelingOptions, VideoOutcome, assemble_failed, assemble_ok
+from vidbatch.stages.manifest import VideoTask
+from vidbatch.stages.write import RunOutput
+
+COLUMNS = ("frame_index", "timestamp_s", "shot_cut")
+
+
+@dataclass
+class VideoState:
+    task: VideoTask
+    started: float = field(default_factory=time.monotonic)
+    info: dict[str, Any] = field(default_factory=dict)
+    probs: list[np.ndarray] = field(default_factory=list)
+    columns: dict[str, list[np.ndarray]] = field(default_factory=lambda: {name: [] for name in COLUMNS})
+    seen: set[int] = field(default_factory=set)
+    closed: bool = False
+
+    def add(self, probs: np.ndarray, columns: dict[str, np.ndarray], deduplicate: bool = False) -> None:
+        """Keep classified items; with `deduplicate`, items whose frame_index was seen are dropped."""
+        if deduplicate:
+            fresh = np.array([i not in self.seen for i in columns["frame_index"].tolist()], dtype=bool)
+            if not fresh.any():
+                return
+            probs = probs[fresh]
+            columns = {name: values[fresh] for name, values in columns.items()}
+        self.seen.update(columns["frame_index"].tolist())
+        self.probs.append(probs)
+        for name in COLUMNS:
+            self.columns[name].append(columns[name])
+
+
+class VideoCollector:
+    """Holds the in-flight videos of a run and finishes each exactly once."""
+
+    def __init__(self, tasks: Sequence[VideoTask], bundle: ModelBundle, options: LabelingOptions, output: RunOutput,
+                 counters: StageCounters, progress: Progress) -> None:
+        self.videos = {t.key: VideoState(t) for t in tasks}
+        self.bundle = bundle
+        self.options = options
+        self.output = output
+        self.counters = counters
+        self.progress = progress
+
+    def finish_ok(self, state: VideoState) -> None:
+        if state.closed:
+            return
+        if not state.probs:
+            self.finish_failed(state, "no frames: nothing was sampled from this video", state.info)
+            return
+        task = state.task
+        columns = {name: np.concatenate(values) for name, values in state.columns.items()}
+        outcome = assemble_ok(
+            task.video_id, task.key, self.bundle.classes, columns["frame_index"], columns["timestamp_s"],
+            np.concatenate(state.probs), state.info, self.options, time.monotonic() - state.started,
+            shot_cut=columns["shot_cut"],
+        )
+        self._commit(state, outcome)
+        self.counters.videos_ok += 1
+
+    def finish_failed(self, state: VideoState, message: str, info: dict[str, Any] | None = None) -> None:
+        if state.closed:
+            return
+        task = state.task
+        outcome = assemble_failed(task.video_id, task.key, message, info or state.info, self.options,
+                                  time.monotonic() - state.started)
+        self._commit(state, outcome)
+        self.counters.videos_failed += 1
+
+    def finish_missing(self, message: str) -> None:
+        """Whatever happened, every video gets a row."""
+        for state in self.videos.values():
+            if not state.closed:
+                self.finish_failed(state, message)
+
+    def _commit(self, state: VideoState, outcome: VideoOutcome) -> None:
+        started = time.monotonic()
+        self.output.commit(outcome)
+        self.counters.write_s += time.monotonic() - started
+        self.counters.frames_decoded += int(outcome.record.get("frames_decoded") or 0)
+        state.closed = True
+        state.probs, state.columns, state.seen = [], {name: [] for name in COLUMNS}, set()
+        self.progress.video_done()
