@@ -276,7 +276,7 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=5.0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--decode-workers", type=int, default=None)
-    parser.add_argument("--tutorial-frames", type=int, default=150, help="frames per video for the (slow) tutorial loop")
+    parser.add_argument("--tutorial-frames", type=int, default=100, help="frames per video for the (slow) tutorial loop")
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "vidbatch-bench"))
     parser.add_argument("--results", default=os.path.join(HERE, "results"))
