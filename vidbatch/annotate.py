@@ -62,7 +62,7 @@ def _draw(frame: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]]) -> N
         cv2.putText(frame, text, (int(12 * scale), y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
 
 
-def annotate(video: str, model: str, out: str, window: int = 16, show_raw: bool = True, batch_size: int = 32,
+def annotate(video: str, model: str, out: str, window: int = 64, show_raw: bool = True, batch_size: int = 32,
              storage_options: Mapping[str, Any] | None = None, trust_model_code: bool = False,
              classes: str | None = None) -> AnnotateResult:
     import cv2

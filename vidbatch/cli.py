@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("video", help="input video (local path or URL)")
     annotate.add_argument("--model", required=True)
     annotate.add_argument("--out", required=True, help="output video: .mp4 (H.264 or MPEG-4), .webm (VP8) or .avi (MJPG)")
-    annotate.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="rolling-average window in frames")
+    annotate.add_argument("--window", type=int, default=64,
+                          help="rolling-average window in frames of the video (every frame is labeled; default 64, ~2.5 s)")
     annotate.add_argument("--no-raw", action="store_true", help="draw only the smoothed label")
     annotate.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     annotate.add_argument("--classes", default=None, help="class names for a legacy .h5 model")

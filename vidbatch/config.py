@@ -9,11 +9,13 @@ from typing import Any, Mapping
 
 from vidbatch.errors import ConfigError
 
-DEFAULT_FPS = 5.0
-"""Frames sampled per second of video; 0 means every frame."""
+DEFAULT_FPS = 2.0
+"""Frames sampled per second of video; 0 means every frame. Archive labeling usually samples 1-2 fps (cloud
+video APIs label frames at about 1 fps): every sampled frame costs a model call, every skipped one only a
+decode. Raise it for finer segment boundaries."""
 
-DEFAULT_WINDOW = 16
-"""Rolling-average window in sampled frames (about 3 s at the default rate)."""
+DEFAULT_WINDOW = 8
+"""Rolling-average window in sampled frames: 4 s at the default rate, like the tutorial's 128 frames at ~30 fps."""
 
 DEFAULT_TOP_K = 3
 DEFAULT_BATCH_SIZE = 32

@@ -19,10 +19,21 @@ class StageCounters:
     inference_batches: int = 0
     write_s: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    first_item_at: float | None = None
+    """When the first classified item arrived: what comes before is start-up (workers, model load, tracing)."""
+
+    def classified(self, count: int) -> None:
+        if count and self.first_item_at is None:
+            self.first_item_at = time.monotonic()
+        self.items_classified += count
 
     def as_dict(self) -> dict:
         wall = max(time.monotonic() - self.started, 1e-9)
+        startup = (self.first_item_at - self.started) if self.first_item_at else wall
+        steady = max(wall - startup, 1e-9)
         return {
+            "startup_s": round(startup, 3),
+            "steady_classified_items_per_s": round(self.items_classified / steady, 2) if self.first_item_at else None,
             "videos_ok": self.videos_ok,
             "videos_failed": self.videos_failed,
             "frames_decoded": self.frames_decoded,

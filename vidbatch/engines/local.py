@@ -115,7 +115,7 @@ class LocalEngine:
         probs = self._predictor.predict(np.concatenate([p[1] for p in pieces]))
         self.counters.inference_s += time.monotonic() - started
         self.counters.inference_batches += -(-taken // batch)
-        self.counters.items_classified += taken
+        self.counters.classified(taken)
         offset, touched = 0, []
         for key, frames, columns in pieces:
             state = self.collector.videos[key]

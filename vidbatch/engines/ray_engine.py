@@ -137,8 +137,11 @@ class RayEngine:
             return False
         address = self.config.ray.address
         started_here = address is None and "RAY_ADDRESS" not in os.environ
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
-                 runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}} if started_here else None)
+        if started_here:  # a private local instance: no dashboard, whose processes would compete for the CPUs
+            ray.init(include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
+        else:
+            ray.init(address=address, log_to_driver=False)
         return started_here
 
     def plan(self, tasks: Sequence[VideoTask]):
@@ -205,7 +208,7 @@ class RayEngine:
     def _absorb(self, batch: dict[str, np.ndarray]) -> None:
         keys = batch["key"]
         last = batch["last"].astype(bool)
-        self.counters.items_classified += int((~last).sum())
+        self.counters.classified(int((~last).sum()))
         for key in np.unique(keys):
             state = self.collector.videos.get(str(key))
             if state is None or state.closed:
