@@ -65,3 +65,22 @@ def test_ray_engine_on_shared_real_clips(ray_local, synth_set, colour_bundle, tm
     vidbatch.label(manifest, colour_bundle, str(tmp_path / "ray"), engine="ray", **options)
     vidbatch.label(manifest, colour_bundle, str(tmp_path / "local"), **options)
     assert_same_answers(tmp_path / "ray", tmp_path / "local")
+
+
+def test_ray_engine_s3_round_trip(ray_local, s3, synth_set, colour_bundle, tmp_path):
+    """Manifest, videos, model bundle and outputs on S3 (moto server); credentials reach the actors via storage options."""
+    import json
+
+    from test_s3 import upload_set
+
+    fs, bucket = s3
+    manifest, model = upload_set(fs, bucket, synth_set, colour_bundle)
+    options = {"key": "testing-key-id", "secret": "testing-secret", "endpoint_url": os.environ["AWS_ENDPOINT_URL"]}
+    out = f"s3://{bucket}/labels/ray"
+    result = vidbatch.label(manifest, model, out, engine="ray", storage_options=options, progress=False)
+    assert (result.ok, result.failed) == (6, 0)
+    summary = pd.read_parquet(f"{out}/summary.parquet", storage_options=options)
+    assert (summary.pred_label == summary.label).all()
+    assert len(pd.read_parquet(f"{out}/frames", storage_options=options)) == summary.frames_classified.sum()
+    assert b"testing-secret" not in fs.cat_file(f"{bucket}/labels/ray/run.json")
+    assert json.loads(fs.cat_file(f"{bucket}/labels/ray/run.json"))["engine"] == "ray"

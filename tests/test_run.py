@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pandas as pd
@@ -215,3 +216,34 @@ def test_thresholds_and_frame_top_k(synth_set, colour_bundle, tmp_path):
     first = frames.iloc[0]
     assert first.top_k[0]["score"] == pytest.approx(first.smoothed_score, rel=1e-5)
     assert first.top_k[0]["score"] >= first.top_k[1]["score"]
+
+
+def test_hung_decoder_costs_one_row_through_the_engine(synth_set, colour_bundle, tmp_path):
+    """A real hang (SIGSTOP on the decoder process) fails only its video, via --video-timeout."""
+    import signal
+    import threading
+
+    import psutil
+
+    outcome = {}
+    job = threading.Thread(target=lambda: outcome.update(result=label(
+        synth_set, colour_bundle, tmp_path / "out", fps=5, decode_workers=1, video_timeout=2.0)))
+    job.start()
+    me, stopped, deadline = psutil.Process(), None, time.monotonic() + 60
+    while stopped is None and time.monotonic() < deadline:
+        for child in me.children(recursive=True):
+            try:
+                if "worker_entry" in " ".join(child.cmdline()):
+                    child.send_signal(signal.SIGSTOP)  # the first decoder: it holds the manifest's first video
+                    stopped = child
+                    break
+            except psutil.Error:
+                continue
+        time.sleep(0.005)
+    job.join(timeout=120)
+    assert stopped is not None and not job.is_alive()
+    summary = outcome["result"].summary_frame().set_index("video_id")
+    assert summary.loc["ball_000", "status"] == "failed"
+    assert summary.loc["ball_000", "error"] == "timeout: the decoder made no progress for 2 s (--video-timeout)"
+    assert (summary.drop(index="ball_000").status == "ok").all()
+    assert not stopped.is_running() or stopped.status() == psutil.STATUS_ZOMBIE
