@@ -47,6 +47,18 @@ class VideoState:
             self.columns[name].append(columns[name])
 
 
+class Engine:
+    """What every engine is given: the run's config, model, output, decode settings and labeling options."""
+
+    def __init__(self, config, bundle: ModelBundle, output: RunOutput, spec, options: LabelingOptions) -> None:
+        self.config = config
+        self.bundle = bundle
+        self.output = output
+        self.spec = spec
+        self.options = options
+        self.counters = StageCounters()
+
+
 class VideoCollector:
     """Holds the in-flight videos of a run and finishes each exactly once."""
 

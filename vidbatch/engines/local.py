@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from vidbatch.config import LabelConfig
-from vidbatch.engines.collect import COLUMNS, VideoCollector, VideoState
+from vidbatch.engines.collect import COLUMNS, Engine, VideoCollector, VideoState
 from vidbatch.engines.decode_pool import DecodePool
 from vidbatch.engines.decode_worker import DecodeJob
 from vidbatch.model.bundle import ModelBundle
@@ -36,15 +36,10 @@ def decode_jobs(tasks: Sequence[VideoTask], spec: DecodeSpec, config: LabelConfi
     ]
 
 
-class LocalEngine:
+class LocalEngine(Engine):
     def __init__(self, config: LabelConfig, bundle: ModelBundle, output: RunOutput, spec: DecodeSpec,
                  options: LabelingOptions, on_worker_event=None) -> None:
-        self.config = config
-        self.bundle = bundle
-        self.output = output
-        self.spec = spec
-        self.options = options
-        self.counters = StageCounters()
+        super().__init__(config, bundle, output, spec, options)
         self.pool = DecodePool(config.workers, config.video_timeout, on_worker_event=on_worker_event)
         # chunks waiting for inference: (video key, frames, {frame_index, timestamp_s, shot_cut})
         self._pending: list[tuple[str, np.ndarray, dict[str, np.ndarray]]] = []

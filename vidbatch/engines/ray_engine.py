@@ -20,16 +20,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from vidbatch.config import LabelConfig
 from vidbatch.engines.decode_pool import DecodePool
 from vidbatch.engines.decode_worker import DecodeJob
-from vidbatch.model.bundle import ModelBundle
-from vidbatch.engines.collect import COLUMNS, VideoCollector
-from vidbatch.progress import Progress, StageCounters
-from vidbatch.stages.assemble import LabelingOptions
+from vidbatch.engines.collect import COLUMNS, Engine, VideoCollector
+from vidbatch.progress import Progress
 from vidbatch.stages.decode import DecodeSpec
 from vidbatch.stages.manifest import VideoTask
-from vidbatch.stages.write import RunOutput
 
 
 class RayDecoder:
@@ -119,15 +115,7 @@ def _cluster_resources() -> tuple[float, float]:
     return float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
 
 
-class RayEngine:
-    def __init__(self, config: LabelConfig, bundle: ModelBundle, output: RunOutput, spec: DecodeSpec,
-                 options: LabelingOptions) -> None:
-        self.config = config
-        self.bundle = bundle
-        self.output = output
-        self.spec = spec
-        self.options = options
-        self.counters = StageCounters()
+class RayEngine(Engine):
 
     def _connect(self) -> bool:
         """Connect to (or start) Ray; True if this engine started a local instance it must stop."""
