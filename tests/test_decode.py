@@ -152,13 +152,14 @@ def test_no_cuts_in_single_shot_synthetic_videos(synth_set):
 
 
 @pytest.mark.shared_data
+@pytest.mark.parametrize("size", [64, 224])  # 64: histogram from the original frame; 224: from the model input
 @pytest.mark.parametrize("fps,expected", [(0, [30, 76, 137, 187, 242]), (5, [30, 80, 140, 190, 245])])
-def test_scene_cuts_match_the_visible_cuts(shared_video_paths, fps, expected):
+def test_scene_cuts_match_the_visible_cuts(shared_video_paths, fps, expected, size):
     """scene_cuts.mp4: five hard cuts, checked by eye on the frames either side (README: shot boundaries)."""
     from vidbatch.stages.decode import VideoDecoder
 
     path = next(p for p in shared_video_paths if p.endswith("scene_cuts.mp4"))
-    decoder = VideoDecoder(path, DecodeSpec(width=64, height=64, sampling=FrameSampling(fps), shot_threshold=0.3))
+    decoder = VideoDecoder(path, DecodeSpec(width=size, height=size, sampling=FrameSampling(fps), shot_threshold=0.3))
     found = [int(i) for c in decoder.chunks() for i in c["frame_index"][c["shot_cut"]]]
     assert found == expected  # at 5 fps: the first sampled frame after each cut
 
@@ -169,8 +170,9 @@ def test_no_cuts_in_single_shot_real_clips(shared_video_paths):
 
     for path in shared_video_paths:
         if os.path.basename(path).startswith(("person", "vtest", "test.webm", "bigbuckbunny", "carphone", "realshort")):
-            decoder = VideoDecoder(path, DecodeSpec(width=64, height=64, sampling=FrameSampling(5), shot_threshold=0.3))
-            assert not any(c["shot_cut"].any() for c in decoder.chunks()), path
+            for size in (64, 224):
+                decoder = VideoDecoder(path, DecodeSpec(width=size, height=size, sampling=FrameSampling(5), shot_threshold=0.3))
+                assert not any(c["shot_cut"].any() for c in decoder.chunks()), (path, size)
 
 
 def test_variable_frame_rate_uses_true_timestamps(tmp_path):
