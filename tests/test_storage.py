@@ -48,3 +48,12 @@ def test_local_copy_of_remote_file_is_cleaned_up():
 def test_redact_nested():
     out = storage.redact({"key": "k", "secret": "s", "client_kwargs": {"aws_secret_access_key": "x", "region_name": "r"}})
     assert out == {"key": "***", "secret": "***", "client_kwargs": {"aws_secret_access_key": "***", "region_name": "r"}}
+
+
+def test_storage_options_reach_remote_filesystems_only():
+    fs, _ = storage.url_to_fs("/tmp/x", {"key": "k", "secret": "s"})
+    assert storage.is_local(fs)  # local paths ignore credentials instead of failing on them
+    fs, _ = storage.url_to_fs("s3://bucket/x", {"key": "k-123", "secret": "s", "endpoint_url": "http://127.0.0.1:9"})
+    assert fs.storage_options["key"] == "k-123"
+    fs, _ = storage.url_to_fs("http://127.0.0.1:9/x.mp4", {"block_size": 1234})
+    assert fs.storage_options.get("block_size") == 1234  # any other fsspec filesystem gets the options

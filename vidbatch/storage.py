@@ -32,10 +32,11 @@ def has_scheme(url: str) -> bool:
 def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return `(filesystem, path)` for `url`; raises ValueError for an unknown scheme."""
     options = dict(storage_options or {})
-    if url.startswith("s3://") or url.startswith("s3a://"):
+    scheme = url.split("://", 1)[0].lower() if has_scheme(url) else "file"
+    if scheme in ("s3", "s3a"):
         options = _s3_options(options)
-    else:
-        options = {}  # s3 credentials mean nothing to other filesystems
+    elif scheme in ("file", "local", "memory"):
+        options = {}  # one run mixes local and remote paths; credentials mean nothing to local files
     try:
         return _fsspec_url_to_fs(url, **options)
     except ValueError as exc:

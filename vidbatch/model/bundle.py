@@ -12,7 +12,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from vidbatch import storage
 from vidbatch.errors import ModelBundleError
@@ -240,8 +240,3 @@ def _check_model_against_spec(model: Any, spec: BundleSpec, source: str) -> None
             f"Model {source!r}: takes input of shape {got} but the sidecar says kind={spec.kind!r}, "
             f"input_size={list(spec.input_size)} (expected {expected}); fix the sidecar or the model"
         )
-
-
-def bundle_spec(classes: Sequence[str], input_size: Sequence[int], **fields: Any) -> BundleSpec:
-    """Convenience constructor accepting lists."""
-    return BundleSpec(classes=tuple(classes), input_size=tuple(input_size), **fields)

@@ -8,8 +8,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-IMAGE_SUFFIXES = None  # any file: the sports set has images named .aspx/.php/.ashx
-
 
 @dataclass
 class Samples:
