@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from vidbatch import ConfigError, LabelConfig
@@ -31,7 +33,7 @@ def test_config_is_frozen_and_defaults_are_sane():
     config = make()
     with pytest.raises(Exception):
         config.fps = 1  # type: ignore[misc]
-    assert config.fps > 0 and config.window >= 1 and config.workers >= 1
+    assert config.fps > 0 and config.window >= 1 and config.workers() >= 1
 
 
 def test_record_redacts_credentials():
@@ -46,3 +48,12 @@ def test_ray_options_validate():
     with pytest.raises(ConfigError, match="ray.inference_actors"):
         RayOptions(inference_actors=0)
     assert RayOptions(inference_gpus=0.25).inference_gpus == 0.25
+
+
+def test_decoders_take_every_cpu_only_when_inference_does_not_need_one():
+    from vidbatch.config import default_decode_workers
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert default_decode_workers(inference_on_cpu=False) == cpus
+    assert default_decode_workers(inference_on_cpu=True) == max(1, cpus - 1)
+    assert make(decode_workers=3).workers(inference_on_cpu=False) == 3 == make(decode_workers=3).workers()

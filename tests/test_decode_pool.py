@@ -18,6 +18,12 @@ def jobs_for(manifest, names, chunk=4):
             for n in names]
 
 
+@pytest.fixture(params=["pipe", "shared_memory"])
+def slot_bytes(request):
+    """Both transports: chunks pickled through the pipe, and frames through shared-memory slots."""
+    return 0 if request.param == "pipe" else 4 * 32 * 32 * 3
+
+
 def outcomes(events):
     result, chunks = {}, {}
     for key, kind, *rest in events:
@@ -29,16 +35,16 @@ def outcomes(events):
     return result, chunks
 
 
-def test_all_videos_decode_across_workers(synth_set):
+def test_all_videos_decode_across_workers(synth_set, slot_bytes):
     names = ["ball_000", "ball_001", "box_000", "box_001", "waves_000", "waves_001"]
-    result, chunks = outcomes(DecodePool(workers=2).run(jobs_for(synth_set, names)))
+    result, chunks = outcomes(DecodePool(workers=2, slot_bytes=slot_bytes).run(jobs_for(synth_set, names)))
     assert set(result) == set(names) and all(kind == "done" for kind, _ in result.values())
     assert all(chunks[n] == 50 for n in names)
 
 
 @pytest.mark.parametrize("sig,words", [(signal.SIGKILL, "decoder crashed (SIGKILL)"), (signal.SIGSEGV, "decoder crashed (SIGSEGV)")])
-def test_a_crashing_decoder_fails_only_its_video(synth_set, sig, words):
-    pool = DecodePool(workers=1, timeout_s=30)
+def test_a_crashing_decoder_fails_only_its_video(synth_set, slot_bytes, sig, words):
+    pool = DecodePool(workers=1, timeout_s=30, slot_bytes=slot_bytes)
     events, killed = [], []
     for event in pool.run(jobs_for(synth_set, ["ball_000", "box_000", "waves_000"], chunk=2)):
         events.append(event)
@@ -52,8 +58,8 @@ def test_a_crashing_decoder_fails_only_its_video(synth_set, sig, words):
     assert chunks["waves_000"] == 50
 
 
-def test_a_hanging_decoder_times_out(synth_set):
-    pool = DecodePool(workers=1, timeout_s=1.5)
+def test_a_hanging_decoder_times_out(synth_set, slot_bytes):
+    pool = DecodePool(workers=1, timeout_s=1.5, slot_bytes=slot_bytes)
     events, stopped = [], []
     for event in pool.run(jobs_for(synth_set, ["ball_000", "box_000", "waves_000"], chunk=2)):
         events.append(event)
@@ -68,10 +74,10 @@ def test_a_hanging_decoder_times_out(synth_set):
         os.kill(stopped[0], 0)  # the hung worker was killed, not leaked
 
 
-def test_a_slow_consumer_is_not_mistaken_for_a_hang(synth_set):
+def test_a_slow_consumer_is_not_mistaken_for_a_hang(synth_set, slot_bytes):
     import time
 
-    pool = DecodePool(workers=1, timeout_s=0.5, queue_chunks=1)
+    pool = DecodePool(workers=1, timeout_s=0.5, queue_chunks=1, slot_bytes=slot_bytes)
     result, chunks = {}, 0
     for key, kind, *rest in pool.run(jobs_for(synth_set, ["ball_000"], chunk=2)):
         if kind == "chunk":

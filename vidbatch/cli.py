@@ -44,6 +44,8 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"rolling-average window in sampled frames (default {DEFAULT_WINDOW})")
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help=f"classes kept in the summary's top_k (default {DEFAULT_TOP_K})")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"frames per inference batch (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="inference precision; 16-bit (mixed) is for GPUs with tensor cores (default float32)")
     parser.add_argument("--clip-stride", type=int, default=None, help="clip models: sampled frames between clip starts (default: clip length)")
     parser.add_argument("--shot-threshold", type=float, default=DEFAULT_SHOT_THRESHOLD,
                         help=f"hard-cut detection threshold, 0..1; the rolling window restarts at each cut; 0 = off (default {DEFAULT_SHOT_THRESHOLD:g})")
@@ -53,7 +55,7 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-top-k", type=int, default=0, help="also list the best k classes of every frame (frames/ column top_k)")
     parser.add_argument("--classes", default=None, help="class names (JSON list or one per line) for a legacy .h5 model without a sidecar")
     parser.add_argument("--engine", choices=("local", "ray"), default="local", help="local (one process) or ray")
-    parser.add_argument("--decode-workers", type=int, default=None, help="local engine: decoder processes (default: CPUs - 1)")
+    parser.add_argument("--decode-workers", type=int, default=None, help="local engine: decoder processes (default: CPUs - 1; all CPUs when the model runs on a GPU)")
     parser.add_argument("--video-timeout", type=float, default=DEFAULT_VIDEO_TIMEOUT_S,
                         help=f"seconds a decoder may make no progress before its video fails (default {DEFAULT_VIDEO_TIMEOUT_S:g})")
     parser.add_argument("--storage-options", default=None, help="JSON object passed to fsspec/s3fs (e.g. endpoint_url)")
@@ -152,7 +154,7 @@ def _label(args: argparse.Namespace) -> int:
 
     config = LabelConfig(
         manifest=args.manifest, model=args.model, out=args.out, fps=args.fps, window=args.window, top_k=args.top_k,
-        batch_size=args.batch_size, clip_stride=args.clip_stride, engine=args.engine, decode_workers=args.decode_workers,
+        batch_size=args.batch_size, precision=args.precision, clip_stride=args.clip_stride, engine=args.engine, decode_workers=args.decode_workers,
         shot_threshold=args.shot_threshold or None, frame_threshold=args.frame_threshold,
         video_threshold=args.video_threshold, unknown_label=args.unknown_label, frame_top_k=args.frame_top_k,
         classes=args.classes,

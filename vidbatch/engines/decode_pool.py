@@ -23,28 +23,52 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
 from vidbatch.engines.decode_worker import DecodeJob
+from vidbatch.engines.frame_ring import DEFAULT_SLOTS, FrameRing, SlotRef
 
 _STOP = None
 
 
-def _worker_main(conn: Connection) -> None:
+def _worker_main(conn: Connection, ring: FrameRing | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     from vidbatch.engines.decode_worker import decode_job
 
+    free = deque(range(ring.slots)) if ring is not None else deque()
+
+    def next_message():
+        """The next job or stop; slots handed back on the way are collected."""
+        while True:
+            message = conn.recv()
+            if isinstance(message, int):
+                free.append(message)
+                continue
+            return message
+
     while True:
         try:
-            job = conn.recv()
+            job = next_message()
         except (EOFError, OSError):
             return
         if job is _STOP:
             return
         for event in decode_job(job):
+            if ring is not None and event[0] == "chunk" and ring.fits(event[1]["frames"]):
+                # collect the slots handed back; with none free, wait (this is the backpressure)
+                while conn.poll() or not free:
+                    message = conn.recv()
+                    if message is _STOP:
+                        return
+                    if isinstance(message, int):
+                        free.append(message)
+                chunk = dict(event[1])
+                chunk["frames"] = ring.write(free.popleft(), chunk["frames"])
+                event = ("chunk", chunk)
             conn.send((job.key, *event))
 
 
-def worker_entry(fd: int) -> None:
+def worker_entry(fd: int, ring_fd: int = -1, slots: int = 0, slot_bytes: int = 0) -> None:
     """Entry point of a decoder process (started by `_Worker`)."""
-    _worker_main(Connection(fd))
+    ring = FrameRing.attach(ring_fd, slots, slot_bytes) if ring_fd >= 0 else None
+    _worker_main(Connection(fd), ring)
 
 
 def _package_root() -> str:
@@ -61,18 +85,40 @@ class _Worker:
     `vidbatch.label` at top level, without a `__main__` guard, would recurse).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, slot_bytes: int = 0) -> None:
         self.conn, child = mp.Pipe(duplex=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([_package_root(), *filter(None, [env.get("PYTHONPATH")])])
-        code = "import sys; from vidbatch.engines.decode_pool import worker_entry; worker_entry(int(sys.argv[1]))"
-        self.process = _Process(subprocess.Popen(
-            [sys.executable, "-c", code, str(child.fileno())], pass_fds=[child.fileno()], env=env,
-            stdin=subprocess.DEVNULL, start_new_session=False,
-        ))
-        child.close()
+        arguments, fds = [str(child.fileno())], [child.fileno()]
+        self.ring: FrameRing | None = None
+        ring_fd = -1
+        if slot_bytes > 0:
+            self.ring, ring_fd = FrameRing.create(DEFAULT_SLOTS, slot_bytes)
+            arguments += [str(ring_fd), str(DEFAULT_SLOTS), str(slot_bytes)]
+            fds.append(ring_fd)
+        code = ("import sys; from vidbatch.engines.decode_pool import worker_entry; "
+                "worker_entry(*map(int, sys.argv[1:]))")
+        try:
+            self.process = _Process(subprocess.Popen(
+                [sys.executable, "-c", code, *arguments], pass_fds=fds, env=env,
+                stdin=subprocess.DEVNULL, start_new_session=False,
+            ))
+        finally:
+            child.close()
+            if ring_fd >= 0:
+                os.close(ring_fd)
         self.job: DecodeJob | None = None
         self.stalled_s = 0.0
+
+    def take_frames(self, message: tuple) -> tuple:
+        """A chunk whose frames wait in a slot: copy them out and hand the slot back."""
+        if message[1] != "chunk" or not isinstance(message[2]["frames"], SlotRef):
+            return message
+        chunk = dict(message[2])
+        ref = chunk["frames"]
+        chunk["frames"] = self.ring.read(ref)
+        self.conn.send(ref.slot)
+        return (message[0], "chunk", chunk, *message[3:])
 
     def assign(self, job: DecodeJob) -> None:
         self.job = job
@@ -83,7 +129,12 @@ class _Worker:
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5)
+        self._release()
+
+    def _release(self) -> None:
         self.conn.close()
+        if self.ring is not None:
+            self.ring.close()
 
     def stop(self) -> None:
         try:
@@ -94,7 +145,7 @@ class _Worker:
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=5)
-        self.conn.close()
+        self._release()
 
 
 class _Process:
@@ -136,7 +187,8 @@ class DecodePool:
     """Run decode jobs on `workers` processes; iterate over their events in arrival order.
 
     Events are tuples `(key, kind, ...)` as produced by `decode_job`, where kind
-    is "info", "chunk", "done" or "failed". A video whose decoder makes no
+    is "info", "chunk", "done" or "failed"; a chunk's frames arrive through
+    shared memory when `slot_bytes` is large enough for them. A video whose decoder makes no
     progress for `timeout_s` seconds, or whose decoder dies, yields a "failed"
     event and its worker is replaced.
     """
@@ -148,8 +200,12 @@ class DecodePool:
         queue_chunks: int | None = None,
         on_worker_event: Callable[[str, int], None] | None = None,
         persistent: bool = False,
+        slot_bytes: int = 0,
     ) -> None:
         self.workers = workers
+        self.slot_bytes = slot_bytes
+        """Size of each worker's shared-memory slots (`frame_ring`); chunks larger than this, or all with 0, go
+        through the pipe."""
         self.timeout_s = timeout_s
         self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks or max(4, 3 * workers))
         self._pool: list[_Worker] = []
@@ -169,7 +225,7 @@ class DecodePool:
         self._closing.clear()
         wanted = min(self.workers, max(1, len(pending)))
         self._pool = [w for w in self._pool if w.process.is_alive()]
-        self._pool += [_Worker() for _ in range(wanted - len(self._pool))]
+        self._pool += [_Worker(self.slot_bytes) for _ in range(wanted - len(self._pool))]
         self._thread = threading.Thread(target=self._receive, args=(pending,), daemon=True, name="vidbatch-receiver")
         self._thread.start()
         try:
@@ -201,7 +257,7 @@ class DecodePool:
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
-        fresh = _Worker()
+        fresh = _Worker(self.slot_bytes)
         self._pool[self._pool.index(worker)] = fresh
         return fresh
 
@@ -221,7 +277,7 @@ class DecodePool:
                     if worker.conn in ready:
                         try:
                             while worker.conn.poll():
-                                message = worker.conn.recv()
+                                message = worker.take_frames(worker.conn.recv())
                                 worker.stalled_s = 0.0
                                 if not self._put(message):
                                     return

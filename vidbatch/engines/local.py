@@ -40,7 +40,8 @@ class LocalEngine(Engine):
     def __init__(self, config: LabelConfig, bundle: ModelBundle, output: RunOutput, spec: DecodeSpec,
                  options: LabelingOptions, on_worker_event=None) -> None:
         super().__init__(config, bundle, output, spec, options)
-        self.pool = DecodePool(config.workers, config.video_timeout, on_worker_event=on_worker_event)
+        self.pool = DecodePool(config.workers(), config.video_timeout, on_worker_event=on_worker_event,
+                               slot_bytes=spec.chunk_nbytes)
         # chunks waiting for inference: (video key, frames, {frame_index, timestamp_s, shot_cut})
         self._pending: list[tuple[str, np.ndarray, dict[str, np.ndarray]]] = []
         self._pending_items = 0
@@ -48,7 +49,8 @@ class LocalEngine(Engine):
         self._decoded: set[str] = set()
 
     def run(self, tasks: Sequence[VideoTask]) -> StageCounters:
-        self._predictor = Predictor(self.bundle, self.config.batch_size)
+        self._predictor = Predictor(self.bundle, self.config.batch_size, precision=self.config.precision)
+        self.pool.workers = self.config.workers(inference_on_cpu=not self._predictor.on_accelerator)
         progress = Progress(len(tasks), self.config.progress, self.counters)
         self.collector = VideoCollector(tasks, self.bundle, self.options, self.output, self.counters, progress)
         try:

@@ -40,7 +40,7 @@ class RayDecoder:
         self.spec = spec
         self.item_shape = tuple(item_shape)
         self.storage_options = dict(storage_options)
-        self.pool = DecodePool(workers=1, timeout_s=timeout_s, persistent=True)
+        self.pool = DecodePool(workers=1, timeout_s=timeout_s, persistent=True, slot_bytes=spec.chunk_nbytes)
 
     def __call__(self, batch: dict[str, np.ndarray]):
         for row in range(len(batch["key"])):
@@ -97,12 +97,12 @@ class RayPredictor:
     """Ray Data callable class: loads the bundle once per actor; frames in, probabilities out."""
 
     def __init__(self, model: str, batch_size: int, storage_options: Mapping[str, Any], trust_model_code: bool,
-                 classes: str | None = None) -> None:
+                 classes: str | None = None, precision: str = "float32") -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from vidbatch.stages.classify import Predictor
 
         self.predictor = Predictor(model, batch_size=batch_size, storage_options=storage_options,
-                                   trust_model_code=trust_model_code, classes=classes)
+                                   trust_model_code=trust_model_code, classes=classes, precision=precision)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.predictor(batch)
@@ -166,7 +166,8 @@ class RayEngine(Engine):
             RayPredictor,
             fn_constructor_kwargs={"model": self.config.model, "batch_size": self.config.batch_size,
                                    "storage_options": dict(self.config.storage_options),
-                                   "trust_model_code": self.config.trust_model_code, "classes": self.config.classes},
+                                   "trust_model_code": self.config.trust_model_code, "classes": self.config.classes,
+                                   "precision": self.config.precision},
             batch_size=self.config.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=actor_gpus, num_cpus=inference_cpus,
         )

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from vidbatch.config import PRECISIONS
+from vidbatch.errors import ModelBundleError
 from vidbatch.model.bundle import ModelBundle, load_bundle
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,6 +44,33 @@ def _preprocessing_layer(mode: str):
     return Preprocess(name=f"vidbatch_preprocess_{mode}")
 
 
+def _at_precision(model, precision: str):
+    """The same model (same weights) computing under Keras' `mixed_<precision>` policy."""
+    if precision == "float32":
+        return model
+    import keras
+
+    policy = keras.DTypePolicy(f"mixed_{precision}")
+    outputs = {tensor._keras_history.operation.name for tensor in getattr(model, "outputs", None) or []}
+
+    def cast(layer):
+        config = layer.get_config()
+        if not isinstance(layer, keras.layers.InputLayer) and layer.name not in outputs:
+            config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    try:
+        twin = keras.models.clone_model(model, clone_function=cast, recursive=True)
+        twin.set_weights(model.get_weights())
+    except Exception as exc:
+        raise ModelBundleError(
+            f"Invalid `precision`: {precision} inference rebuilds the model layer by layer, which failed for "
+            f"{type(model).__name__} {model.name!r} ({type(exc).__name__}: {str(exc)[:200]}). "
+            f"Received: precision={precision!r}; use precision='float32' for this model."
+        ) from None
+    return twin
+
+
 class Predictor:
     """Loads a bundle once; predicts class probabilities for batches of uint8 items."""
 
@@ -52,25 +81,37 @@ class Predictor:
         storage_options: Mapping[str, Any] | None = None,
         trust_model_code: bool = False,
         classes: str | None = None,
+        precision: str = "float32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"Invalid `precision`: expected one of {PRECISIONS}. Received: precision={precision!r}")
         if isinstance(bundle, str):
             bundle = load_bundle(bundle, storage_options, trust_model_code, classes=classes)
         self.bundle = bundle
         self.spec = bundle.spec
         self.batch_size = batch_size
-        self._model = self._inference_model(bundle)
+        self.precision = precision
+        self._model = self._inference_model(bundle, precision)
         self.items_predicted = 0
 
     @staticmethod
-    def _inference_model(bundle: ModelBundle):
+    def _inference_model(bundle: ModelBundle, precision: str):
         import keras
 
         spec = bundle.spec
         inputs = keras.Input(shape=spec.item_shape, dtype="uint8", name="pixels")
-        outputs = bundle.model(_preprocessing_layer(spec.preprocessing)(inputs), training=False)
+        model = _at_precision(bundle.model, precision)
+        outputs = model(_preprocessing_layer(spec.preprocessing)(inputs), training=False)
         if spec.outputs == "logits":
-            outputs = keras.layers.Softmax(name="vidbatch_softmax")(outputs)
+            outputs = keras.layers.Softmax(name="vidbatch_softmax", dtype="float32")(outputs)
         return keras.Model(inputs, outputs, name="vidbatch_inference")
+
+    @property
+    def on_accelerator(self) -> bool:
+        """Whether the backend computes on a GPU/TPU (then decoding may have every CPU)."""
+        import keras
+
+        return any(not device.lower().startswith("cpu") for device in keras.distribution.list_devices())
 
     def predict(self, items: np.ndarray) -> np.ndarray:
         """Probabilities (float32, [N, classes]) for uint8 items of the bundle's item shape."""

@@ -41,6 +41,12 @@ class DecodeSpec:
     """Hard-cut detection: colour-histogram (Bhattacharyya) distance between consecutive sampled frames above
     which a new shot starts; None turns it off."""
 
+    @property
+    def chunk_nbytes(self) -> int:
+        """Bytes of one full chunk of uint8 RGB items (frames, or clips of `clip_len` frames)."""
+        frames_per_item = self.clip.clip_len if self.clip else 1
+        return self.chunk_frames * frames_per_item * self.height * self.width * 3
+
 
 @dataclass
 class VideoInfo:
