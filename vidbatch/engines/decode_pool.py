@@ -219,13 +219,18 @@ class DecodePool:
         """Output key -> pid of the worker decoding it now (for tests that inject faults)."""
         return {w.job.key: w.process.pid for w in list(self._pool) if w.job is not None}
 
+    def start(self, videos: int | None = None) -> None:
+        """Start the decoder processes now, so that their start-up (~0.4 s: an interpreter, OpenCV, fsspec)
+        overlaps whatever the caller does next, such as building the model."""
+        wanted = self.workers if videos is None else min(self.workers, max(1, videos))
+        self._pool = [w for w in self._pool if w.process.is_alive()]
+        self._pool += [_Worker(self.slot_bytes) for _ in range(wanted - len(self._pool))]
+
     def run(self, jobs: Iterable[DecodeJob], idle_s: float | None = None) -> Iterator[tuple | None]:
         """Yield events; with `idle_s`, also yield None whenever nothing arrived for that long."""
         pending = deque(jobs)
         self._closing.clear()
-        wanted = min(self.workers, max(1, len(pending)))
-        self._pool = [w for w in self._pool if w.process.is_alive()]
-        self._pool += [_Worker(self.slot_bytes) for _ in range(wanted - len(self._pool))]
+        self.start(len(pending))
         self._thread = threading.Thread(target=self._receive, args=(pending,), daemon=True, name="vidbatch-receiver")
         self._thread.start()
         try:

@@ -20,7 +20,7 @@ from vidbatch.engines.decode_worker import DecodeJob
 from vidbatch.model.bundle import ModelBundle
 from vidbatch.progress import Progress, StageCounters
 from vidbatch.stages.assemble import LabelingOptions
-from vidbatch.stages.classify import Predictor
+from vidbatch.stages.classify import Predictor, accelerator_available
 from vidbatch.stages.decode import DecodeSpec
 from vidbatch.stages.manifest import VideoTask
 from vidbatch.stages.write import RunOutput
@@ -49,8 +49,13 @@ class LocalEngine(Engine):
         self._decoded: set[str] = set()
 
     def run(self, tasks: Sequence[VideoTask]) -> StageCounters:
-        self._predictor = Predictor(self.bundle, self.config.batch_size, precision=self.config.precision)
-        self.pool.workers = self.config.workers(inference_on_cpu=not self._predictor.on_accelerator)
+        self.pool.workers = self.config.workers(inference_on_cpu=not accelerator_available())
+        self.pool.start(len(tasks))  # decoders start up while the inference model is built
+        try:
+            self._predictor = Predictor(self.bundle, self.config.batch_size, precision=self.config.precision)
+        except BaseException:
+            self.pool.close()
+            raise
         progress = Progress(len(tasks), self.config.progress, self.counters)
         self.collector = VideoCollector(tasks, self.bundle, self.options, self.output, self.counters, progress)
         try:

@@ -44,6 +44,13 @@ def _preprocessing_layer(mode: str):
     return Preprocess(name=f"vidbatch_preprocess_{mode}")
 
 
+def accelerator_available() -> bool:
+    """Whether the Keras backend computes on a GPU/TPU (then inference leaves the CPUs to decoding)."""
+    import keras
+
+    return any(not device.lower().startswith("cpu") for device in keras.distribution.list_devices())
+
+
 def _at_precision(model, precision: str):
     """The same model (same weights) computing under Keras' `mixed_<precision>` policy."""
     if precision == "float32":
@@ -105,13 +112,6 @@ class Predictor:
         if spec.outputs == "logits":
             outputs = keras.layers.Softmax(name="vidbatch_softmax", dtype="float32")(outputs)
         return keras.Model(inputs, outputs, name="vidbatch_inference")
-
-    @property
-    def on_accelerator(self) -> bool:
-        """Whether the backend computes on a GPU/TPU (then decoding may have every CPU)."""
-        import keras
-
-        return any(not device.lower().startswith("cpu") for device in keras.distribution.list_devices())
 
     def predict(self, items: np.ndarray) -> np.ndarray:
         """Probabilities (float32, [N, classes]) for uint8 items of the bundle's item shape."""
