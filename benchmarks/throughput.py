@@ -268,7 +268,9 @@ def run_child(mode: str, workload: dict, options: dict) -> dict:
     import psutil
 
     command = [sys.executable, __file__, "--child", mode, "--payload", json.dumps({"workload": workload, "options": options})]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    # keep the caller's PYTHONPATH (packages installed with --target, as on a borrowed GPU machine)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0
     stop = threading.Event()
