@@ -51,6 +51,8 @@ def test_labels_synthetic_set_correctly(synth_set, colour_bundle, tmp_path):
     assert run["counts"]["ok"] == 6 and run["counts"]["frames_classified"] == 60
     assert run["model"]["classes"] == ["ball", "box", "waves"] and len(run["model"]["fingerprint"]) == 64
     assert run["stages"]["items_classified"] == 60 and "keras" in run["versions"]
+    layout = run["stages"]["layout"]  # what the engine chose, so a user can see why a run was fast or slow
+    assert layout["inference_device"] == "cpu" and layout["decode_workers"] >= 1 and layout["precision"] == "float32"
 
 
 def test_every_frame_mode(synth_set, colour_bundle, tmp_path):

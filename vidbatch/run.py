@@ -93,8 +93,7 @@ def run(config: LabelConfig, on_worker_event=None) -> RunResult:
     if config.engine == "local":
         from vidbatch.engines.local import LocalEngine
 
-        counters = LocalEngine(config, bundle, output, spec, options, on_worker_event=on_worker_event).run(todo)
-        stages = counters.as_dict()
+        stages = LocalEngine(config, bundle, output, spec, options, on_worker_event=on_worker_event).run(todo)
     elif config.engine == "ray":
         from vidbatch.engines.ray_engine import RayEngine
 

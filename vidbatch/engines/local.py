@@ -18,7 +18,7 @@ from vidbatch.engines.collect import COLUMNS, Engine, VideoCollector, VideoState
 from vidbatch.engines.decode_pool import DecodePool
 from vidbatch.engines.decode_worker import DecodeJob
 from vidbatch.model.bundle import ModelBundle
-from vidbatch.progress import Progress, StageCounters
+from vidbatch.progress import Progress
 from vidbatch.stages.assemble import LabelingOptions
 from vidbatch.stages.classify import Predictor, accelerator_available
 from vidbatch.stages.decode import DecodeSpec
@@ -48,8 +48,10 @@ class LocalEngine(Engine):
         self._in_flight: dict[str, int] = {}
         self._decoded: set[str] = set()
 
-    def run(self, tasks: Sequence[VideoTask]) -> StageCounters:
-        self.pool.workers = self.config.workers(inference_on_cpu=not accelerator_available())
+    def run(self, tasks: Sequence[VideoTask]) -> dict:
+        """Label `tasks`; returns the stage counters and the layout chosen, for run.json."""
+        on_accelerator = accelerator_available()
+        self.pool.workers = self.config.workers(inference_on_cpu=not on_accelerator)
         self.pool.start(len(tasks))  # decoders start up while the inference model is built
         try:
             self._predictor = Predictor(self.bundle, self.config.batch_size, precision=self.config.precision)
@@ -70,7 +72,9 @@ class LocalEngine(Engine):
             self.collector.finish_missing("internal: the decoder finished without a result for this video")
         finally:
             progress.close()
-        return self.counters
+        layout = {"decode_workers": self.pool.workers, "inference_device": "accelerator" if on_accelerator else "cpu",
+                  "precision": self.config.precision, "batch_size": self.config.batch_size}
+        return {**self.counters.as_dict(), "engine": "local", "layout": layout}
 
     def _handle(self, event: tuple) -> None:
         key, kind, *rest = event
