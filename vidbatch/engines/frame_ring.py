@@ -1,13 +1,13 @@
 """Shared-memory slots through which a decoder process hands chunks of frames to its pool.
 
-Pickling a chunk through a pipe copies every frame four times and costs the
-receiving process ~120 us of CPU per 224x224 frame (measured: one receiver
-tops out near 4,500 frames/s on the 2-core VM), below what 16 decoder
-processes produce on a GPU node (~7,000 frames/s). Through a slot, the
-decoder writes the frames once into memory both processes map, sends only
-the slot number and the small per-frame columns, and the pool copies the
-frames out once and hands the slot back (~15 us per frame, ~28,000 frames/s
-from one decoder on the same VM).
+Pickling a chunk through a pipe copies every frame several times: measured
+on the 2-core VM, the pool's process spent 145-178 us of CPU per 224x224
+frame, and one receiver tops out near 4,400-5,300 frames/s, below what 16
+decoder processes produce on a GPU node (~7,000 frames/s). Through a slot,
+the decoder writes the frames once into memory both processes map, sends
+only the slot number and the small per-frame columns, and the pool copies
+the frames out once and hands the slot back: 44-50 us per frame in the pool,
+~28,000 frames/s from one synthetic sender (benchmarks/README.md).
 
 The memory is an anonymous file (`memfd` on Linux, an unlinked temporary file
 elsewhere) whose descriptor the decoder inherits: no names in /dev/shm, no
