@@ -20,6 +20,7 @@ from vidbatch.config import (
     DEFAULT_TOP_K,
     DEFAULT_VIDEO_TIMEOUT_S,
     DEFAULT_WINDOW,
+    PRECISIONS,
 )
 from vidbatch.errors import ConfigError, VidbatchError, VideoError
 
@@ -44,7 +45,7 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"rolling-average window in sampled frames (default {DEFAULT_WINDOW})")
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help=f"classes kept in the summary's top_k (default {DEFAULT_TOP_K})")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"frames per inference batch (default {DEFAULT_BATCH_SIZE})")
-    parser.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default="float32",
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="inference precision; 16-bit (mixed) is for GPUs with tensor cores (default float32)")
     parser.add_argument("--clip-stride", type=int, default=None, help="clip models: sampled frames between clip starts (default: clip length)")
     parser.add_argument("--shot-threshold", type=float, default=DEFAULT_SHOT_THRESHOLD,
