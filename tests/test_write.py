@@ -112,3 +112,21 @@ def test_output_on_memory_filesystem(tmp_path):
     out.commit(outcome_ok(manifest.tasks[0]))
     summary = out.finalize(manifest, {})
     assert isinstance(summary, pa.Table) and out.fs.exists("/runs/r1/summary.parquet")
+
+
+def test_resume_removes_stale_temporaries_of_a_killed_run(tmp_path):
+    """kill -9 between writing a temporary and renaming it leaves the temporary: the next run removes it."""
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({"x": 1})
+    stale = [tmp_path / "out" / "frames" / ".tmp-0123abcd-v.parquet",
+             tmp_path / "out" / "_vidbatch" / "ledger" / ".tmp-0123abcd-v.json",
+             tmp_path / "out" / "_vidbatch" / ".probe-0123abcd"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    kept = tmp_path / "out" / "frames" / "v.parquet"
+    kept.write_bytes(b"committed")
+    RunOutput(str(tmp_path / "out")).prepare({"x": 1})
+    assert [p for p in stale if p.exists()] == []
+    assert kept.read_bytes() == b"committed"
+    assert RunOutput(str(tmp_path / "out")).committed() == {}

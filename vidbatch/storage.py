@@ -21,6 +21,9 @@ import fsspec
 from fsspec.core import url_to_fs as _fsspec_url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+TEMPORARY_PREFIX = ".tmp-"
+"""Hidden temporaries of `atomic_write_bytes`: readers skip them; a killed writer can leave them behind."""
+
 _SECRET_KEY = re.compile(r"(secret|token|password|passwd|key|credential|session)", re.IGNORECASE)
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -91,7 +94,7 @@ def atomic_write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) ->
     if is_local(fs):
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+        tmp = os.path.join(folder, f"{TEMPORARY_PREFIX}{uuid.uuid4().hex}-{os.path.basename(path)}")
         try:
             with open(tmp, "wb") as handle:
                 handle.write(data)
@@ -103,6 +106,27 @@ def atomic_write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) ->
                 os.unlink(tmp)
     else:
         fs.pipe_file(path, data)
+
+
+def remove_stale_temporaries(fs: fsspec.AbstractFileSystem, folder: str, prefixes: tuple[str, ...] = (TEMPORARY_PREFIX,)) -> int:
+    """Delete what a killed writer left under `folder`: hidden temporaries that were never renamed.
+
+    Only local folders can hold them (object stores are written in place), so
+    elsewhere this does nothing. Call it only while no other writer uses the
+    folder: before a run starts work. Returns how many files were removed.
+    """
+    if not is_local(fs) or not os.path.isdir(folder):
+        return 0
+    removed = 0
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            if name.startswith(prefixes):
+                try:
+                    os.unlink(os.path.join(root, name))
+                    removed += 1
+                except FileNotFoundError:
+                    continue
+    return removed
 
 
 @contextlib.contextmanager

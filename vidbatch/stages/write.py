@@ -37,6 +37,7 @@ from vidbatch.stages.manifest import Manifest
 LEDGER_DIR = "_vidbatch/ledger"
 IDENTITY_FILE = "_vidbatch/identity.json"
 MIN_FREE_BYTES = 64 * 1024 * 1024
+PROBE_PREFIX = ".probe-"
 
 TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
 SUMMARY_FIELDS = [
@@ -102,6 +103,8 @@ class RunOutput:
     def prepare(self, identity: Mapping[str, Any], overwrite: bool = False) -> None:
         """Fail fast if `out` cannot be written or holds a run with other settings."""
         self._check_writable()
+        # a run killed mid-write (even by SIGKILL) leaves hidden temporaries: nothing will ever rename them
+        storage.remove_stale_temporaries(self.fs, self.path, prefixes=(storage.TEMPORARY_PREFIX, PROBE_PREFIX))
         identity_path = self._p(IDENTITY_FILE)
         wanted = json.dumps(identity, sort_keys=True)
         if self.fs.exists(identity_path):
@@ -117,7 +120,7 @@ class RunOutput:
         storage.atomic_write_bytes(self.fs, identity_path, wanted.encode())
 
     def _check_writable(self) -> None:
-        probe = self._p("_vidbatch", f".probe-{uuid.uuid4().hex}")
+        probe = self._p("_vidbatch", f"{PROBE_PREFIX}{uuid.uuid4().hex}")
         try:
             if storage.is_local(self.fs):
                 if os.path.exists(self.path) and not os.path.isdir(self.path):
