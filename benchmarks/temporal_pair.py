@@ -23,8 +23,8 @@ def run(work: str, train_per_class: int = 16, test_per_class: int = 8, epochs: i
         clip_len: int = 8, fps: float = 10.0) -> dict:
     sys.path.insert(0, ROOT)
     import vidbatch
-    from vidbatch.synth import TEMPORAL_CLASSES, SynthSpec, make_dataset
-    from vidbatch.train.trainer import TrainConfig, train
+    from vidbatch.apps.synth import TEMPORAL_CLASSES, SynthSpec, make_dataset
+    from vidbatch.apps.train.trainer import TrainConfig, train
 
     started = time.monotonic()
     spec = SynthSpec(width=96, height=72, fps=25, seconds=3)

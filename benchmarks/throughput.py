@@ -36,7 +36,7 @@ def prepare(work: str, quick: bool, model_name: str, size: int) -> dict:
     sys.path.insert(0, ROOT)
     import pandas as pd
 
-    from vidbatch.synth import SynthSpec, write_video
+    from vidbatch.apps.synth import SynthSpec, write_video
 
     os.makedirs(work, exist_ok=True)
     spec = SynthSpec(width=640, height=360, fps=25, seconds=4 if quick else 12)
@@ -154,7 +154,7 @@ def labels_check(workload: dict, options: dict) -> dict:
     import pandas as pd
 
     import vidbatch
-    from vidbatch.demo import run_demo
+    from vidbatch.apps.demo import run_demo
 
     demo_dir = os.path.join(workload["work"], "demo")
     if not os.path.exists(os.path.join(demo_dir, "model", "bundle.json")):
@@ -238,9 +238,9 @@ def decode_only(workload: dict, options: dict, fps: float) -> dict:
 def decode_through_pool(workload: dict, options: dict) -> dict:
     """Every frame decoded by vidbatch's decoder pool (one process per CPU, started) and shipped to this process."""
     from vidbatch.engines.decode_pool import DecodePool
-    from vidbatch.engines.decode_worker import DecodeJob
+    from vidbatch.io.manifest import Manifest
     from vidbatch.stages.decode import DecodeSpec
-    from vidbatch.stages.manifest import Manifest
+    from vidbatch.stages.decode_job import Chunk, DecodeJob, Finished
     from vidbatch.stages.sampling import FrameSampling
 
     size = options["size"]
@@ -252,11 +252,11 @@ def decode_through_pool(workload: dict, options: dict) -> dict:
         pass
     decoded = sampled = 0
     started, cpu = time.perf_counter(), time.process_time()
-    for _key, kind, *rest in pool.run(jobs):
-        if kind == "chunk":
-            sampled += len(rest[0]["frames"])
-        elif kind == "done":
-            decoded += rest[0]["frames_decoded"]
+    for event in pool.run(jobs):
+        if isinstance(event, Chunk):
+            sampled += len(event)
+        elif isinstance(event, Finished):
+            decoded += event.info["frames_decoded"]
     seconds = time.perf_counter() - started
     pool.close()
     return {"items": sampled, "frames_decoded": decoded, "seconds": seconds, "workers": workers,
@@ -384,7 +384,7 @@ def main() -> None:
     repeat = 1 if args.quick else args.repeat
     if args.fps is None:
         sys.path.insert(0, ROOT)
-        from vidbatch.config import DEFAULT_FPS
+        from vidbatch.core.config import DEFAULT_FPS
 
         args.fps = DEFAULT_FPS
     workload = prepare(args.work, args.quick, args.model, args.size)

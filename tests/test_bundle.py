@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from helpers import colour_model, make_colour_bundle
+from tests.support.helpers import colour_model, make_colour_bundle
 from vidbatch import ModelBundleError
 from vidbatch.model.bundle import BundleSpec, load_bundle, save_bundle
 

@@ -62,7 +62,7 @@ def test_precision_is_checked_and_a_model_that_cannot_be_rebuilt_is_named(colour
     import keras
 
     from vidbatch import ConfigError, LabelConfig
-    from vidbatch.errors import ModelBundleError
+    from vidbatch.core.errors import ModelBundleError
     from vidbatch.stages.classify import _at_precision
 
     with pytest.raises(ValueError, match=r"Received: precision='int8'"):

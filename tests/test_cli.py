@@ -71,8 +71,8 @@ def test_synth_command(tmp_path):
 
 def test_sigkill_mid_run_then_resume_equals_clean_run(colour_bundle, tmp_path):
     """The ledger commit: kill -9 the driver mid-run, rerun, compare with an uninterrupted run."""
-    from vidbatch.stages.write import RunOutput
-    from vidbatch.synth import SynthSpec, make_dataset
+    from vidbatch.io.output import RunOutput
+    from vidbatch.apps.synth import SynthSpec, make_dataset
 
     manifest = make_dataset(str(tmp_path / "set"), videos_per_class=6, seed=11, spec=SynthSpec(width=96, height=72, seconds=3))
     out, clean = tmp_path / "out", tmp_path / "clean"
@@ -130,7 +130,7 @@ def test_eval_command(synth_set, colour_bundle, tmp_path):
 
 @pytest.mark.slow
 def test_train_clips_command_then_label_with_it(tmp_path):
-    from vidbatch.synth import SynthSpec, make_dataset
+    from vidbatch.apps.synth import SynthSpec, make_dataset
 
     data = make_dataset(str(tmp_path / "d"), classes=("left_to_right", "right_to_left"), videos_per_class=4, seed=1,
                         spec=SynthSpec(width=64, height=48, seconds=2))

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from vidbatch import ConfigError, LabelConfig
-from vidbatch.config import RayOptions
+from vidbatch.core.config import RayOptions
 
 
 def make(**kw):
@@ -51,7 +51,7 @@ def test_ray_options_validate():
 
 
 def test_decoders_take_every_cpu_only_when_inference_does_not_need_one():
-    from vidbatch.config import default_decode_workers
+    from vidbatch.core.config import default_decode_workers
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert default_decode_workers(inference_on_cpu=False) == cpus

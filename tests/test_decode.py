@@ -3,8 +3,8 @@ import os
 import numpy as np
 import pytest
 
-from badfiles import one_frame, png_file, random_bytes, text_file, truncated, truncated_inside_moov, zero_bytes
-from vidbatch.errors import VideoError
+from tests.support.badfiles import one_frame, png_file, random_bytes, text_file, truncated, truncated_inside_moov, zero_bytes
+from vidbatch.core.errors import VideoError
 from vidbatch.stages.decode import DecodeSpec, VideoDecoder
 from vidbatch.stages.sampling import ClipSampling, FrameSampling
 
@@ -133,7 +133,7 @@ def shot_cuts(path, fps):
 
 def test_shot_cuts_in_a_synthetic_multi_shot_video(tmp_path):
     from vidbatch.stages.decode import VideoDecoder
-    from vidbatch.synth import SynthSpec, write_shots_video
+    from vidbatch.apps.synth import SynthSpec, write_shots_video
 
     path = str(tmp_path / "shots.mp4")
     cuts = write_shots_video(path, ["ball", "box", "waves", "ball"], seed=1, spec=SynthSpec(width=96, height=72, seconds=2))
@@ -176,7 +176,7 @@ def test_no_cuts_in_single_shot_real_clips(shared_video_paths):
 
 
 def test_variable_frame_rate_uses_true_timestamps(tmp_path):
-    from badfiles import variable_frame_rate
+    from tests.support.badfiles import variable_frame_rate
 
     path = variable_frame_rate(str(tmp_path))
     chunks, info = decode_all(path, fps=0)

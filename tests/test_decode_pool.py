@@ -6,8 +6,8 @@ import signal
 import pytest
 
 from vidbatch.engines.decode_pool import DecodePool
-from vidbatch.engines.decode_worker import DecodeJob
 from vidbatch.stages.decode import DecodeSpec
+from vidbatch.stages.decode_job import Chunk, DecodeJob, Failed, Finished
 from vidbatch.stages.sampling import FrameSampling
 
 
@@ -26,12 +26,12 @@ def slot_bytes(request):
 
 def outcomes(events):
     result, chunks = {}, {}
-    for key, kind, *rest in events:
-        if kind == "chunk":
-            chunks[key] = chunks.get(key, 0) + len(rest[0]["frames"])
-        elif kind in ("done", "failed"):
-            assert key not in result, f"two outcomes for {key}"
-            result[key] = (kind, rest[0] if kind == "failed" else None)
+    for event in events:
+        if isinstance(event, Chunk):
+            chunks[event.key] = chunks.get(event.key, 0) + len(event.arrays["frames"])
+        elif isinstance(event, (Finished, Failed)):
+            assert event.key not in result, f"two outcomes for {event.key}"
+            result[event.key] = ("failed", event.message) if isinstance(event, Failed) else ("done", None)
     return result, chunks
 
 
@@ -48,7 +48,7 @@ def test_a_crashing_decoder_fails_only_its_video(synth_set, slot_bytes, sig, wor
     events, killed = [], []
     for event in pool.run(jobs_for(synth_set, ["ball_000", "box_000", "waves_000"], chunk=2)):
         events.append(event)
-        if event[0] == "box_000" and event[1] == "chunk" and not killed:
+        if event.key == "box_000" and isinstance(event, Chunk) and not killed:
             pid = pool.worker_pids()["box_000"]
             os.kill(pid, sig)
             killed.append(pid)
@@ -63,7 +63,7 @@ def test_a_hanging_decoder_times_out(synth_set, slot_bytes):
     events, stopped = [], []
     for event in pool.run(jobs_for(synth_set, ["ball_000", "box_000", "waves_000"], chunk=2)):
         events.append(event)
-        if event[0] == "ball_000" and event[1] == "chunk" and not stopped:
+        if event.key == "ball_000" and isinstance(event, Chunk) and not stopped:
             pid = pool.worker_pids()["ball_000"]
             os.kill(pid, signal.SIGSTOP)  # a real hang: the process stops making progress
             stopped.append(pid)
@@ -79,11 +79,11 @@ def test_a_slow_consumer_is_not_mistaken_for_a_hang(synth_set, slot_bytes):
 
     pool = DecodePool(workers=1, timeout_s=0.5, queue_chunks=1, slot_bytes=slot_bytes)
     result, chunks = {}, 0
-    for key, kind, *rest in pool.run(jobs_for(synth_set, ["ball_000"], chunk=2)):
-        if kind == "chunk":
+    for event in pool.run(jobs_for(synth_set, ["ball_000"], chunk=2)):
+        if isinstance(event, Chunk):
             chunks += 1
             if chunks < 4:
                 time.sleep(0.8)  # the consumer (inference) is slow; the decoder waits, it does not hang
-        elif kind in ("done", "failed"):
-            result[key] = kind
+        elif isinstance(event, (Finished, Failed)):
+            result[event.key] = "done" if isinstance(event, Finished) else "failed"
     assert result == {"ball_000": "done"}

@@ -3,8 +3,8 @@ import os
 
 import pandas as pd
 
-from vidbatch.evaluate import evaluate
-from vidbatch.synth import SynthSpec, write_video
+from vidbatch.apps.evaluate import evaluate
+from vidbatch.apps.synth import SynthSpec, write_video
 
 
 def test_eval_reports_accuracy_confusion_and_flicker(colour_bundle, tmp_path):

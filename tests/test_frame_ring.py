@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vidbatch.engines.decode_pool import DecodePool
-from vidbatch.engines.decode_worker import DecodeJob
+from vidbatch.stages.decode_job import Chunk, DecodeJob, Failed
 from vidbatch.engines.frame_ring import FrameRing
 from vidbatch.stages.decode import DecodeSpec
 from vidbatch.stages.sampling import ClipSampling, FrameSampling
@@ -30,11 +30,11 @@ def _decode(synth_set, spec, slot_bytes, names=("ball_000", "box_001", "waves_00
     folder = os.path.join(os.path.dirname(synth_set), "videos")
     jobs = [DecodeJob(key=n, video_id=n, uri=n, location=os.path.join(folder, f"{n}.mp4"), spec=spec) for n in names]
     chunks = {}
-    for key, kind, *rest in DecodePool(workers=2, slot_bytes=slot_bytes).run(jobs):
-        if kind == "chunk":
-            chunks.setdefault(key, []).append(rest[0])
+    for event in DecodePool(workers=2, slot_bytes=slot_bytes).run(jobs):
+        if isinstance(event, Chunk):
+            chunks.setdefault(event.key, []).append(event.arrays)
         else:
-            assert kind != "failed", rest
+            assert not isinstance(event, Failed), event
     return {key: {name: np.concatenate([c[name] for c in parts]) for name in parts[0]} for key, parts in chunks.items()}
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import vidbatch
-from helpers import colour_model
-from legacy_h5 import write_keras2_h5
+from tests.support.helpers import colour_model
+from tests.support.legacy_h5 import write_keras2_h5
 from vidbatch import ModelBundleError
 from vidbatch.model.bundle import load_bundle
 

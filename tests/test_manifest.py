@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vidbatch import ManifestError
-from vidbatch.stages.manifest import Manifest, derive_video_id, output_key
+from vidbatch.io.manifest import Manifest, derive_video_id, output_key
 
 
 def write(tmp_path, name, text, mode="w"):

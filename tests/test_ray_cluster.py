@@ -12,7 +12,7 @@ import pytest
 
 import vidbatch
 from conftest import _free_port
-from raytools import assert_same_answers
+from tests.support.raytools import assert_same_answers
 
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,7 +21,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "RAY_
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
-    from vidbatch.synth import SynthSpec, make_dataset
+    from vidbatch.apps.synth import SynthSpec, make_dataset
 
     folder = tmp_path_factory.mktemp("archive")
     return make_dataset(str(folder), videos_per_class=6, seed=5, spec=SynthSpec(width=96, height=72, seconds=4))

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 import vidbatch
-from badfiles import random_bytes, text_file, zero_bytes
-from raytools import assert_same_answers
+from tests.support.badfiles import random_bytes, text_file, zero_bytes
+from tests.support.raytools import assert_same_answers
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import vidbatch
-from vidbatch.synth import SynthSpec, write_shots_video
+from vidbatch.apps.synth import SynthSpec, write_shots_video
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -45,7 +45,7 @@ def browser(*args, profile):
 
 
 def test_report_in_a_real_browser(finished_run, tmp_path):
-    from vidbatch.report import write_report
+    from vidbatch.apps.report import write_report
 
     path = write_report(str(finished_run))
     assert path.endswith("report.html") and os.path.getsize(path) > 10_000
@@ -75,7 +75,7 @@ def test_report_command_and_missing_run(finished_run, tmp_path):
 
 
 def test_inspect_bundle_and_run(finished_run, colour_bundle):
-    from vidbatch.inspect_cli import describe
+    from vidbatch.apps.describe import describe
 
     bundle = describe(colour_bundle)
     assert "classes (3): ball, box, waves" in bundle and "input size:    32x32" in bundle and "preprocessing: unit" in bundle
@@ -84,7 +84,7 @@ def test_inspect_bundle_and_run(finished_run, colour_bundle):
 
 
 def test_annotate_draws_labels_and_keeps_frames_and_fps(colour_bundle, tmp_path):
-    from vidbatch.annotate import annotate
+    from vidbatch.apps.annotate import annotate
 
     source = str(tmp_path / "in.mp4")
     write_shots_video(source, ["ball", "box"], seed=5, spec=SynthSpec(width=160, height=120, seconds=2, fps=20))

@@ -3,7 +3,7 @@ import os
 import fsspec
 import pytest
 
-from vidbatch import storage
+from vidbatch.io import storage
 
 
 def test_url_to_fs_handles_local_memory_and_unknown():

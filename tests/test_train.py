@@ -8,9 +8,9 @@ import pytest
 
 import vidbatch
 from vidbatch import ConfigError
-from vidbatch.synth import SynthSpec, make_dataset
-from vidbatch.train.data import load_image_folder, split_by_group
-from vidbatch.train.trainer import TrainConfig, train
+from vidbatch.apps.synth import SynthSpec, make_dataset
+from vidbatch.apps.train.data import load_image_folder, split_by_group
+from vidbatch.apps.train.trainer import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vidbatch.config import DEFAULT_FPS, DEFAULT_TOP_K, DEFAULT_WINDOW, LabelConfig
-from vidbatch.errors import (
+from vidbatch.core.config import DEFAULT_FPS, DEFAULT_TOP_K, DEFAULT_WINDOW, LabelConfig
+from vidbatch.core.errors import (
     ConfigError,
     ManifestError,
     ModelBundleError,
@@ -19,7 +19,7 @@ from vidbatch.errors import (
 )
 
 if TYPE_CHECKING:
-    from vidbatch.run import RunResult
+    from vidbatch.pipeline import RunResult
 
 __version__ = "0.1.0"
 
@@ -45,14 +45,14 @@ def label(manifest: str, model: str, out: str, **options) -> "RunResult":
     Options are the fields of `LabelConfig` (fps, window, top_k, engine, ...).
     Returns a `RunResult` with the counts and the output location.
     """
-    from vidbatch.run import run
+    from vidbatch.pipeline import run
 
     return run(LabelConfig(manifest=manifest, model=model, out=out, **options))
 
 
 def __getattr__(name: str):
     if name == "RunResult":
-        from vidbatch.run import RunResult
+        from vidbatch.pipeline import RunResult
 
         return RunResult
     raise AttributeError(f"module 'vidbatch' has no attribute {name!r}")

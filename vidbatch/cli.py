@@ -8,69 +8,77 @@ output location), reported before any work; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from typing import Sequence
 
-from vidbatch.config import (
+from vidbatch.core.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FPS,
-    DEFAULT_SHOT_THRESHOLD,
-    DEFAULT_TOP_K,
-    DEFAULT_VIDEO_TIMEOUT_S,
     DEFAULT_WINDOW,
-    PRECISIONS,
+    LabelConfig,
+    RayOptions,
 )
-from vidbatch.errors import ConfigError, VidbatchError, VideoError
+from vidbatch.core.errors import ConfigError, VidbatchError, VideoError
 
 
-def _storage_options(text: str | None) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"Invalid `--storage-options`: expected a JSON object ({exc.msg})") from None
-    if not isinstance(value, dict):
-        raise ConfigError("Invalid `--storage-options`: expected a JSON object like '{\"anon\": true}'")
-    return value
+def _json_object(flag: str):
+    def parse(text: str) -> dict:
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"Invalid `{flag}`: expected a JSON object ({exc.msg})") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"Invalid `{flag}`: expected a JSON object like '{{\"anon\": true}}'")
+        return value
+
+    return parse
 
 
-def _add_label_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", help="CSV or Parquet manifest (local path or URL) with a `uri` column")
-    parser.add_argument("--model", required=True, help="model bundle folder or .keras file (local or URL)")
-    parser.add_argument("--out", required=True, help="output folder or URL (rerun into it to resume)")
-    parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frames sampled per second; 0 = every frame (default {DEFAULT_FPS:g})")
-    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"rolling-average window in sampled frames (default {DEFAULT_WINDOW})")
-    parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help=f"classes kept in the summary's top_k (default {DEFAULT_TOP_K})")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"frames per inference batch (default {DEFAULT_BATCH_SIZE})")
-    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
-                        help="inference precision; 16-bit (mixed) is for GPUs with tensor cores (default float32)")
-    parser.add_argument("--clip-stride", type=int, default=None, help="clip models: sampled frames between clip starts (default: clip length)")
-    parser.add_argument("--shot-threshold", type=float, default=DEFAULT_SHOT_THRESHOLD,
-                        help=f"hard-cut detection threshold, 0..1; the rolling window restarts at each cut; 0 = off (default {DEFAULT_SHOT_THRESHOLD:g})")
-    parser.add_argument("--frame-threshold", type=float, default=None, help="frame labels scoring below this become --unknown-label")
-    parser.add_argument("--video-threshold", type=float, default=None, help="video and shot labels scoring below this become --unknown-label")
-    parser.add_argument("--unknown-label", default="unknown", help="label for scores under the thresholds (default unknown)")
-    parser.add_argument("--frame-top-k", type=int, default=0, help="also list the best k classes of every frame (frames/ column top_k)")
-    parser.add_argument("--classes", default=None, help="class names (JSON list or one per line) for a legacy .h5 model without a sidecar")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local", help="local (one process) or ray")
-    parser.add_argument("--decode-workers", type=int, default=None, help="local engine: decoder processes (default: CPUs - 1; all CPUs when the model runs on a GPU)")
-    parser.add_argument("--video-timeout", type=float, default=DEFAULT_VIDEO_TIMEOUT_S,
-                        help=f"seconds a decoder may make no progress before its video fails (default {DEFAULT_VIDEO_TIMEOUT_S:g})")
-    parser.add_argument("--storage-options", default=None, help="JSON object passed to fsspec/s3fs (e.g. endpoint_url)")
-    parser.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out made with other settings")
-    parser.add_argument("--trust-model-code", action="store_true",
-                        help="load models that carry code (Lambda layers); only for files you trust")
-    parser.add_argument("--ray-address", default=None, help="ray engine: cluster address (default: start a local Ray)")
-    parser.add_argument("--ray-inference-actors", type=int, default=None, help="ray engine: inference actor pool size")
-    parser.add_argument("--ray-inference-gpus", type=float, default=None, help="ray engine: GPUs per inference actor (fractional ok)")
-    parser.add_argument("--ray-decode-cpus", type=float, default=1.0, help="ray engine: CPUs per decode actor")
-    parser.add_argument("--ray-decoders", type=int, default=None, help="ray engine: decode actors (default: the cluster's CPUs)")
-    parser.add_argument("--ray-object-store-gb", type=float, default=None,
-                        help="ray engine: object store budget of the pipeline in GB (backpressure beyond it)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+def _cli_fields(cls) -> list:
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", False)]
+
+
+def _add_config_options(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
+    """Command-line options generated from a config dataclass's fields (`core.config.option`): one source."""
+    for f in _cli_fields(cls):
+        meta, kind = f.metadata, str(f.type)
+        if kind.endswith("Options"):  # a nested group: its fields become --<group>-<name>
+            _add_config_options(parser, RayOptions, prefix=f"{f.name}-")
+            continue
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if f.name == "manifest":
+                parser.add_argument(f.name, help=meta["help"])
+            else:
+                parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, required=True, help=meta["help"])
+            continue
+        flag = meta["flag"] or "--" + prefix + f.name.replace("_", "-")
+        dest = prefix.replace("-", "_") + f.name
+        if kind == "bool":
+            action = "store_false" if flag.startswith("--no-") else "store_true"
+            parser.add_argument(flag, dest=dest, action=action, help=meta["help"])
+            continue
+        number = float if "float" in kind else int if "int" in kind else str
+        default = None if meta["convert"] or kind.startswith("Mapping") else f.default
+        parser.add_argument(flag, dest=dest, type=number, default=default, choices=meta["choices"], help=meta["help"],
+                            metavar=None if meta["choices"] else flag.lstrip("-").replace("-", "_").upper())
+
+
+def _config_values(args: argparse.Namespace, cls, prefix: str = "") -> dict:
+    values = {}
+    for f in _cli_fields(cls):
+        if str(f.type).endswith("Options"):
+            values[f.name] = RayOptions(**_config_values(args, RayOptions, prefix=f"{f.name}_"))
+            continue
+        value = getattr(args, prefix + f.name)
+        if str(f.type).startswith("Mapping"):
+            value = _json_object(f.metadata["flag"] or "--" + f.name.replace("_", "-"))(value)
+        values[f.name] = f.metadata["convert"](value) if f.metadata["convert"] else value
+    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     label = commands.add_parser("label", help="label every video of a manifest")
-    _add_label_options(label)
+    _add_config_options(label, LabelConfig)
 
     demo = commands.add_parser("demo", help="generate a synthetic set, train a tiny model, label it, print the summary")
     demo.add_argument("--out", default="vidbatch-demo", help="folder for the demo's data, model and labels")
@@ -150,22 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _label(args: argparse.Namespace) -> int:
-    from vidbatch.config import LabelConfig, RayOptions
-    from vidbatch.run import run
+    from vidbatch.pipeline import run
 
-    config = LabelConfig(
-        manifest=args.manifest, model=args.model, out=args.out, fps=args.fps, window=args.window, top_k=args.top_k,
-        batch_size=args.batch_size, precision=args.precision, clip_stride=args.clip_stride, engine=args.engine, decode_workers=args.decode_workers,
-        shot_threshold=args.shot_threshold or None, frame_threshold=args.frame_threshold,
-        video_threshold=args.video_threshold, unknown_label=args.unknown_label, frame_top_k=args.frame_top_k,
-        classes=args.classes,
-        video_timeout=args.video_timeout, storage_options=_storage_options(args.storage_options), overwrite=args.overwrite,
-        trust_model_code=args.trust_model_code, progress=not args.no_progress,
-        ray=RayOptions(address=args.ray_address, inference_actors=args.ray_inference_actors,
-                       inference_gpus=args.ray_inference_gpus, decode_cpus=args.ray_decode_cpus,
-                       max_decode_in_flight=args.ray_decoders,
-                       object_store_memory=args.ray_object_store_gb * 1e9 if args.ray_object_store_gb else None),
-    )
+    config = LabelConfig(**_config_values(args, LabelConfig))
     result = run(config)
     print(f"{result.videos} videos: {result.ok} ok, {result.failed} failed"
           + (f" ({result.resumed} already done in an earlier run)" if result.resumed else "")
@@ -181,7 +176,7 @@ def _label(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from vidbatch.train.trainer import TrainConfig, train
+    from vidbatch.apps.train.trainer import TrainConfig, train
 
     weights = getattr(args, "weights", "none")
     config = TrainConfig(
@@ -201,7 +196,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from vidbatch.evaluate import evaluate, format_report
+    from vidbatch.apps.evaluate import evaluate, format_report
 
     try:
         windows = [int(w) for w in args.windows.split(",") if w.strip()]
@@ -215,7 +210,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from vidbatch.synth import SynthSpec, make_dataset
+    from vidbatch.apps.synth import SynthSpec, make_dataset
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
@@ -238,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "label":
             return _label(args)
         if args.command == "demo":
-            from vidbatch.demo import run_demo
+            from vidbatch.apps.demo import run_demo
 
             run_demo(out=args.out, engine=args.engine)
             return 0
@@ -249,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args)
         if args.command == "annotate":
-            from vidbatch.annotate import annotate
+            from vidbatch.apps.annotate import annotate
 
             result = annotate(args.video, args.model, args.out, window=args.window, show_raw=not args.no_raw,
                               batch_size=args.batch_size, classes=args.classes, trust_model_code=args.trust_model_code)
@@ -257,12 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps ({result.codec}); labels shown: {shown}")
             return 0
         if args.command == "inspect":
-            from vidbatch.inspect_cli import describe
+            from vidbatch.apps.describe import describe
 
             print(describe(args.path, classes=args.classes))
             return 0
         if args.command == "report":
-            from vidbatch.report import write_report
+            from vidbatch.apps.report import write_report
 
             path = write_report(args.run, args.out, max_videos=args.max_videos)
             print(f"wrote {path}")

@@ -22,16 +22,22 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
-from vidbatch.engines.decode_worker import DecodeJob
+import vidbatch
 from vidbatch.engines.frame_ring import DEFAULT_SLOTS, FrameRing, SlotRef
+from vidbatch.stages.decode_job import (
+    TERMINAL,
+    Chunk,
+    DecodeEvent,
+    DecodeJob,
+    Failed,
+    decode_job,
+)
 
 _STOP = None
 
 
 def _worker_main(conn: Connection, ring: FrameRing | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    from vidbatch.engines.decode_worker import decode_job
-
     free = deque(range(ring.slots)) if ring is not None else deque()
 
     def next_message():
@@ -51,7 +57,7 @@ def _worker_main(conn: Connection, ring: FrameRing | None = None) -> None:
         if job is _STOP:
             return
         for event in decode_job(job):
-            if ring is not None and event[0] == "chunk" and ring.fits(event[1]["frames"]):
+            if ring is not None and isinstance(event, Chunk) and ring.fits(event.arrays["frames"]):
                 # collect the slots handed back; with none free, wait (this is the backpressure)
                 while conn.poll() or not free:
                     message = conn.recv()
@@ -59,10 +65,10 @@ def _worker_main(conn: Connection, ring: FrameRing | None = None) -> None:
                         return
                     if isinstance(message, int):
                         free.append(message)
-                chunk = dict(event[1])
-                chunk["frames"] = ring.write(free.popleft(), chunk["frames"])
-                event = ("chunk", chunk)
-            conn.send((job.key, *event))
+                arrays = dict(event.arrays)
+                arrays["frames"] = ring.write(free.popleft(), arrays["frames"])
+                event = Chunk(event.key, arrays)
+            conn.send(event)
 
 
 def worker_entry(fd: int, ring_fd: int = -1, slots: int = 0, slot_bytes: int = 0) -> None:
@@ -72,8 +78,6 @@ def worker_entry(fd: int, ring_fd: int = -1, slots: int = 0, slot_bytes: int = 0
 
 
 def _package_root() -> str:
-    import vidbatch
-
     return os.path.dirname(os.path.dirname(os.path.abspath(vidbatch.__file__)))
 
 
@@ -110,15 +114,15 @@ class _Worker:
         self.job: DecodeJob | None = None
         self.stalled_s = 0.0
 
-    def take_frames(self, message: tuple) -> tuple:
+    def take_frames(self, event: DecodeEvent) -> DecodeEvent:
         """A chunk whose frames wait in a slot: copy them out and hand the slot back."""
-        if message[1] != "chunk" or not isinstance(message[2]["frames"], SlotRef):
-            return message
-        chunk = dict(message[2])
-        ref = chunk["frames"]
-        chunk["frames"] = self.ring.read(ref)
+        if not isinstance(event, Chunk) or not isinstance(event.arrays["frames"], SlotRef):
+            return event
+        arrays = dict(event.arrays)
+        ref = arrays["frames"]
+        arrays["frames"] = self.ring.read(ref)
         self.conn.send(ref.slot)
-        return (message[0], "chunk", chunk, *message[3:])
+        return Chunk(event.key, arrays)
 
     def assign(self, job: DecodeJob) -> None:
         self.job = job
@@ -186,11 +190,10 @@ def _death_message(process: "_Process") -> str:
 class DecodePool:
     """Run decode jobs on `workers` processes; iterate over their events in arrival order.
 
-    Events are tuples `(key, kind, ...)` as produced by `decode_job`, where kind
-    is "info", "chunk", "done" or "failed"; a chunk's frames arrive through
-    shared memory when `slot_bytes` is large enough for them. A video whose decoder makes no
-    progress for `timeout_s` seconds, or whose decoder dies, yields a "failed"
-    event and its worker is replaced.
+    Events are those of `decode_job` (`Started`, `Chunk`, `Finished`, `Failed`); a
+    chunk's frames arrive through shared memory when `slot_bytes` is large enough
+    for them. A video whose decoder makes no progress for `timeout_s` seconds, or
+    whose decoder dies, yields `Failed` and its worker is replaced.
     """
 
     def __init__(
@@ -226,7 +229,7 @@ class DecodePool:
         self._pool = [w for w in self._pool if w.process.is_alive()]
         self._pool += [_Worker(self.slot_bytes) for _ in range(wanted - len(self._pool))]
 
-    def run(self, jobs: Iterable[DecodeJob], idle_s: float | None = None) -> Iterator[tuple | None]:
+    def run(self, jobs: Iterable[DecodeJob], idle_s: float | None = None) -> Iterator[DecodeEvent | None]:
         """Yield events; with `idle_s`, also yield None whenever nothing arrived for that long."""
         pending = deque(jobs)
         self._closing.clear()
@@ -286,7 +289,7 @@ class DecodePool:
                                 worker.stalled_s = 0.0
                                 if not self._put(message):
                                     return
-                                if message[1] in ("done", "failed"):
+                                if isinstance(message, TERMINAL):
                                     worker.job = None
                                     break
                         except (EOFError, OSError):
@@ -301,7 +304,7 @@ class DecodePool:
                         message = _death_message(worker.process)
                         self._notify("crash", worker.process.pid)
                         fresh = self._replace(worker)
-                        if not self._put((job.key, "failed", message, {})):
+                        if not self._put(Failed(job.key, message)):
                             return
                         if pending:
                             fresh.assign(pending.popleft())
@@ -313,7 +316,7 @@ class DecodePool:
                         self._notify("timeout", worker.process.pid)
                         fresh = self._replace(worker)
                         message = f"timeout: the decoder made no progress for {self.timeout_s:g} s (--video-timeout)"
-                        if not self._put((job.key, "failed", message, {})):
+                        if not self._put(Failed(job.key, message)):
                             return
                         if pending:
                             fresh.assign(pending.popleft())

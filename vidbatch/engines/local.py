@@ -13,17 +13,23 @@ from typing import Sequence
 
 import numpy as np
 
-from vidbatch.config import LabelConfig
-from vidbatch.engines.collect import COLUMNS, Engine, VideoCollector, VideoState
+from vidbatch.core.config import LabelConfig
+from vidbatch.engines.base import COLUMNS, Engine, VideoCollector, VideoState
 from vidbatch.engines.decode_pool import DecodePool
-from vidbatch.engines.decode_worker import DecodeJob
-from vidbatch.model.bundle import ModelBundle
-from vidbatch.progress import Progress
-from vidbatch.stages.assemble import LabelingOptions
+from vidbatch.engines.progress import Progress
+from vidbatch.io.manifest import VideoTask
+from vidbatch.io.output import RunOutput
+from vidbatch.model.spec import ModelBundle
 from vidbatch.stages.classify import Predictor, accelerator_available
 from vidbatch.stages.decode import DecodeSpec
-from vidbatch.stages.manifest import VideoTask
-from vidbatch.stages.write import RunOutput
+from vidbatch.stages.decode_job import (
+    Chunk,
+    DecodeEvent,
+    DecodeJob,
+    Failed,
+    Finished,
+    Started,
+)
 
 
 def decode_jobs(tasks: Sequence[VideoTask], spec: DecodeSpec, config: LabelConfig) -> list[DecodeJob]:
@@ -37,11 +43,10 @@ def decode_jobs(tasks: Sequence[VideoTask], spec: DecodeSpec, config: LabelConfi
 
 
 class LocalEngine(Engine):
-    def __init__(self, config: LabelConfig, bundle: ModelBundle, output: RunOutput, spec: DecodeSpec,
-                 options: LabelingOptions, on_worker_event=None) -> None:
-        super().__init__(config, bundle, output, spec, options)
+    def __init__(self, config: LabelConfig, bundle: ModelBundle, output: RunOutput, on_worker_event=None) -> None:
+        super().__init__(config, bundle, output)
         self.pool = DecodePool(config.workers(), config.video_timeout, on_worker_event=on_worker_event,
-                               slot_bytes=spec.chunk_nbytes)
+                               slot_bytes=self.spec.chunk_nbytes)
         # chunks waiting for inference: (video key, frames, {frame_index, timestamp_s, shot_cut})
         self._pending: list[tuple[str, np.ndarray, dict[str, np.ndarray]]] = []
         self._pending_items = 0
@@ -59,7 +64,7 @@ class LocalEngine(Engine):
             self.pool.close()
             raise
         progress = Progress(len(tasks), self.config.progress, self.counters)
-        self.collector = VideoCollector(tasks, self.bundle, self.options, self.output, self.counters, progress)
+        self.collector = VideoCollector(tasks, self.bundle, self.config, self.output, self.counters, progress)
         try:
             events = self.pool.run(decode_jobs(tasks, self.spec, self.config), idle_s=0.02)
             with contextlib.closing(events):
@@ -76,28 +81,26 @@ class LocalEngine(Engine):
                   "precision": self.config.precision, "batch_size": self.config.batch_size}
         return {**self.counters.as_dict(), "engine": "local", "layout": layout}
 
-    def _handle(self, event: tuple) -> None:
-        key, kind, *rest = event
-        state = self.collector.videos[key]
+    def _handle(self, event: DecodeEvent) -> None:
+        state = self.collector.videos[event.key]
         if state.closed:
             return
-        if kind == "info":
-            state.info = rest[0]
-        elif kind == "chunk":
-            chunk = rest[0]
-            count = len(chunk["frames"])
-            self._pending.append((key, chunk["frames"], {name: chunk[name] for name in COLUMNS}))
+        if isinstance(event, Started):
+            state.info = event.info
+        elif isinstance(event, Chunk):
+            count = len(event)
+            self._pending.append((event.key, event.arrays["frames"], {name: event.arrays[name] for name in COLUMNS}))
             self._pending_items += count
-            self._in_flight[key] = self._in_flight.get(key, 0) + count
+            self._in_flight[event.key] = self._in_flight.get(event.key, 0) + count
             if self._pending_items >= self.config.batch_size:
                 self._flush(full_batches_only=True)
-        elif kind == "done":
-            state.info = rest[0]
-            self._decoded.add(key)
+        elif isinstance(event, Finished):
+            state.info = event.info
+            self._decoded.add(event.key)
             self._maybe_finish(state)
-        elif kind == "failed":
-            self._drop_pending(key)
-            self.collector.finish_failed(state, rest[0], rest[1] if len(rest) > 1 else {})
+        elif isinstance(event, Failed):
+            self._drop_pending(event.key)
+            self.collector.finish_failed(state, event.message, event.info)
 
     def _flush(self, full_batches_only: bool) -> None:
         batch = self.config.batch_size

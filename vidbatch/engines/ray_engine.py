@@ -19,13 +19,20 @@ import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import ray
 
+from vidbatch.engines.base import COLUMNS, Engine, VideoCollector
 from vidbatch.engines.decode_pool import DecodePool
-from vidbatch.engines.decode_worker import DecodeJob
-from vidbatch.engines.collect import COLUMNS, Engine, VideoCollector
-from vidbatch.progress import Progress
+from vidbatch.engines.progress import Progress
+from vidbatch.io.manifest import VideoTask
 from vidbatch.stages.decode import DecodeSpec
-from vidbatch.stages.manifest import VideoTask
+from vidbatch.stages.decode_job import (
+    Chunk,
+    DecodeJob,
+    Failed,
+    Finished,
+    Started,
+)
 
 
 class RayDecoder:
@@ -52,19 +59,19 @@ class RayDecoder:
 
     def _decode(self, job: DecodeJob):
         items, info, status, error = 0, {}, "failed", "internal: no result from the decoder"
-        for _key, kind, *rest in self.pool.run([job]):
-            if kind == "info":
-                info = rest[0]
-            elif kind == "chunk":
-                chunk = rest[0]
-                count = len(chunk["frames"])
+        for event in self.pool.run([job]):
+            if isinstance(event, Started):
+                info = event.info
+            elif isinstance(event, Chunk):
+                chunk = event.arrays
+                count = len(event)
                 items += count
                 yield self._rows(job, chunk["frames"], chunk["frame_index"], chunk["timestamp_s"], count, chunk["shot_cut"])
-            elif kind == "done":
-                info, status, error = rest[0], "done", ""
-            elif kind == "failed":
-                error = rest[0]
-                info = rest[1] or info
+            elif isinstance(event, Finished):
+                info, status, error = event.info, "done", ""
+            elif isinstance(event, Failed):
+                error = event.message
+                info = event.info or info
                 status = "failed"
         blank = np.zeros((1, *self.item_shape), np.uint8)
         yield self._rows(job, blank, np.array([-1]), np.array([0.0]), 1, np.array([False]), last=True, status=status,
@@ -109,8 +116,6 @@ class RayPredictor:
 
 
 def _cluster_resources() -> tuple[float, float]:
-    import ray
-
     resources = ray.cluster_resources()
     return float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
 
@@ -119,8 +124,6 @@ class RayEngine(Engine):
 
     def _connect(self) -> bool:
         """Connect to (or start) Ray; True if this engine started a local instance it must stop."""
-        import ray
-
         if ray.is_initialized():
             return False
         address = self.config.ray.address
@@ -134,8 +137,6 @@ class RayEngine(Engine):
 
     def plan(self, tasks: Sequence[VideoTask]):
         """The Ray Data pipeline for `tasks` (lazy; nothing runs until it is iterated)."""
-        import ray
-
         cpus, gpus = _cluster_resources()
         ray_options = self.config.ray
         actor_gpus = ray_options.inference_gpus if ray_options.inference_gpus is not None else (1.0 if gpus >= 1 else 0.0)
@@ -178,11 +179,9 @@ class RayEngine(Engine):
     def run(self, tasks: Sequence[VideoTask]) -> dict[str, Any]:
         if not tasks:
             return {**self.counters.as_dict(), "engine": "ray"}
-        import ray
-
         started_here = self._connect()
         progress = Progress(len(tasks), self.config.progress, self.counters)
-        self.collector = VideoCollector(tasks, self.bundle, self.options, self.output, self.counters, progress)
+        self.collector = VideoCollector(tasks, self.bundle, self.config, self.output, self.counters, progress)
         self._terminal: dict[str, dict[str, Any]] = {}
         try:
             for batch in self.plan(tasks).iter_batches(batch_size=None, batch_format="numpy"):

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 
-from vidbatch.errors import ConfigError
+import keras
+from keras import layers
+
+from vidbatch.core.errors import ConfigError
 
 FRAME_BACKBONES = ("small_cnn", "mobilenet_v2", "resnet50", "efficientnet_b0")
 _APPLICATIONS = {
@@ -20,9 +23,6 @@ _APPLICATIONS = {
 
 def small_cnn(input_shape: tuple[int, int, int], num_classes: int, width: int = 32, dropout: float = 0.3):
     """A compact CNN that trains from scratch on a CPU in minutes (no pretrained weights needed)."""
-    import keras
-    from keras import layers
-
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for i, filters in enumerate((width, width * 2, width * 4, width * 8)):
@@ -44,9 +44,6 @@ def backbone_model(name: str, input_shape: tuple[int, int, int], num_classes: in
 
     `weights`: "imagenet" (Keras downloads and caches them), None, or a local weights file.
     """
-    import keras
-    from keras import layers
-
     if name not in _APPLICATIONS:
         raise ConfigError(f"Invalid `backbone`: expected one of {FRAME_BACKBONES}. Received: backbone={name!r}")
     class_name, preprocessing = _APPLICATIONS[name]
@@ -75,9 +72,6 @@ def backbone_model(name: str, input_shape: tuple[int, int, int], num_classes: in
 
 def clip_cnn(input_shape: tuple[int, int, int, int], num_classes: int, width: int = 16):
     """A small 3D CNN over clips (T, H, W, 3), after the tutorial's Conv3D model."""
-    import keras
-    from keras import layers
-
     inputs = keras.Input(shape=input_shape, name="clip")
     x = inputs
     for i, filters in enumerate((width, width * 2, width * 4)):

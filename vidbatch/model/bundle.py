@@ -1,6 +1,8 @@
 """A model bundle: `model.keras` plus `bundle.json` (classes, input size, preprocessing, kind).
 
-No pickle anywhere: the class names live in JSON, and Keras loads the model in
+The public router: `load_bundle` picks the loader for what it is given (a bundle
+folder, a `.keras` file, a legacy `.h5` file) and `save_bundle` writes one. The
+sidecar's fields are in `vidbatch.model.spec`. No pickle anywhere: the class names live in JSON, and Keras loads the model in
 safe mode, which refuses models that carry code (Lambda layers) unless the
 user passes `trust_model_code=True` (`--trust-model-code`).
 """
@@ -8,134 +10,27 @@ user passes `trust_model_code=True` (`--trust-model-code`).
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
-from dataclasses import asdict, dataclass, field
+import tempfile
 from typing import Any, Mapping
 
-from vidbatch import storage
-from vidbatch.errors import ModelBundleError
+import keras
 
-BUNDLE_FORMAT = "vidbatch.bundle/1"
-SIDECAR_NAME = "bundle.json"
-MODEL_NAME = "model.keras"
-KINDS = ("frame", "clip")
-PREPROCESSING = ("none", "unit", "symmetric", "imagenet", "caffe")
-"""How uint8 RGB pixels become model input:
-none: as float 0..255 (the model rescales itself, e.g. EfficientNet);
-unit: x/255; symmetric: x/127.5 - 1 (MobileNet, Inception);
-imagenet: (x/255 - mean)/std (torch style); caffe: BGR minus ImageNet means (ResNet50)."""
-OUTPUTS = ("probabilities", "logits")
-
-
-@dataclass(frozen=True)
-class BundleSpec:
-    """The sidecar: what the labeling job must know about a model."""
-
-    classes: tuple[str, ...]
-    input_size: tuple[int, int]
-    """(height, width) of one frame."""
-    kind: str = "frame"
-    clip_len: int | None = None
-    preprocessing: str = "unit"
-    outputs: str = "probabilities"
-    name: str = ""
-    sample_fps: float | None = None
-    """For clip models: the frame rate clips were sampled at in training (a default for --fps)."""
-    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    """Free-form provenance (training data, metrics summary)."""
-
-    def __post_init__(self) -> None:
-        source = "bundle.json"
-        classes = self.classes
-        if not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(c, str) and c for c in classes):
-            raise ModelBundleError(f"{source}: `classes` must be a non-empty list of names. Received: classes={classes!r}")
-        if len(set(classes)) != len(classes):
-            raise ModelBundleError(f"{source}: `classes` has duplicates. Received: classes={list(classes)!r}")
-        object.__setattr__(self, "classes", tuple(classes))
-        size = self.input_size
-        if (
-            not isinstance(size, (list, tuple))
-            or len(size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in size)
-        ):
-            raise ModelBundleError(f"{source}: `input_size` must be [height, width] in pixels. Received: input_size={size!r}")
-        object.__setattr__(self, "input_size", tuple(size))
-        if self.kind not in KINDS:
-            raise ModelBundleError(f"{source}: `kind` must be one of {KINDS}. Received: kind={self.kind!r}")
-        if self.kind == "clip":
-            if not isinstance(self.clip_len, int) or isinstance(self.clip_len, bool) or self.clip_len < 1:
-                raise ModelBundleError(f"{source}: a clip model needs `clip_len` >= 1. Received: clip_len={self.clip_len!r}")
-        elif self.clip_len is not None:
-            raise ModelBundleError(f"{source}: `clip_len` is only for kind 'clip'. Received: clip_len={self.clip_len!r}")
-        if self.preprocessing not in PREPROCESSING:
-            raise ModelBundleError(
-                f"{source}: `preprocessing` must be one of {PREPROCESSING}. Received: preprocessing={self.preprocessing!r}"
-            )
-        if self.outputs not in OUTPUTS:
-            raise ModelBundleError(f"{source}: `outputs` must be one of {OUTPUTS}. Received: outputs={self.outputs!r}")
-        if self.sample_fps is not None and not (
-            isinstance(self.sample_fps, (int, float)) and math.isfinite(self.sample_fps) and self.sample_fps >= 0
-        ):
-            raise ModelBundleError(f"{source}: `sample_fps` must be a number >= 0. Received: sample_fps={self.sample_fps!r}")
-
-    @property
-    def item_shape(self) -> tuple[int, ...]:
-        """Shape of one model input: (H, W, 3) or (T, H, W, 3)."""
-        frame = (self.input_size[0], self.input_size[1], 3)
-        return (self.clip_len, *frame) if self.kind == "clip" else frame
-
-    def to_json(self) -> str:
-        record = {"format": BUNDLE_FORMAT, **asdict(self)}
-        record["classes"] = list(self.classes)
-        record["input_size"] = list(self.input_size)
-        record["extra"] = dict(self.extra)
-        return json.dumps(record, indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | bytes, source: str = SIDECAR_NAME) -> "BundleSpec":
-        try:
-            record = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelBundleError(f"{source}: not valid JSON ({exc})") from None
-        if not isinstance(record, dict):
-            raise ModelBundleError(f"{source}: expected a JSON object, found {type(record).__name__}")
-        fmt = record.pop("format", BUNDLE_FORMAT)
-        if fmt != BUNDLE_FORMAT:
-            raise ModelBundleError(f"{source}: unsupported format {fmt!r}; this vidbatch reads {BUNDLE_FORMAT!r}")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(record) - known)
-        if unknown:
-            raise ModelBundleError(f"{source}: unknown field(s) {unknown}; known fields are {sorted(known)}")
-        for required in ("classes", "input_size"):
-            if required not in record:
-                raise ModelBundleError(f"{source}: missing required field `{required}`")
-        try:
-            return cls(**record)
-        except ModelBundleError as exc:
-            raise ModelBundleError(str(exc).replace("bundle.json", source, 1)) from None
-
-
-@dataclass
-class ModelBundle:
-    """A loaded, validated model and its sidecar."""
-
-    spec: BundleSpec
-    model: Any
-    fingerprint: str
-    source: str
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.spec.classes
+from vidbatch.core.errors import ModelBundleError
+from vidbatch.io import storage
+from vidbatch.model.legacy import load_legacy_h5
+from vidbatch.model.spec import (  # noqa: F401  (BundleSpec and ModelBundle are part of this module's API)
+    MODEL_NAME,
+    SIDECAR_NAME,
+    BundleSpec,
+    ModelBundle,
+    check_model_against_spec,
+)
 
 
 def save_bundle(model: Any, spec: BundleSpec, folder: str, storage_options: Mapping[str, Any] | None = None) -> str:
     """Write `model.keras` and `bundle.json` into `folder` (created if needed); returns the folder."""
-    import tempfile
-
-    _check_model_against_spec(model, spec, folder)
+    check_model_against_spec(model, spec, folder)
     fs, path = storage.url_to_fs(folder, storage_options)
     with tempfile.TemporaryDirectory(prefix="vidbatch-save-") as tmp:
         local_model = os.path.join(tmp, MODEL_NAME)
@@ -175,8 +70,6 @@ def load_bundle(
         candidates = [stem + ".json", storage.join(os.path.dirname(path) or ".", SIDECAR_NAME)]
         sidecar_path = next((c for c in candidates if fs.exists(c)), candidates[0])
     if model_path.endswith((".h5", ".hdf5")):
-        from vidbatch.model.legacy import load_legacy_h5
-
         return load_legacy_h5(fs, model_path, sidecar_path, url, classes, storage_options, trust_model_code)
     if not model_path.endswith(".keras"):
         raise ModelBundleError(
@@ -195,15 +88,11 @@ def load_bundle(
     model_bytes = fs.cat_file(model_path)
     fingerprint = hashlib.sha256(model_bytes + b"\0" + spec.to_json().encode()).hexdigest()
     model = _load_keras(model_bytes, url, trust_model_code)
-    _check_model_against_spec(model, spec, url)
+    check_model_against_spec(model, spec, url)
     return ModelBundle(spec=spec, model=model, fingerprint=fingerprint, source=url)
 
 
 def _load_keras(model_bytes: bytes, url: str, trust_model_code: bool) -> Any:
-    import tempfile
-
-    import keras
-
     with tempfile.TemporaryDirectory(prefix="vidbatch-model-") as tmp:
         local = os.path.join(tmp, MODEL_NAME)
         with open(local, "wb") as handle:
@@ -218,25 +107,3 @@ def _load_keras(model_bytes: bytes, url: str, trust_model_code: bool) -> Any:
                     "Only if you trust where this file came from, pass --trust-model-code (trust_model_code=True)."
                 ) from None
             raise ModelBundleError(f"Cannot load model {url!r}: Keras could not read it ({type(exc).__name__}: {text[:300]})") from None
-
-
-def _check_model_against_spec(model: Any, spec: BundleSpec, source: str) -> None:
-    try:
-        input_shape = tuple(model.input_shape)
-        output_shape = tuple(model.output_shape)
-    except (AttributeError, ValueError) as exc:
-        raise ModelBundleError(f"Model {source!r}: cannot tell its input/output shapes ({exc}); save a built model") from None
-    if isinstance(input_shape[0], tuple) or isinstance(output_shape[0], tuple):
-        raise ModelBundleError(f"Model {source!r}: expected one input and one output, found {input_shape} -> {output_shape}")
-    if len(output_shape) != 2 or output_shape[-1] != len(spec.classes):
-        raise ModelBundleError(
-            f"Model {source!r}: outputs {output_shape[-1]} scores per item but the sidecar names "
-            f"{len(spec.classes)} classes {list(spec.classes)}; they must match"
-        )
-    expected = spec.item_shape
-    got = input_shape[1:]
-    if len(got) != len(expected) or any(g is not None and g != e for g, e in zip(got, expected)):
-        raise ModelBundleError(
-            f"Model {source!r}: takes input of shape {got} but the sidecar says kind={spec.kind!r}, "
-            f"input_size={list(spec.input_size)} (expected {expected}); fix the sidecar or the model"
-        )

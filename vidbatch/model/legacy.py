@@ -14,7 +14,12 @@ import os
 import tempfile
 from typing import Any, Mapping
 
-from vidbatch.errors import ModelBundleError
+import h5py
+import keras
+
+from vidbatch.core.errors import ModelBundleError
+from vidbatch.io import storage
+from vidbatch.model.spec import BundleSpec, ModelBundle, check_model_against_spec
 
 _STRIP_FROM_SUBCONFIGS = ("dtype",)
 _SUBCONFIG_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
@@ -38,8 +43,6 @@ def keras3_compatible(config: Any) -> Any:
 
 def read_classes(path: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Class names from a JSON list, a JSON object of sidecar fields, or a text file with one name per line."""
-    from vidbatch import storage
-
     try:
         fs, local = storage.url_to_fs(path, storage_options)
         text = fs.cat_file(local).decode("utf-8")
@@ -57,11 +60,6 @@ def read_classes(path: str, storage_options: Mapping[str, Any] | None = None) ->
 
 def load_legacy_h5(fs, model_path: str, sidecar_path: str, url: str, classes: str | None,
                    storage_options: Mapping[str, Any] | None, trust_model_code: bool):
-    import h5py
-    import keras
-
-    from vidbatch.model.bundle import BundleSpec, ModelBundle, _check_model_against_spec
-
     model_bytes = fs.cat_file(model_path)
     with tempfile.TemporaryDirectory(prefix="vidbatch-h5-") as tmp:
         local = os.path.join(tmp, "model.h5")
@@ -112,6 +110,6 @@ def load_legacy_h5(fs, model_path: str, sidecar_path: str, url: str, classes: st
                                  "input_size": tuple(fields["input_size"])})
         except TypeError as exc:
             raise ModelBundleError(f"--classes {classes!r}: {exc}") from None
-    _check_model_against_spec(model, spec, url)
+    check_model_against_spec(model, spec, url)
     fingerprint = hashlib.sha256(model_bytes + b"\0" + spec.to_json().encode()).hexdigest()
     return ModelBundle(spec=spec, model=model, fingerprint=fingerprint, source=url)

@@ -1,65 +1,24 @@
 """Turn one video's decoded-and-classified arrays into its output rows.
 
 Both engines call this, so the local and the Ray engine give the same answers
-by construction: same smoothing, same segments, same summary fields.
+by construction: same smoothing, same segments, same summary fields. The
+options come straight from the run's `LabelConfig` (window, top_k, thresholds,
+frame_top_k, keep_probs); `model` is the name written in the summary.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
 
+from vidbatch.core.config import LabelConfig
+from vidbatch.io.output import VideoOutcome
+from vidbatch.io.schema import FRAMES_OPTIONAL_FIELDS, FRAMES_SCHEMA
 from vidbatch.stages.segments import find_segments
 from vidbatch.stages.smooth import label_frames, video_top_k
-
-FRAMES_SCHEMA = pa.schema(
-    [
-        ("video_id", pa.string()),
-        ("frame_index", pa.int64()),
-        ("timestamp_s", pa.float64()),
-        ("raw_label", pa.string()),
-        ("raw_score", pa.float32()),
-        ("smoothed_label", pa.string()),
-        ("smoothed_score", pa.float32()),
-        ("shot_index", pa.int32()),
-    ]
-)
-
-
-@dataclass(frozen=True)
-class LabelingOptions:
-    """The options that shape a video's labels."""
-
-    window: int
-    top_k: int
-    model: str
-    """The model's name for the summary's `model` column."""
-    keep_probs: bool = False
-    """Add each item's full probability vector to the frames table (`probs`), e.g. for `vidbatch eval`."""
-    frame_threshold: float | None = None
-    video_threshold: float | None = None
-    unknown_label: str = "unknown"
-    frame_top_k: int = 0
-
-
-@dataclass
-class VideoOutcome:
-    """One video's result: its summary record (with segments) and, if ok, its frames table."""
-
-    video_id: str
-    key: str
-    record: dict[str, Any]
-    frames: pa.Table | None = None
-    segments: list[dict[str, Any]] = field(default_factory=list)
-    shots: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.record["status"] == "ok"
 
 
 def _info_fields(info: dict[str, Any] | None) -> dict[str, Any]:
@@ -90,7 +49,7 @@ def _names(classes: Sequence[str], index: np.ndarray, scores: np.ndarray, thresh
 
 
 def find_shots(video_id: str, classes: Sequence[str], probs: np.ndarray, timestamp_s: np.ndarray, cuts: np.ndarray,
-               end_s: float, options: LabelingOptions) -> list[dict[str, Any]]:
+               end_s: float, options: LabelConfig) -> list[dict[str, Any]]:
     """One row per shot (between detected cuts): the argmax of the shot's mean probabilities."""
     starts = np.concatenate([[0], np.flatnonzero(cuts[1:]) + 1]) if len(cuts) else np.zeros(0, int)
     stops = np.concatenate([starts[1:], [len(probs)]])
@@ -114,7 +73,8 @@ def assemble_ok(
     timestamp_s: np.ndarray,
     probs: np.ndarray,
     info: dict[str, Any],
-    options: LabelingOptions,
+    options: LabelConfig,
+    model: str,
     elapsed_s: float,
     shot_cut: np.ndarray | None = None,
 ) -> VideoOutcome:
@@ -157,9 +117,9 @@ def assemble_ok(
         best = np.argsort(-labels.smoothed_probs, axis=1, kind="stable")[:, :k]
         frames = frames.append_column("top_k", pa.array(
             [[{"label": str(classes[i]), "score": float(p[i])} for i in row] for row, p in zip(best, labels.smoothed_probs)],
-            pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))))
+            FRAMES_OPTIONAL_FIELDS["top_k"]))
     if options.keep_probs:
-        frames = frames.append_column("probs", pa.array(list(probs.astype(np.float32)), pa.list_(pa.float32())))
+        frames = frames.append_column("probs", pa.array(list(probs.astype(np.float32)), FRAMES_OPTIONAL_FIELDS["probs"]))
     video_score = float(top_score[0])
     pred_label = str(classes[top_index[0]])
     if options.video_threshold is not None and video_score < options.video_threshold:
@@ -174,7 +134,7 @@ def assemble_ok(
         **fields,
         "frames_classified": int(len(probs)),
         "shots": int(cuts.sum()) + 1,
-        "model": options.model,
+        "model": model,
         "elapsed_s": float(elapsed_s),
     }
     shots = find_shots(video_id, classes, probs, timestamp_s, cuts, end_s, options)
@@ -182,7 +142,7 @@ def assemble_ok(
 
 
 def assemble_failed(
-    video_id: str, key: str, error: str, info: dict[str, Any] | None, options: LabelingOptions, elapsed_s: float
+    video_id: str, key: str, error: str, info: dict[str, Any] | None, model: str, elapsed_s: float
 ) -> VideoOutcome:
     record = {
         "video_id": video_id,
@@ -194,7 +154,7 @@ def assemble_failed(
         **_info_fields(info),
         "frames_classified": 0,
         "shots": None,
-        "model": options.model,
+        "model": model,
         "elapsed_s": float(elapsed_s),
     }
     return VideoOutcome(video_id=video_id, key=key, record=record)

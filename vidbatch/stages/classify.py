@@ -11,43 +11,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import keras
 import numpy as np
 
-from vidbatch.config import PRECISIONS
-from vidbatch.errors import ModelBundleError
+from vidbatch.core.config import PRECISIONS
+from vidbatch.core.errors import ModelBundleError
 from vidbatch.model.bundle import ModelBundle, load_bundle
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-def _preprocessing_layer(mode: str):
-    import keras
-    from keras import ops
-
-    class Preprocess(keras.layers.Layer):
-        """uint8 RGB -> the model's input scale; built at load time, never saved."""
-
-        def call(self, x):
-            x = ops.cast(x, "float32")
-            if mode == "unit":
-                return x / 255.0
-            if mode == "symmetric":
-                return x / 127.5 - 1.0
-            if mode == "imagenet":
-                return (x / 255.0 - ops.convert_to_tensor(_IMAGENET_MEAN)) / ops.convert_to_tensor(_IMAGENET_STD)
-            if mode == "caffe":
-                return ops.flip(x, axis=-1) - ops.convert_to_tensor(_CAFFE_MEAN_BGR)
-            return x
-
-    return Preprocess(name=f"vidbatch_preprocess_{mode}")
+from vidbatch.model.preprocessing import preprocessing_layer
 
 
 def accelerator_available() -> bool:
     """Whether the Keras backend computes on a GPU/TPU (then inference leaves the CPUs to decoding)."""
-    import keras
-
     return any(not device.lower().startswith("cpu") for device in keras.distribution.list_devices())
 
 
@@ -55,8 +29,6 @@ def _at_precision(model, precision: str):
     """The same model (same weights) computing under Keras' `mixed_<precision>` policy."""
     if precision == "float32":
         return model
-    import keras
-
     policy = keras.DTypePolicy(f"mixed_{precision}")
     outputs = {tensor._keras_history.operation.name for tensor in getattr(model, "outputs", None) or []}
 
@@ -103,12 +75,10 @@ class Predictor:
 
     @staticmethod
     def _inference_model(bundle: ModelBundle, precision: str):
-        import keras
-
         spec = bundle.spec
         inputs = keras.Input(shape=spec.item_shape, dtype="uint8", name="pixels")
         model = _at_precision(bundle.model, precision)
-        outputs = model(_preprocessing_layer(spec.preprocessing)(inputs), training=False)
+        outputs = model(preprocessing_layer(spec.preprocessing)(inputs), training=False)
         if spec.outputs == "logits":
             outputs = keras.layers.Softmax(name="vidbatch_softmax", dtype="float32")(outputs)
         return keras.Model(inputs, outputs, name="vidbatch_inference")

@@ -12,7 +12,7 @@ import math
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 # FFmpeg's own messages ("moov atom not found"...) would flood the console;
 # vidbatch reports each problem once, in the video's `error` column.
@@ -22,8 +22,12 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 import cv2  # noqa: E402
 import numpy as np
 
-from vidbatch.errors import VideoError
+from vidbatch.core.errors import VideoError
 from vidbatch.stages.sampling import ClipAssembler, ClipSampling, FrameSampling
+
+if TYPE_CHECKING:
+    from vidbatch.core.config import LabelConfig
+    from vidbatch.model.spec import BundleSpec
 
 _FALLBACK_FPS = 25.0
 
@@ -40,6 +44,15 @@ class DecodeSpec:
     shot_threshold: float | None = None
     """Hard-cut detection: colour-histogram (Bhattacharyya) distance between consecutive sampled frames above
     which a new shot starts; None turns it off."""
+
+    @classmethod
+    def for_model(cls, model: "BundleSpec", config: "LabelConfig") -> "DecodeSpec":
+        """What a model (its input size, frame or clip kind) and a run's options ask of the decoder."""
+        clip = None
+        if model.kind == "clip":
+            clip = ClipSampling(clip_len=model.clip_len, stride=config.clip_stride or model.clip_len)
+        return cls(width=model.input_size[1], height=model.input_size[0], sampling=FrameSampling(config.fps),
+                   chunk_frames=config.chunk_frames, clip=clip, shot_threshold=config.shot_threshold or None)
 
     @property
     def chunk_nbytes(self) -> int:

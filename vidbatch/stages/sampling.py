@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidbatch.errors import ConfigError
+from vidbatch.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import cv2
 import numpy as np
+from PIL import Image
+
+from vidbatch.core.errors import ManifestError
+from vidbatch.io.manifest import Manifest
+from vidbatch.stages.decode import DecodeSpec
+from vidbatch.stages.decode_job import DecodeJob, decode_to_arrays
+from vidbatch.stages.sampling import ClipSampling, FrameSampling
 
 
 @dataclass
@@ -31,8 +40,6 @@ class Samples:
 
 def read_image(path: str, size: tuple[int, int]) -> np.ndarray | None:
     """Decode any common image (JPEG, PNG, GIF, WebP...) to RGB uint8 at (height, width); None if it is not one."""
-    import cv2
-
     with open(path, "rb") as handle:
         data = handle.read()
     if not data:
@@ -42,10 +49,6 @@ def read_image(path: str, size: tuple[int, int]) -> np.ndarray | None:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     else:
         try:  # OpenCV reads no GIF; Pillow does
-            import io
-
-            from PIL import Image
-
             with Image.open(io.BytesIO(data)) as pil:
                 image = np.asarray(pil.convert("RGB"))
         except Exception:
@@ -95,12 +98,6 @@ def load_video_manifest(
     max_items_per_video: int | None = None,
 ) -> Samples:
     """Frames (or clips) sampled from each labeled video; all of a video's items share one split group."""
-    from vidbatch.engines.decode_worker import DecodeJob, decode_to_arrays
-    from vidbatch.errors import ManifestError
-    from vidbatch.stages.decode import DecodeSpec
-    from vidbatch.stages.manifest import Manifest
-    from vidbatch.stages.sampling import ClipSampling, FrameSampling
-
     manifest = Manifest.from_path(manifest_url, storage_options)
     if not manifest.has_labels:
         raise ManifestError(f"Manifest {manifest_url!r} has no 'label' column; training needs one label per video")

@@ -14,11 +14,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vidbatch.model.bundle import ModelBundle
-from vidbatch.progress import Progress, StageCounters
-from vidbatch.stages.assemble import LabelingOptions, VideoOutcome, assemble_failed, assemble_ok
-from vidbatch.stages.manifest import VideoTask
-from vidbatch.stages.write import RunOutput
+from vidbatch.core.config import LabelConfig
+from vidbatch.engines.progress import Progress, StageCounters
+from vidbatch.io.manifest import VideoTask
+from vidbatch.io.output import RunOutput, VideoOutcome
+from vidbatch.model.spec import ModelBundle
+from vidbatch.stages.assemble import assemble_failed, assemble_ok
+from vidbatch.stages.decode import DecodeSpec
 
 COLUMNS = ("frame_index", "timestamp_s", "shot_cut")
 
@@ -48,25 +50,27 @@ class VideoState:
 
 
 class Engine:
-    """What every engine is given: the run's config, model, output, decode settings and labeling options."""
+    """What every engine is given: the run's config (the one options object), model and output.
 
-    def __init__(self, config, bundle: ModelBundle, output: RunOutput, spec, options: LabelingOptions) -> None:
+    Subclasses implement `run(tasks) -> dict` (the stage counters and layout for run.json).
+    """
+
+    def __init__(self, config: LabelConfig, bundle: ModelBundle, output: RunOutput) -> None:
         self.config = config
         self.bundle = bundle
         self.output = output
-        self.spec = spec
-        self.options = options
+        self.spec = DecodeSpec.for_model(bundle.spec, config)
         self.counters = StageCounters()
 
 
 class VideoCollector:
     """Holds the in-flight videos of a run and finishes each exactly once."""
 
-    def __init__(self, tasks: Sequence[VideoTask], bundle: ModelBundle, options: LabelingOptions, output: RunOutput,
+    def __init__(self, tasks: Sequence[VideoTask], bundle: ModelBundle, config: LabelConfig, output: RunOutput,
                  counters: StageCounters, progress: Progress) -> None:
         self.videos = {t.key: VideoState(t) for t in tasks}
         self.bundle = bundle
-        self.options = options
+        self.config = config
         self.output = output
         self.counters = counters
         self.progress = progress
@@ -81,7 +85,7 @@ class VideoCollector:
         columns = {name: np.concatenate(values) for name, values in state.columns.items()}
         outcome = assemble_ok(
             task.video_id, task.key, self.bundle.classes, columns["frame_index"], columns["timestamp_s"],
-            np.concatenate(state.probs), state.info, self.options, time.monotonic() - state.started,
+            np.concatenate(state.probs), state.info, self.config, self.bundle.display_name, time.monotonic() - state.started,
             shot_cut=columns["shot_cut"],
         )
         self._commit(state, outcome)
@@ -91,7 +95,7 @@ class VideoCollector:
         if state.closed:
             return
         task = state.task
-        outcome = assemble_failed(task.video_id, task.key, message, info or state.info, self.options,
+        outcome = assemble_failed(task.video_id, task.key, message, info or state.info, self.bundle.display_name,
                                   time.monotonic() - state.started)
         self._commit(state, outcome)
         self.counters.videos_failed += 1

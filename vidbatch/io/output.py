@@ -24,60 +24,42 @@ import os
 import shutil
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vidbatch import storage
-from vidbatch.errors import OutputError
-from vidbatch.stages.assemble import FRAMES_SCHEMA, VideoOutcome
-from vidbatch.stages.manifest import Manifest
+from vidbatch.core.errors import OutputError
+from vidbatch.io import storage
+from vidbatch.io.manifest import Manifest
+from vidbatch.io.schema import (
+    FRAMES_SCHEMA,
+    SEGMENTS_SCHEMA,
+    SHOTS_SCHEMA,
+    SUMMARY_SCHEMA,
+)
 
 LEDGER_DIR = "_vidbatch/ledger"
 IDENTITY_FILE = "_vidbatch/identity.json"
 MIN_FREE_BYTES = 64 * 1024 * 1024
 PROBE_PREFIX = ".probe-"
 
-TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
-SUMMARY_FIELDS = [
-    ("video_id", pa.string()),
-    ("uri", pa.string()),
-    ("status", pa.string()),
-    ("error", pa.string()),
-    ("pred_label", pa.string()),
-    ("pred_score", pa.float64()),
-    ("top_k", TOP_K_TYPE),
-    ("frames_decoded", pa.int64()),
-    ("frames_classified", pa.int64()),
-    ("shots", pa.int64()),
-    ("duration_s", pa.float64()),
-    ("fps", pa.float64()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("model", pa.string()),
-    ("elapsed_s", pa.float64()),
-]
-SEGMENTS_SCHEMA = pa.schema(
-    [
-        ("video_id", pa.string()),
-        ("segment_index", pa.int32()),
-        ("start_s", pa.float64()),
-        ("end_s", pa.float64()),
-        ("label", pa.string()),
-        ("score", pa.float64()),
-    ]
-)
-SHOTS_SCHEMA = pa.schema(
-    [
-        ("video_id", pa.string()),
-        ("shot_index", pa.int32()),
-        ("start_s", pa.float64()),
-        ("end_s", pa.float64()),
-        ("label", pa.string()),
-        ("score", pa.float64()),
-    ]
-)
+@dataclass
+class VideoOutcome:
+    """One video's result, as the assembly stage makes it and `RunOutput.commit` writes it: its summary
+    record, and if it is ok its frames table, segments and shots."""
+
+    video_id: str
+    key: str
+    record: dict[str, Any]
+    frames: pa.Table | None = None
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    shots: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.record["status"] == "ok"
 
 
 def table_to_parquet_bytes(table: pa.Table) -> bytes:
@@ -207,14 +189,14 @@ class RunOutput:
 def build_summary(records: Iterable[Mapping[str, Any]], passthrough: pa.Table) -> pa.Table:
     records = list(records)
     columns: dict[str, pa.Array] = {}
-    for name, type_ in SUMMARY_FIELDS:
-        if name == "uri":
+    for schema_field in SUMMARY_SCHEMA:
+        if schema_field.name == "uri":
             continue
-        columns[name] = pa.array([r.get(name) for r in records], type_)
+        columns[schema_field.name] = pa.array([r.get(schema_field.name) for r in records], schema_field.type)
     extra = passthrough.drop_columns(["video_id"])
     arrays = [columns["video_id"], extra.column("uri").combine_chunks().cast(pa.string())]
     names = ["video_id", "uri"]
-    for name, _ in SUMMARY_FIELDS[2:]:
+    for name in SUMMARY_SCHEMA.names[2:]:
         arrays.append(columns[name])
         names.append(name)
     for name in extra.column_names:

@@ -1,19 +1,21 @@
 """Decode one video in whatever process runs this: fetch (remote -> temp copy), decode, clean up.
 
-Used by the local engine's worker processes and by the Ray engine's decode
-tasks, so both report the same errors in the same words.
+Used by the local engine's decoder processes, the Ray engine's decode actors
+and training, so all report the same errors in the same words. A job yields
+typed events: `Started` (what the container says), `Chunk`s of sampled
+frames, then `Finished` or `Failed`.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Union
 
 import numpy as np
 
-from vidbatch import storage
-from vidbatch.errors import VideoError
+from vidbatch.core.errors import VideoError
+from vidbatch.io import storage
 from vidbatch.stages.decode import DecodeSpec, VideoDecoder
 
 
@@ -25,6 +27,47 @@ class DecodeJob:
     location: str
     spec: DecodeSpec
     storage_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Started:
+    """The video opened: what the container says (fps, frame count, size, codec)."""
+
+    key: str
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Sampled frames: a dict of `frames` (uint8 items), `frame_index`, `timestamp_s` and `shot_cut` arrays."""
+
+    key: str
+    arrays: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.arrays["frame_index"])
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Every chunk was sent; `info` adds what decoding found (frames decoded, duration)."""
+
+    key: str
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The video cannot be labeled; `message` goes into its `error` column."""
+
+    key: str
+    message: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+DecodeEvent = Union[Started, Chunk, Finished, Failed]
+TERMINAL = (Finished, Failed)
+"""The events that end a video's stream."""
 
 
 def describe_error(exc: BaseException, uri: str) -> str:
@@ -44,36 +87,36 @@ def describe_error(exc: BaseException, uri: str) -> str:
     return f"could not read {uri}: {type(exc).__name__}: {str(exc)[:200]}"
 
 
-def decode_job(job: DecodeJob) -> Iterator[tuple[str, Any]]:
-    """Yield ("info", dict), ("chunk", dict of arrays)..., then ("done", info) or ("failed", message, info)."""
+def decode_job(job: DecodeJob) -> Iterator[DecodeEvent]:
+    """Yield `Started`, `Chunk`s, then `Finished` or `Failed`: never raises for a problem with the video."""
     info: dict[str, Any] = {}
     try:
         suffix = os.path.splitext(job.location.split("?", 1)[0])[1]
         with storage.local_copy(job.location, job.storage_options, suffix=suffix) as path:
             decoder = VideoDecoder(path, job.spec, uri=job.uri)
             info = decoder.open().as_dict()
-            yield ("info", info)
+            yield Started(job.key, info)
             try:
                 for chunk in decoder.chunks():
-                    yield ("chunk", chunk)
+                    yield Chunk(job.key, chunk)
             finally:
                 info = decoder.info.as_dict()
                 decoder.close()
-        yield ("done", info)
+        yield Finished(job.key, info)
     except Exception as exc:  # one video's problem never stops the others
-        yield ("failed", describe_error(exc, job.uri), info)
+        yield Failed(job.key, describe_error(exc, job.uri), info)
 
 
 def decode_to_arrays(job: DecodeJob) -> tuple[dict[str, np.ndarray] | None, dict[str, Any], str | None]:
     """Decode a whole video into one dict of arrays (for small tools, not the engines)."""
     chunks, info, error = [], {}, None
     for event in decode_job(job):
-        if event[0] == "chunk":
-            chunks.append(event[1])
-        elif event[0] == "failed":
-            error, info = event[1], event[2]
+        if isinstance(event, Chunk):
+            chunks.append(event.arrays)
+        elif isinstance(event, Failed):
+            error, info = event.message, event.info
         else:
-            info = event[1]
+            info = event.info
     if error is not None or not chunks:
         return None, info, error
     return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}, info, None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 
@@ -38,11 +40,7 @@ def classification_report(true: Sequence[int], pred: Sequence[int], classes: Seq
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str, title: str = "Confusion matrix") -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     matrix = np.asarray(matrix)
     size = max(4.0, 0.6 * len(classes) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -62,11 +60,7 @@ def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path
 
 
 def plot_history(history: dict, path: str) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key in (metric, "val_" + metric):

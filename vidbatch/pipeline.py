@@ -7,10 +7,16 @@ import platform
 import socket
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
-from vidbatch.config import LabelConfig
-from vidbatch.errors import ConfigError
+import vidbatch
+from vidbatch.core.config import LabelConfig
+from vidbatch.core.errors import ConfigError
+from vidbatch.engines.local import LocalEngine
+from vidbatch.io.manifest import Manifest
+from vidbatch.io.output import RunOutput, now_iso
+from vidbatch.model.bundle import load_bundle
 
 
 @dataclass
@@ -34,10 +40,6 @@ class RunResult:
 
 
 def package_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    import vidbatch
-
     versions = {"vidbatch": vidbatch.__version__, "python": platform.python_version()}
     for name in ("keras", "tensorflow", "jax", "torch", "opencv-python-headless", "pyarrow", "pandas", "numpy", "fsspec", "s3fs", "ray"):
         try:
@@ -48,32 +50,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def decode_spec_for(spec, config: LabelConfig):
-    """The decode settings a bundle and a config imply (shared by all engines)."""
-    from vidbatch.stages.decode import DecodeSpec
-    from vidbatch.stages.sampling import ClipSampling, FrameSampling
-
-    clip = None
-    if spec.kind == "clip":
-        clip = ClipSampling(clip_len=spec.clip_len, stride=config.clip_stride or spec.clip_len)
-    return DecodeSpec(
-        width=spec.input_size[1], height=spec.input_size[0], sampling=FrameSampling(config.fps),
-        chunk_frames=config.chunk_frames, clip=clip, shot_threshold=config.shot_threshold or None,
-    )
-
-
-def model_name(bundle) -> str:
-    if bundle.spec.name:
-        return bundle.spec.name
-    return os.path.basename(bundle.source.rstrip("/")) or bundle.source
-
-
 def run(config: LabelConfig, on_worker_event=None) -> RunResult:
-    from vidbatch.model.bundle import load_bundle
-    from vidbatch.stages.assemble import LabelingOptions
-    from vidbatch.stages.manifest import Manifest
-    from vidbatch.stages.write import RunOutput, now_iso
-
     started_at, started = now_iso(), time.monotonic()
     manifest = Manifest.from_path(config.manifest, config.storage_options)
     bundle = load_bundle(config.model, config.storage_options, config.trust_model_code, classes=config.classes)
@@ -84,20 +61,13 @@ def run(config: LabelConfig, on_worker_event=None) -> RunResult:
     committed = output.committed()
     todo = [t for t in manifest.tasks if committed.get(t.key, {}).get("status") != "ok"]
     resumed = len(manifest.tasks) - len(todo)
-    spec = decode_spec_for(bundle.spec, config)
-    options = LabelingOptions(window=config.window, top_k=config.top_k, model=model_name(bundle),
-                              keep_probs=config.keep_probs, frame_threshold=config.frame_threshold,
-                              video_threshold=config.video_threshold, unknown_label=config.unknown_label,
-                              frame_top_k=config.frame_top_k)
 
     if config.engine == "local":
-        from vidbatch.engines.local import LocalEngine
-
-        stages = LocalEngine(config, bundle, output, spec, options, on_worker_event=on_worker_event).run(todo)
+        stages = LocalEngine(config, bundle, output, on_worker_event=on_worker_event).run(todo)
     elif config.engine == "ray":
         from vidbatch.engines.ray_engine import RayEngine
 
-        stages = RayEngine(config, bundle, output, spec, options).run(todo)
+        stages = RayEngine(config, bundle, output).run(todo)
     else:  # pragma: no cover - LabelConfig validates this
         raise ConfigError(f"Unknown engine. Received: engine={config.engine!r}")
 
@@ -110,7 +80,7 @@ def run(config: LabelConfig, on_worker_event=None) -> RunResult:
         "model": {
             "source": bundle.source,
             "fingerprint": bundle.fingerprint,
-            "name": options.model,
+            "name": bundle.display_name,
             "kind": bundle.spec.kind,
             "classes": list(bundle.spec.classes),
             "input_size": list(bundle.spec.input_size),

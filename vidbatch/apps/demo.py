@@ -6,11 +6,17 @@ Runs offline on a 2-core laptop in about a minute.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import TextIO
 
-from vidbatch.synth import SHAPE_CLASSES, SynthSpec, make_dataset
+import pandas as pd
+
+from vidbatch import LabelConfig
+from vidbatch.apps.synth import SHAPE_CLASSES, SynthSpec, make_dataset
+from vidbatch.apps.train.trainer import TrainConfig, train
+from vidbatch.pipeline import run
 
 
 @dataclass
@@ -24,12 +30,6 @@ class DemoResult:
 
 def run_demo(out: str = "vidbatch-demo", videos_per_class: int = 4, epochs: int = 8, stream: TextIO | None = None,
              progress: bool = True, engine: str = "local") -> DemoResult:
-    import sys
-
-    from vidbatch import LabelConfig
-    from vidbatch.run import run
-    from vidbatch.train.trainer import TrainConfig, train
-
     stream = stream or sys.stdout
     started = time.monotonic()
     say = lambda text: print(text, file=stream, flush=True)  # noqa: E731
@@ -61,6 +61,4 @@ def run_demo(out: str = "vidbatch-demo", videos_per_class: int = 4, epochs: int 
 
 
 def _pandas_display():
-    import pandas as pd
-
     return pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3)

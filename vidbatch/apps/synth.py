@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 SHAPE_CLASSES = ("ball", "box", "waves")
@@ -64,8 +65,6 @@ class _Scene:
         return lo + (q if q <= span else 2 * span - q)
 
     def draw(self, label: str, t: float, image: np.ndarray) -> None:
-        import cv2
-
         h, w = image.shape[:2]
         r = self.size / 2
         x = self._bounce(self.x0 + self.vx * t, r, w - r)
@@ -103,8 +102,6 @@ class _Scene:
 
 def write_video(path: str, label: str, seed: int, spec: SynthSpec = SynthSpec()) -> int:
     """Render one video to `path` (MPEG-4 in .mp4, or MJPG in .avi); returns the frame count."""
-    import cv2
-
     rng = np.random.default_rng(seed)
     scene = _Scene(label, rng, spec)
     distractors = [c for c in SHAPE_CLASSES if c != label]
@@ -124,8 +121,6 @@ def write_video(path: str, label: str, seed: int, spec: SynthSpec = SynthSpec())
 
 def write_shots_video(path: str, labels: Sequence[str], seed: int, spec: SynthSpec = SynthSpec()) -> list[int]:
     """One video of several shots joined by hard cuts (each its own scene and class); returns the cut frames."""
-    import cv2
-
     fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.lower().endswith(".avi") else "mp4v"))
     writer = cv2.VideoWriter(path, fourcc, spec.fps, (spec.width, spec.height))
     per_shot = max(1, int(round(spec.seconds * spec.fps)))

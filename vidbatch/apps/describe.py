@@ -6,12 +6,14 @@ import json
 import os
 from typing import Any, Mapping
 
-from vidbatch.errors import VidbatchError
+import pandas as pd
+
+from vidbatch.core.errors import VidbatchError
+from vidbatch.io import storage
+from vidbatch.model.bundle import load_bundle
 
 
 def describe(path: str, storage_options: Mapping[str, Any] | None = None, classes: str | None = None) -> str:
-    from vidbatch import storage
-
     fs, local = storage.url_to_fs(path, storage_options)
     if fs.isdir(local) and fs.exists(storage.join(local, "run.json")):
         return describe_run(path, storage_options)
@@ -22,8 +24,6 @@ def describe(path: str, storage_options: Mapping[str, Any] | None = None, classe
 
 
 def describe_bundle(path: str, storage_options=None, classes: str | None = None) -> str:
-    from vidbatch.model.bundle import load_bundle
-
     bundle = load_bundle(path, storage_options, classes=classes)
     spec = bundle.spec
     lines = [
@@ -49,10 +49,6 @@ def describe_bundle(path: str, storage_options=None, classes: str | None = None)
 
 
 def describe_run(path: str, storage_options=None) -> str:
-    import pandas as pd
-
-    from vidbatch import storage
-
     fs, local = storage.url_to_fs(path, storage_options)
     run = json.loads(fs.cat_file(storage.join(local, "run.json")))
     counts = run["counts"]

@@ -13,7 +13,13 @@ import io
 import json
 from typing import Any, Mapping
 
-from vidbatch.errors import VidbatchError
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from vidbatch.core.errors import VidbatchError
+from vidbatch.io import storage
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 2rem; color: #222; }
@@ -27,8 +33,6 @@ th { background: #f3f3f3; } tr.failed td { background: #fff1f0; }
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -36,8 +40,6 @@ def _png(fig) -> str:
 
 
 def _distribution_plot(summary, classes: list[str]) -> str:
-    import matplotlib.pyplot as plt
-
     ok = summary[summary.status == "ok"]
     names = list(dict.fromkeys(list(classes) + sorted(set(ok.pred_label) - set(classes))))
     predicted = [int((ok.pred_label == c).sum()) for c in names]
@@ -57,9 +59,6 @@ def _distribution_plot(summary, classes: list[str]) -> str:
 
 
 def _timeline_plot(video_id: str, frames, segments, classes: list[str]) -> str:
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     frames = frames.sort_values("timestamp_s")
     names = list(dict.fromkeys(list(classes) + sorted(set(frames.raw_label) | set(frames.smoothed_label))))
     index = {c: i for i, c in enumerate(names)}
@@ -83,13 +82,7 @@ def _timeline_plot(video_id: str, frames, segments, classes: list[str]) -> str:
 
 
 def build_report(run_dir: str, max_videos: int = 20, storage_options: Mapping[str, Any] | None = None) -> str:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import pandas as pd
-
-    from vidbatch import storage
-
     fs, root = storage.url_to_fs(run_dir, storage_options)
     if not fs.exists(storage.join(root, "run.json")):
         raise VidbatchError(f"Cannot report on {run_dir!r}: no run.json (is it the --out folder of a finished run?)")
@@ -162,8 +155,6 @@ def build_report(run_dir: str, max_videos: int = 20, storage_options: Mapping[st
 
 def write_report(run_dir: str, out: str | None = None, max_videos: int = 20,
                  storage_options: Mapping[str, Any] | None = None) -> str:
-    from vidbatch import storage
-
     out = out or storage.join(run_dir, "report.html")
     document = build_report(run_dir, max_videos, storage_options)
     fs, path = storage.url_to_fs(out, storage_options)

@@ -6,6 +6,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from tqdm.auto import tqdm
+
 
 @dataclass
 class StageCounters:
@@ -55,8 +57,6 @@ class Progress:
         self.counters = counters
         self._bar = None
         if enabled and total:
-            from tqdm.auto import tqdm
-
             self._bar = tqdm(total=total, desc=description, unit="video", file=sys.stderr, dynamic_ncols=True)
 
     def video_done(self) -> None:

@@ -18,13 +18,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from vidbatch import storage
-from vidbatch.errors import ManifestError
+from vidbatch.core.errors import ManifestError
+from vidbatch.io import storage
+from vidbatch.io.schema import RESERVED_COLUMNS
 
-RESERVED_COLUMNS = (
-    "status", "error", "pred_label", "pred_score", "top_k", "frames_decoded", "frames_classified",
-    "duration_s", "fps", "width", "height", "model", "elapsed_s",
-)
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -152,7 +149,10 @@ def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, li
         raise ManifestError(f"Manifest {source!r} has no 'uri' column (columns: {names}); add one with each video's path or URL")
     clash = [c for c in names if c in RESERVED_COLUMNS]
     if clash:
-        raise ManifestError(f"Manifest {source!r}: column(s) {clash} would collide with output columns of the summary; rename them")
+        raise ManifestError(
+            f"Manifest {source!r}: column(s) {clash} would collide with output columns of the summary "
+            f"(vidbatch fills {list(RESERVED_COLUMNS)}); rename them"
+        )
     if table.num_rows == 0:
         raise ManifestError(f"Manifest {source!r} is empty: it has a header but no rows")
 

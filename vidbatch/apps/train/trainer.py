@@ -13,10 +13,22 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import keras
 import numpy as np
+from keras import layers
 
-from vidbatch.errors import ConfigError
-from vidbatch.train.data import Samples, split_by_group
+from vidbatch.apps.metrics import classification_report, plot_confusion, plot_history
+from vidbatch.apps.train.data import (
+    Samples,
+    load_image_folder,
+    load_video_manifest,
+    split_by_group,
+)
+from vidbatch.core.errors import ConfigError
+from vidbatch.model import architectures
+from vidbatch.model.architectures import FRAME_BACKBONES
+from vidbatch.model.bundle import BundleSpec, save_bundle
+from vidbatch.model.preprocessing import preprocessing_layer
 
 
 @dataclass(frozen=True)
@@ -45,8 +57,6 @@ class TrainConfig:
     storage_options: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        from vidbatch.model.architectures import FRAME_BACKBONES
-
         if self.kind not in ("frame", "clip"):
             raise ConfigError(f"Invalid `kind`: expected 'frame' or 'clip'. Received: kind={self.kind!r}")
         if self.kind == "frame" and self.backbone not in FRAME_BACKBONES:
@@ -60,8 +70,6 @@ class TrainConfig:
 
 
 def load_samples(config: TrainConfig) -> Samples:
-    from vidbatch.train.data import load_image_folder, load_video_manifest
-
     size = (config.image_size, config.image_size)
     is_folder = os.path.isdir(config.data)
     if config.kind == "clip":
@@ -76,9 +84,6 @@ def load_samples(config: TrainConfig) -> Samples:
 
 
 def _augmentation(kind: str, seed: int):
-    import keras
-    from keras import layers
-
     if kind == "clip":
         # geometric augmentation applied to whole clips would need per-clip consistency; flips only
         return keras.Sequential([layers.Identity()], name="augment")
@@ -95,13 +100,6 @@ def _augmentation(kind: str, seed: int):
 
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train, evaluate on a held-out split, and write the bundle; returns the metrics."""
-    import keras
-
-    from vidbatch.evaluation import classification_report, plot_confusion, plot_history
-    from vidbatch.model import architectures
-    from vidbatch.model.bundle import BundleSpec, save_bundle
-    from vidbatch.stages.classify import _preprocessing_layer
-
     started = time.monotonic()
     keras.utils.set_random_seed(config.seed)
     samples = load_samples(config)
@@ -126,7 +124,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     inputs = keras.Input(shape=item_shape, name="pixels")
     x = _augmentation(config.kind, config.seed)(inputs) if config.augment else inputs
-    x = _preprocessing_layer(preprocessing)(x)
+    x = preprocessing_layer(preprocessing)(x)
     trainer = keras.Model(inputs, core(x), name="trainer")
     steps = max(1, -(-len(x_train) // config.batch_size)) * config.epochs
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.05)
@@ -196,6 +194,4 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 
 def _preprocess_numpy(x: np.ndarray, mode: str) -> np.ndarray:
-    from vidbatch.stages.classify import _preprocessing_layer
-
-    return np.asarray(_preprocessing_layer(mode)(x.astype("float32")))
+    return np.asarray(preprocessing_layer(mode)(x.astype("float32")))

@@ -13,18 +13,22 @@ import json
 import os
 from typing import Any, Sequence
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
-from vidbatch.config import LabelConfig
-from vidbatch.errors import ManifestError
+from vidbatch.apps.metrics import classification_report, plot_confusion
+from vidbatch.core.config import LabelConfig
+from vidbatch.core.errors import ManifestError
+from vidbatch.pipeline import run
+from vidbatch.stages.smooth import count_switches, label_frames
 
 DEFAULT_WINDOWS = (1, 4, 8, 16, 32, 64)
 
 
 def flicker_table(frames, durations: dict[str, float], windows: Sequence[int]) -> list[dict[str, Any]]:
     """Switches per minute of video for each window (window 1 = raw labels), over all videos."""
-    from vidbatch.stages.smooth import count_switches, label_frames
-
     total_minutes = sum(durations.values()) / 60.0
     rows = []
     for window in windows:
@@ -39,11 +43,6 @@ def flicker_table(frames, durations: dict[str, float], windows: Sequence[int]) -
 
 
 def evaluate(manifest: str, model: str, out: str, windows: Sequence[int] = DEFAULT_WINDOWS, **label_options) -> dict:
-    import pandas as pd
-
-    from vidbatch.evaluation import classification_report, plot_confusion
-    from vidbatch.run import run
-
     labels_dir = os.path.join(out, "labels")
     result = run(LabelConfig(manifest=manifest, model=model, out=labels_dir, keep_probs=True, **label_options))
     summary = result.summary_frame()
@@ -83,11 +82,7 @@ def evaluate(manifest: str, model: str, out: str, windows: Sequence[int] = DEFAU
 
 
 def _plot_flicker(rows: list[dict[str, Any]], path: str) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([r["window"] for r in rows], [r["switches_per_minute"] for r in rows], marker="o")
     ax.set_xscale("log", base=2)

@@ -7,19 +7,20 @@ import pyarrow as pa
 import pytest
 
 from vidbatch import OutputError
-from vidbatch.stages.assemble import LabelingOptions, assemble_failed, assemble_ok
-from vidbatch.stages.manifest import Manifest
-from vidbatch.stages.write import RunOutput
+from vidbatch.core.config import LabelConfig
+from vidbatch.stages.assemble import assemble_failed, assemble_ok
+from vidbatch.io.manifest import Manifest
+from vidbatch.io.output import RunOutput
 
 import numpy as np
 
-OPTIONS = LabelingOptions(window=2, top_k=2, model="m")
+OPTIONS = LabelConfig(manifest="m.csv", model="m", out="o", window=2, top_k=2)
 
 
 def outcome_ok(task):
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9]], np.float32)
     return assemble_ok(task.video_id, task.key, ["a", "b"], np.array([0, 5, 10]), np.array([0.0, 0.2, 0.4]), probs,
-                       {"fps": 25.0, "frames_decoded": 12, "duration_s": 0.48, "width": 64, "height": 48}, OPTIONS, 0.1)
+                       {"fps": 25.0, "frames_decoded": 12, "duration_s": 0.48, "width": 64, "height": 48}, OPTIONS, "m", 0.1)
 
 
 def test_commit_and_finalize_roundtrip(tmp_path):
@@ -29,7 +30,7 @@ def test_commit_and_finalize_roundtrip(tmp_path):
     out.prepare({"x": 1})
     first, second = manifest.tasks
     out.commit(outcome_ok(first))
-    out.commit(assemble_failed(second.video_id, second.key, "not found: no file at b.mp4", {}, OPTIONS, 0.0))
+    out.commit(assemble_failed(second.video_id, second.key, "not found: no file at b.mp4", {}, "m", 0.0))
     out.finalize(manifest, {"counts": {}})
     summary = pd.read_parquet(tmp_path / "out" / "summary.parquet")
     assert summary["status"].tolist() == ["ok", "failed"]

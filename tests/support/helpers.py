@@ -6,8 +6,10 @@ import os
 
 import numpy as np
 
-SHARED_VIDEOS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "videos")
-SHARED_SPORTS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sports")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+SHARED_VIDEOS = os.path.join(SHARED_DATA, "videos")
+SHARED_SPORTS = os.path.join(SHARED_DATA, "sports")
 
 
 def colour_model(size: int = 32, kind: str = "frame", clip_len: int = 4):

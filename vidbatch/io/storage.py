@@ -21,10 +21,11 @@ import fsspec
 from fsspec.core import url_to_fs as _fsspec_url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from vidbatch.core.config import redact  # noqa: F401  (credentials live in storage options; re-exported here)
+
 TEMPORARY_PREFIX = ".tmp-"
 """Hidden temporaries of `atomic_write_bytes`: readers skip them; a killed writer can leave them behind."""
 
-_SECRET_KEY = re.compile(r"(secret|token|password|passwd|key|credential|session)", re.IGNORECASE)
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -164,16 +165,3 @@ def local_folder_copy(url: str, storage_options: Mapping[str, Any] | None = None
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def redact(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A copy of `options` with every credential-like value replaced by '***'."""
-    out: dict[str, Any] = {}
-    for key, value in dict(options or {}).items():
-        if isinstance(value, Mapping):
-            out[key] = redact(value)
-        elif _SECRET_KEY.search(str(key)):
-            out[key] = "***"
-        else:
-            out[key] = value
-    return out

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 import vidbatch
-from badfiles import png_file, random_bytes, text_file, truncated, zero_bytes
+from tests.support.badfiles import png_file, random_bytes, text_file, truncated, zero_bytes
 from vidbatch.stages.smooth import count_switches
-from vidbatch.synth import SynthSpec, write_video
+from vidbatch.apps.synth import SynthSpec, write_video
 
 
 def write_manifest(path, rows):
@@ -159,7 +159,7 @@ def test_credentials_never_reach_outputs(synth_set, colour_bundle, tmp_path):
 
 
 def test_clip_model_runs_over_sliding_clips(synth_set, tmp_path):
-    from helpers import make_colour_bundle
+    from tests.support.helpers import make_colour_bundle
 
     bundle = make_colour_bundle(str(tmp_path / "clip"), kind="clip", clip_len=4)
     summary = label(synth_set, bundle, tmp_path / "out", fps=5, clip_stride=2).summary_frame()
@@ -186,7 +186,7 @@ def test_generated_real_and_missing_mixed(synth_set, colour_bundle, tmp_path, sh
 
 
 def test_shots_reset_the_window_and_get_their_own_table(colour_bundle, tmp_path):
-    from vidbatch.synth import write_shots_video
+    from vidbatch.apps.synth import write_shots_video
 
     path = str(tmp_path / "shots.mp4")
     write_shots_video(path, ["ball", "box", "ball"], seed=2, spec=SynthSpec(width=96, height=72, seconds=3))

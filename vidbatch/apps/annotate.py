@@ -17,9 +17,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import cv2
 import numpy as np
 
-from vidbatch.errors import ConfigError, VideoError
+from vidbatch.core.errors import ConfigError, VideoError
+from vidbatch.io import storage
+from vidbatch.model.bundle import load_bundle
+from vidbatch.stages.classify import Predictor
+from vidbatch.stages.decode import check_file, describe_unopenable, sniff_non_video
 
 _CODECS = {".mp4": ("avc1", "mp4v"), ".m4v": ("avc1", "mp4v"), ".mov": ("avc1", "mp4v"), ".webm": ("VP80",), ".avi": ("MJPG",)}
 
@@ -35,8 +40,6 @@ class AnnotateResult:
 
 
 def _writer(path: str, fps: float, size: tuple[int, int]):
-    import cv2
-
     ext = os.path.splitext(path)[1].lower()
     if ext not in _CODECS:
         raise ConfigError(f"Invalid `--out`: expected a .mp4, .webm, .avi, .mov or .m4v file. Received: out={path!r}")
@@ -49,8 +52,6 @@ def _writer(path: str, fps: float, size: tuple[int, int]):
 
 
 def _draw(frame: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]]) -> None:
-    import cv2
-
     height = frame.shape[0]
     scale = max(0.4, height / 720.0)
     thickness = max(1, int(round(2 * scale)))
@@ -65,13 +66,6 @@ def _draw(frame: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]]) -> N
 def annotate(video: str, model: str, out: str, window: int = 64, show_raw: bool = True, batch_size: int = 32,
              storage_options: Mapping[str, Any] | None = None, trust_model_code: bool = False,
              classes: str | None = None) -> AnnotateResult:
-    import cv2
-
-    from vidbatch import storage
-    from vidbatch.model.bundle import load_bundle
-    from vidbatch.stages.classify import Predictor
-    from vidbatch.stages.decode import check_file, describe_unopenable, sniff_non_video
-
     if window < 1:
         raise ConfigError(f"Invalid `window`: expected an integer >= 1. Received: window={window!r}")
     bundle = load_bundle(model, storage_options, trust_model_code, classes=classes)

@@ -55,7 +55,7 @@ def truncated_inside_moov(source: str, folder: str) -> str:
 
 
 def one_frame(folder: str) -> str:
-    from vidbatch.synth import SynthSpec, write_video
+    from vidbatch.apps.synth import SynthSpec, write_video
 
     path = os.path.join(folder, "one_frame.mp4")
     write_video(path, "ball", 1, SynthSpec(width=64, height=48, seconds=0.04, fps=25))
@@ -63,7 +63,7 @@ def one_frame(folder: str) -> str:
 
 
 def avi_mjpg(folder: str, frames: int = 60) -> str:
-    from vidbatch.synth import SynthSpec, write_video
+    from vidbatch.apps.synth import SynthSpec, write_video
 
     path = os.path.join(folder, "clip.avi")
     write_video(path, "box", 2, SynthSpec(width=64, height=48, seconds=frames / 25, fps=25))

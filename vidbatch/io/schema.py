@@ -1,0 +1,86 @@
+"""Every table vidbatch writes, defined once: summary, frames, segments, shots.
+
+The writer, the assembly stage and the manifest's reserved column names are all
+derived from these schemas, so adding a column is one edit here. The manifest
+supplies `video_id` and `uri`; every other summary column is vidbatch's own, and a
+manifest column with one of those names is refused (it would be written twice).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
+"""A ranked list of `{label, score}`: the summary's `top_k` and, with `--frame-top-k`, the frames'."""
+
+SUMMARY_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("uri", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("pred_label", pa.string()),
+        ("pred_score", pa.float64()),
+        ("top_k", TOP_K_TYPE),
+        ("frames_decoded", pa.int64()),
+        ("frames_classified", pa.int64()),
+        ("shots", pa.int64()),
+        ("duration_s", pa.float64()),
+        ("fps", pa.float64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("model", pa.string()),
+        ("elapsed_s", pa.float64()),
+    ]
+)
+"""`summary.parquet`: one row per manifest row, then the manifest's other columns."""
+
+MANIFEST_COLUMNS = ("video_id", "uri")
+"""Summary columns whose values come from the manifest."""
+
+RESERVED_COLUMNS = tuple(name for name in SUMMARY_SCHEMA.names if name not in MANIFEST_COLUMNS)
+"""Summary columns vidbatch fills: a manifest may not pass through a column of the same name."""
+
+FRAMES_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("frame_index", pa.int64()),
+        ("timestamp_s", pa.float64()),
+        ("raw_label", pa.string()),
+        ("raw_score", pa.float32()),
+        ("smoothed_label", pa.string()),
+        ("smoothed_score", pa.float32()),
+        ("shot_index", pa.int32()),
+    ]
+)
+"""`frames/`: one row per classified item (frame, or clip stamped with its last frame)."""
+
+FRAMES_OPTIONAL_FIELDS = {
+    "top_k": TOP_K_TYPE,  # --frame-top-k
+    "probs": pa.list_(pa.float32()),  # every class's probability (keep_probs, used by `vidbatch eval`)
+}
+"""Frames columns added only when asked for, after the fixed ones."""
+
+SEGMENTS_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("segment_index", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("label", pa.string()),
+        ("score", pa.float64()),
+    ]
+)
+"""`segments.parquet`: runs of frames with one smoothed label, never across a shot cut."""
+
+SHOTS_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("shot_index", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("label", pa.string()),
+        ("score", pa.float64()),
+    ]
+)
+"""`shots.parquet`: one row per detected shot, labeled by the argmax of its mean probabilities."""
