@@ -60,3 +60,22 @@ def test_segments_cover_the_video():
     assert [(s.start_s, s.end_s, s.label_index) for s in segments] == [(0.0, 1.0, 0), (1.0, 2.5, 1), (2.5, 3.0, 0)]
     assert np.isclose(segments[1].score, 0.7)
     assert find_segments(np.array([]), np.array([]), np.array([]), 1.0) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 12),
+    st.lists(st.integers(1, 7), min_size=1, max_size=8),
+    st.integers(0, 2**31 - 1),
+)
+def test_streaming_rolling_average_equals_the_whole_video_at_once(window, batch_sizes, seed):
+    """`vidbatch annotate` smooths batch by batch: the result must equal the vectorised stage over the whole video."""
+    from vidbatch.stages.smooth import RollingAverage
+
+    probs = np.random.default_rng(seed).dirichlet(np.ones(3), size=sum(batch_sizes)).astype(np.float32)
+    stream, start = RollingAverage(window), 0
+    pieces = []
+    for size in batch_sizes:
+        pieces.append(stream.update(probs[start:start + size]))
+        start += size
+    np.testing.assert_allclose(np.concatenate(pieces), rolling_average(probs, window), atol=1e-6)

@@ -1,7 +1,8 @@
 """`vidbatch annotate`: the tutorial's output video, with the smoothed label and score drawn on every frame.
 
-Every frame is classified (in batches) and labeled with the rolling average
-of the last K predictions, exactly as the tutorial does; the raw per-frame
+Every frame is decoded by the decode stage, classified (in batches) by the
+classify stage and labeled with the smooth stage's rolling average of the
+last K predictions, exactly as the tutorial does; the raw per-frame
 label can be drawn beside it. Same frame count, size and fps as the input.
 Containers: `.mp4` is H.264 where the OpenCV build has an encoder, else
 MPEG-4 Part 2 (VLC, mpv, most desktop players); `.webm` is VP8 (browsers);
@@ -13,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -24,7 +24,9 @@ from vidbatch.core.errors import ConfigError, VideoError
 from vidbatch.io import storage
 from vidbatch.model.bundle import load_bundle
 from vidbatch.stages.classify import Predictor
-from vidbatch.stages.decode import check_file, describe_unopenable, sniff_non_video
+from vidbatch.stages.decode import DecodeSpec, VideoDecoder
+from vidbatch.stages.sampling import FrameSampling
+from vidbatch.stages.smooth import RollingAverage
 
 _CODECS = {".mp4": ("avc1", "mp4v"), ".m4v": ("avc1", "mp4v"), ".mov": ("avc1", "mp4v"), ".webm": ("VP80",), ".avi": ("MJPG",)}
 
@@ -76,53 +78,44 @@ def annotate(video: str, model: str, out: str, window: int = 64, show_raw: bool 
     height, width = bundle.spec.input_size
     names = bundle.classes
     counts: dict[str, int] = {}
+    spec = DecodeSpec(width=width, height=height, sampling=FrameSampling(0), shot_threshold=None)
+    smoother = RollingAverage(window)
     with storage.local_copy(video, storage_options) as path:
-        check_file(path, video)
-        not_video = sniff_non_video(path)
-        if not_video:
-            raise VideoError(not_video)
-        capture = cv2.VideoCapture(path)
-        if not capture.isOpened():
-            raise VideoError(describe_unopenable(path))
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        fps = fps if np.isfinite(fps) and 0 < fps <= 1000 else 25.0
-        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        decoder = VideoDecoder(path, spec, uri=video)
+        info = decoder.open()
+        fps = info.fps if np.isfinite(info.fps) else 25.0
         tmpdir = tempfile.mkdtemp(prefix="vidbatch-annotate-")
         local_out = os.path.join(tmpdir, "annotated" + os.path.splitext(out)[1].lower())
-        writer, codec = _writer(local_out, fps, size)
-        queue: deque = deque(maxlen=window)
+        writer, codec = _writer(local_out, fps, (info.width, info.height))
         written = 0
+
+        def label_and_write(batch: list) -> int:
+            probs = predictor.predict(np.stack([sampled.item for sampled in batch]))
+            for sampled, raw, mean in zip(batch, probs, smoother.update(probs)):
+                label = names[int(mean.argmax())]
+                counts[label] = counts.get(label, 0) + 1
+                lines = [(f"{label}: {mean.max():.2f}", (0, 255, 0))]
+                if show_raw:
+                    lines.append((f"raw: {names[int(raw.argmax())]} {raw.max():.2f}", (200, 200, 200)))
+                _draw(sampled.original, lines)
+                writer.write(sampled.original)
+            return len(batch)
+
         try:
-            while True:
-                batch = []
-                while len(batch) < batch_size:
-                    grabbed, frame = capture.read()
-                    if not grabbed:
-                        break
-                    batch.append(frame)
-                if not batch:
-                    break
-                inputs = np.stack([cv2.cvtColor(cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA),
-                                                cv2.COLOR_BGR2RGB) for f in batch])
-                for frame, probs in zip(batch, predictor.predict(inputs)):
-                    queue.append(probs)
-                    mean = np.mean(queue, axis=0)
-                    label = names[int(mean.argmax())]
-                    counts[label] = counts.get(label, 0) + 1
-                    lines = [(f"{label}: {mean.max():.2f}", (0, 255, 0))]
-                    if show_raw:
-                        lines.append((f"raw: {names[int(probs.argmax())]} {probs.max():.2f}", (200, 200, 200)))
-                    _draw(frame, lines)
-                    writer.write(frame)
-                    written += 1
-        finally:
-            capture.release()
+            batch = []
+            for sampled in decoder.frames(keep_original=True):
+                batch.append(sampled)
+                if len(batch) == batch_size:
+                    written += label_and_write(batch)
+                    batch = []
+            if batch:
+                written += label_and_write(batch)
             writer.release()
-        if written == 0:
+            fs, target = storage.url_to_fs(out, storage_options)
+            with open(local_out, "rb") as handle:
+                storage.atomic_write_bytes(fs, target, handle.read())
+        finally:
+            decoder.close()
+            writer.release()
             shutil.rmtree(tmpdir, ignore_errors=True)
-            raise VideoError("no frames: OpenCV/FFmpeg opened the file but decoded no frames")
-        fs, target = storage.url_to_fs(out, storage_options)
-        with open(local_out, "rb") as handle:
-            storage.atomic_write_bytes(fs, target, handle.read())
-        shutil.rmtree(tmpdir, ignore_errors=True)
     return AnnotateResult(out=out, frames=written, fps=fps, codec=codec, labels=counts)

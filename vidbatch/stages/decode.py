@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 # FFmpeg's own messages ("moov atom not found"...) would flood the console;
 # vidbatch reports each problem once, in the video's `error` column.
@@ -23,7 +22,9 @@ import cv2  # noqa: E402
 import numpy as np
 
 from vidbatch.core.errors import VideoError
+from vidbatch.stages.probe import check_file, describe_unopenable, sniff_non_video
 from vidbatch.stages.sampling import ClipAssembler, ClipSampling, FrameSampling
+from vidbatch.stages.shots import ShotDetector
 
 if TYPE_CHECKING:
     from vidbatch.core.config import LabelConfig
@@ -78,77 +79,15 @@ class VideoInfo:
         return dict(self.__dict__)
 
 
-def check_file(path: str, uri: str) -> None:
-    """Fail early, in words, for a path that cannot be a video."""
-    if not os.path.exists(path):
-        raise VideoError(f"not found: no file at {uri}")
-    if os.path.isdir(path):
-        raise VideoError(f"not a file: {uri} is a folder")
-    if os.path.getsize(path) == 0:
-        raise VideoError(f"empty file: {uri} has 0 bytes")
-    if not os.access(path, os.R_OK):
-        raise VideoError(f"permission denied: cannot read {uri}")
+class SampledFrame(NamedTuple):
+    """One sampled frame: its index and time in the video, the model-size RGB item, whether a shot starts
+    here, and (only when asked) the decoded frame as it was (BGR)."""
 
-
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF8", "a GIF image"),
-    (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive"),
-)
-
-
-def sniff_non_video(path: str) -> str | None:
-    """An image or document named like a video: FFmpeg would happily 'decode' a PNG as one frame."""
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    for magic, what in _MAGIC:
-        if head.startswith(magic):
-            return f"not a video: the file is {what}"
-    return None
-
-
-def describe_unopenable(path: str) -> str:
-    """Say what a file OpenCV cannot open most likely is, from its first bytes."""
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    if head[4:8] == b"ftyp":
-        missing = _mp4_problem(path)
-        if missing:
-            return f"truncated or incomplete MP4: {missing}; could not open with OpenCV/FFmpeg"
-    try:
-        text = head.decode("utf-8")
-        if text and all(c.isprintable() or c in "\r\n\t" for c in text):
-            return "not a video: the file is text"
-    except UnicodeDecodeError:
-        pass
-    return "not a video: could not open with OpenCV/FFmpeg (unknown format or corrupt data)"
-
-
-def _mp4_problem(path: str) -> str | None:
-    """Walk the top-level MP4 boxes; name what is missing or cut off."""
-    size = os.path.getsize(path)
-    seen = set()
-    with open(path, "rb") as handle:
-        offset = 0
-        while offset + 8 <= size:
-            handle.seek(offset)
-            header = handle.read(16)
-            length, kind = struct.unpack(">I4s", header[:8])
-            if length == 1 and len(header) == 16:
-                length = struct.unpack(">Q", header[8:16])[0]
-            elif length == 0:
-                length = size - offset
-            if length < 8:
-                return f"box {kind!r} at byte {offset} has an invalid size"
-            if offset + length > size:
-                return f"the {kind.decode('latin-1')!r} box is cut off at byte {size} of {offset + length}"
-            seen.add(kind)
-            offset += length
-    if b"moov" not in seen:
-        return "no 'moov' index box (the file was cut short or is still being written)"
-    return None
+    index: int
+    timestamp_s: float
+    item: np.ndarray
+    shot_cut: bool
+    original: np.ndarray | None
 
 
 class VideoDecoder:
@@ -195,20 +134,15 @@ class VideoDecoder:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def chunks(self) -> Iterator[dict[str, np.ndarray]]:
+    def frames(self, keep_original: bool = False) -> Iterator[SampledFrame]:
+        """The sampled frames one at a time, resized to the model's input; with `keep_original`, also the
+        decoded frame at its own size (BGR), for tools that draw on it. Checks completeness at the end."""
         if self._capture is None:
             self.open()
         capture = self._capture
-        spec = self.spec
-        sampler = spec.sampling.sampler()
-        clips = ClipAssembler(spec.clip) if spec.clip else None
+        sampler = self.spec.sampling.sampler()
         step = 1.0 / (self.info.fps if math.isfinite(self.info.fps) else _FALLBACK_FPS)
-        frames: list[np.ndarray] = []
-        indices: list[int] = []
-        stamps: list[float] = []
-        cuts: list[bool] = []
-        shots = ShotDetector(spec.shot_threshold) if spec.shot_threshold else None
-        pending_cut = False
+        shots = ShotDetector(self.spec.shot_threshold) if self.spec.shot_threshold else None
         index = -1
         timestamp = -math.inf
         while True:
@@ -223,24 +157,37 @@ class VideoDecoder:
                 break
             self.info.frames_sampled += 1
             item = self._prepare(frame)
-            if shots is not None:
-                pending_cut = shots.is_cut(_bgr(frame), item) or pending_cut
+            cut = shots.is_cut(_bgr(frame), item) if shots is not None else False
+            yield SampledFrame(index, timestamp, item, cut, frame if keep_original else None)
+        self.info.frames_decoded = index + 1
+        self._finish(timestamp, step)
+
+    def chunks(self) -> Iterator[dict[str, np.ndarray]]:
+        """Chunks of at most `chunk_frames` items (frames, or clips of consecutive sampled frames)."""
+        spec = self.spec
+        clips = ClipAssembler(spec.clip) if spec.clip else None
+        frames: list[np.ndarray] = []
+        indices: list[int] = []
+        stamps: list[float] = []
+        cuts: list[bool] = []
+        pending_cut = False
+        for sampled in self.frames():
+            item = sampled.item
+            pending_cut = sampled.shot_cut or pending_cut
             if clips is not None:
                 item = clips.push(item)
                 if item is None:
                     continue
             frames.append(item)
-            indices.append(index)
-            stamps.append(timestamp)
+            indices.append(sampled.index)
+            stamps.append(sampled.timestamp_s)
             cuts.append(pending_cut)  # a clip is marked if a cut fell inside it
             pending_cut = False
             if len(frames) >= spec.chunk_frames:
                 yield _chunk(frames, indices, stamps, cuts)
                 frames, indices, stamps, cuts = [], [], [], []
-        self.info.frames_decoded = index + 1
         if frames:
             yield _chunk(frames, indices, stamps, cuts)
-        self._finish(timestamp, step)
 
     def _timestamp(self, capture: cv2.VideoCapture, index: int, previous: float, step: float) -> float:
         # The container's timestamp when it moves forward (variable frame rate),
@@ -297,52 +244,3 @@ def _chunk(frames: list[np.ndarray], indices: list[int], stamps: list[float], cu
         "timestamp_s": np.asarray(stamps, dtype=np.float64),
         "shot_cut": np.asarray(cuts, dtype=bool),
     }
-
-
-class ShotDetector:
-    """Hard cuts: a colour-histogram change between consecutive sampled frames that is large and a spike.
-
-    Hue-saturation histograms (32x32 bins), compared with the Bhattacharyya
-    distance, of the model's input frame when it is at least 112 px (no extra
-    resize on the hot path), else of the frame scaled to 224 px wide. A cut needs the distance above
-    `threshold` and above `spike` times the median of the last few distances,
-    so steady fast motion does not read as a stream of cuts. Measured on the
-    shared `scene_cuts.mp4`: its five visible cuts score 0.33-0.57 and nothing
-    else in it exceeds 0.11 (every frame compared); the defaults find exactly
-    those five at every frame and at 5 fps, and none in the KTH, vtest, WebM
-    or Big Buck Bunny clips.
-    """
-
-    WIDTH = 224
-    MIN_SIDE = 112
-    """A model input at least this large already holds enough pixels for the histogram: no second resize."""
-    HISTORY = 8
-
-    def __init__(self, threshold: float, spike: float = 1.5) -> None:
-        self.threshold = threshold
-        self.spike = spike
-        self._previous = None
-        self._recent: list[float] = []
-
-    def distance(self, bgr: np.ndarray, rgb_input: np.ndarray | None = None) -> float | None:
-        """Histogram distance to the previous frame; from `rgb_input` (the model's input) when it is large enough."""
-        if rgb_input is not None and min(rgb_input.shape[:2]) >= self.MIN_SIDE:
-            hsv = cv2.cvtColor(rgb_input, cv2.COLOR_RGB2HSV)
-        else:
-            height, width = bgr.shape[:2]
-            size = (self.WIDTH, max(1, round(height * self.WIDTH / max(width, 1))))
-            hsv = cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2HSV)
-        histogram = cv2.calcHist([hsv], [0, 1], None, [32, 32], [0, 180, 0, 256])
-        cv2.normalize(histogram, histogram)
-        previous, self._previous = self._previous, histogram
-        if previous is None:
-            return None
-        return float(cv2.compareHist(previous, histogram, cv2.HISTCMP_BHATTACHARYYA))
-
-    def is_cut(self, bgr: np.ndarray, rgb_input: np.ndarray | None = None) -> bool:
-        distance = self.distance(bgr, rgb_input)
-        if distance is None:
-            return False
-        typical = float(np.median(self._recent[-self.HISTORY :])) if self._recent else 0.0
-        self._recent.append(distance)
-        return distance > self.threshold and distance > self.spike * typical

@@ -27,6 +27,25 @@ def rolling_average(probs: np.ndarray, window: int) -> np.ndarray:
     return ((cumulative - shifted) / counts).astype(np.float32)
 
 
+class RollingAverage:
+    """`rolling_average` over a stream that arrives in batches, for callers that cannot hold a whole video
+    (`vidbatch annotate` writes each frame as soon as it is labeled). It keeps the last `window - 1` rows."""
+
+    def __init__(self, window: int) -> None:
+        if window < 1:
+            raise ValueError(f"RollingAverage: window must be >= 1. Received: window={window}")
+        self.window = window
+        self._tail: np.ndarray | None = None
+
+    def update(self, probs: np.ndarray) -> np.ndarray:
+        """The smoothed rows for `probs`, the stream's next rows: equal to `rolling_average` over the whole stream."""
+        probs = np.asarray(probs, dtype=np.float32)
+        joined = probs if self._tail is None else np.concatenate([self._tail, probs])
+        smoothed = rolling_average(joined, self.window)[len(joined) - len(probs):]
+        self._tail = joined[max(0, len(joined) - (self.window - 1)):] if self.window > 1 else joined[:0]
+        return smoothed
+
+
 @dataclass(frozen=True)
 class FrameLabels:
     """Raw and smoothed labels (class indices) and scores for every classified item of one video."""
