@@ -21,7 +21,16 @@ from vidbatch.core.errors import (
 if TYPE_CHECKING:
     from vidbatch.pipeline import RunResult
 
-__version__ = "0.1.0"
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("vidbatch")  # defined once, in pyproject.toml
+    except metadata.PackageNotFoundError:  # a source tree on sys.path without an install
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "DEFAULT_FPS",

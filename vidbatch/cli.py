@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Sequence
 
+import vidbatch
 from vidbatch.core.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FPS,
@@ -83,6 +84,7 @@ def _config_values(args: argparse.Namespace, cls, prefix: str = "") -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidbatch", description="Batch video labeling with a Keras model and rolling-average smoothing.")
+    parser.add_argument("--version", action="version", version=f"vidbatch {vidbatch.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     label = commands.add_parser("label", help="label every video of a manifest")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import socket
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-import vidbatch
 from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import ConfigError
 from vidbatch.engines.local import LocalEngine
@@ -40,8 +40,8 @@ class RunResult:
 
 
 def package_versions() -> dict[str, str]:
-    versions = {"vidbatch": vidbatch.__version__, "python": platform.python_version()}
-    for name in ("keras", "tensorflow", "jax", "torch", "opencv-python-headless", "pyarrow", "pandas", "numpy", "fsspec", "s3fs", "ray"):
+    versions = {"python": platform.python_version()}
+    for name in ("vidbatch", "keras", "tensorflow", "jax", "torch", "opencv-python-headless", "pyarrow", "pandas", "numpy", "fsspec", "s3fs", "ray"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -50,8 +50,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def check_engine_installed(engine: str) -> None:
+    """The Ray engine is an extra (`pip install 'vidbatch[ray]'`): say so before any work, not with an ImportError."""
+    if engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("Invalid `engine`: the Ray engine needs Ray, which is not installed; "
+                          "install it with pip install 'vidbatch[ray]', or use engine='local'. Received: engine='ray'")
+
+
 def run(config: LabelConfig, on_worker_event=None) -> RunResult:
+    """Label every video of `config.manifest`; returns the counts (the tables are under `config.out`)."""
     started_at, started = now_iso(), time.monotonic()
+    check_engine_installed(config.engine)
     manifest = Manifest.from_path(config.manifest, config.storage_options)
     bundle = load_bundle(config.model, config.storage_options, config.trust_model_code, classes=config.classes)
     output = RunOutput(config.out, config.storage_options)
@@ -65,6 +74,7 @@ def run(config: LabelConfig, on_worker_event=None) -> RunResult:
     if config.engine == "local":
         stages = LocalEngine(config, bundle, output, on_worker_event=on_worker_event).run(todo)
     elif config.engine == "ray":
+        # Ray is an optional extra: imported only when asked for
         from vidbatch.engines.ray_engine import RayEngine
 
         stages = RayEngine(config, bundle, output).run(todo)

@@ -13,9 +13,9 @@ from typing import TextIO
 
 import pandas as pd
 
-from vidbatch import LabelConfig
 from vidbatch.apps.synth import SHAPE_CLASSES, SynthSpec, make_dataset
 from vidbatch.apps.train.trainer import TrainConfig, train
+from vidbatch.core.config import LabelConfig
 from vidbatch.pipeline import run
 
 

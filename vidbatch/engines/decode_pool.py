@@ -22,7 +22,6 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
-import vidbatch
 from vidbatch.engines.frame_ring import DEFAULT_SLOTS, FrameRing, SlotRef
 from vidbatch.stages.decode_job import (
     TERMINAL,
@@ -78,7 +77,8 @@ def worker_entry(fd: int, ring_fd: int = -1, slots: int = 0, slot_bytes: int = 0
 
 
 def _package_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(vidbatch.__file__)))
+    """The folder holding the `vidbatch` package (this file is vidbatch/engines/decode_pool.py)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class _Worker:
