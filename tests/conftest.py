@@ -4,7 +4,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from tests.support.helpers import SHARED_VIDEOS, make_colour_bundle, shared_videos  # noqa: E402
+from tests.support.helpers import SHARED_VIDEOS, free_port, make_colour_bundle, shared_videos  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -30,14 +30,6 @@ def shared_video_paths():
     return paths
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3 HTTP endpoint: moto in server mode on 127.0.0.1, on a free port (as s3fs's own tests do)."""
@@ -46,7 +38,7 @@ def s3_endpoint():
     import time
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     command = [shutil.which("moto_server") or "moto_server", "-H", "127.0.0.1", "-p", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"

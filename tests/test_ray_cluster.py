@@ -11,7 +11,7 @@ import time
 import pytest
 
 import vidbatch
-from conftest import _free_port
+from tests.support.helpers import free_port as _free_port
 from tests.support.raytools import assert_same_answers
 
 pytestmark = pytest.mark.slow

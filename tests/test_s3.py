@@ -76,7 +76,7 @@ def enforcing_s3(tmp_path):
 
     import boto3
 
-    from conftest import _free_port
+    from tests.support.helpers import free_port as _free_port
 
     port = _free_port()
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "6"}  # the setup below, then every request is checked

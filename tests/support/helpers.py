@@ -52,3 +52,12 @@ def shared_videos() -> list[str]:
     if not os.path.isdir(SHARED_VIDEOS):
         return []
     return sorted(os.path.join(SHARED_VIDEOS, f) for f in os.listdir(SHARED_VIDEOS) if not f.startswith("."))
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for servers the tests start)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
