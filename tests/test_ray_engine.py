@@ -71,7 +71,7 @@ def test_ray_engine_s3_round_trip(ray_local, s3, synth_set, colour_bundle, tmp_p
     """Manifest, videos, model bundle and outputs on S3 (moto server); credentials reach the actors via storage options."""
     import json
 
-    from test_s3 import upload_set
+    from tests.test_s3 import upload_set
 
     fs, bucket = s3
     manifest, model = upload_set(fs, bucket, synth_set, colour_bundle)
