@@ -4,7 +4,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from tests.support.helpers import SHARED_VIDEOS, free_port, make_colour_bundle, shared_videos  # noqa: E402
+from tests.support.helpers import (  # noqa: E402
+    SHARED_VIDEOS,
+    free_port,
+    make_colour_bundle,
+    shared_videos,
+)
 
 
 @pytest.fixture(scope="session")

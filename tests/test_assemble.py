@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from vidbatch.core.config import LabelConfig
-from vidbatch.io.schema import FRAMES_SCHEMA, SEGMENTS_SCHEMA, SHOTS_SCHEMA, SUMMARY_SCHEMA
+from vidbatch.io.schema import (
+    FRAMES_SCHEMA,
+    SEGMENTS_SCHEMA,
+    SHOTS_SCHEMA,
+    SUMMARY_SCHEMA,
+)
 from vidbatch.stages.assemble import assemble_failed, assemble_ok
 
 CLASSES = ["a", "b"]

@@ -71,12 +71,13 @@ def test_synth_command(tmp_path):
 
 def test_sigkill_mid_run_then_resume_equals_clean_run(colour_bundle, tmp_path):
     """The ledger commit: kill -9 the driver mid-run, rerun, compare with an uninterrupted run."""
-    from vidbatch.io.output import RunOutput
     from vidbatch.apps.synth import SynthSpec, make_dataset
+    from vidbatch.io.output import RunOutput
 
     manifest = make_dataset(str(tmp_path / "set"), videos_per_class=6, seed=11, spec=SynthSpec(width=96, height=72, seconds=3))
     out, clean = tmp_path / "out", tmp_path / "clean"
-    args = ["label", manifest, "--model", colour_bundle, "--fps", "10", "--no-progress", "--decode-workers", "1", "--batch-size", "4"]
+    args = ["label", manifest, "--model", colour_bundle, "--fps", "10", "--no-progress", "--decode-workers", "1", "--batch-size", "4",
+            "--commit-videos", "2"]  # commits mid-run, where the kill lands
     process = subprocess.Popen([sys.executable, "-m", "vidbatch.cli", *args, "--out", str(out)], env=ENV,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     def committed() -> int:  # what the product itself counts as done (a hidden temporary is not)

@@ -3,7 +3,15 @@ import os
 import numpy as np
 import pytest
 
-from tests.support.badfiles import one_frame, png_file, random_bytes, text_file, truncated, truncated_inside_moov, zero_bytes
+from tests.support.badfiles import (
+    one_frame,
+    png_file,
+    random_bytes,
+    text_file,
+    truncated,
+    truncated_inside_moov,
+    zero_bytes,
+)
 from vidbatch.core.errors import VideoError
 from vidbatch.stages.decode import DecodeSpec, VideoDecoder
 from vidbatch.stages.sampling import ClipSampling, FrameSampling
@@ -132,8 +140,8 @@ def shot_cuts(path, fps):
 
 
 def test_shot_cuts_in_a_synthetic_multi_shot_video(tmp_path):
-    from vidbatch.stages.decode import VideoDecoder
     from vidbatch.apps.synth import SynthSpec, write_shots_video
+    from vidbatch.stages.decode import VideoDecoder
 
     path = str(tmp_path / "shots.mp4")
     cuts = write_shots_video(path, ["ball", "box", "waves", "ball"], seed=1, spec=SynthSpec(width=96, height=72, seconds=2))

@@ -41,7 +41,8 @@ def test_duplicates_from_a_retry_are_dropped_and_each_video_commits_once(tmp_pat
     collect.finish_ok(first)  # a second finish is a no-op
     collect.finish_failed(second, "decoder crashed (SIGSEGV) while reading this video")
     collect.finish_missing("lost")  # everything already has a row: nothing changes
-    assert counters.videos_ok == 1 and counters.videos_failed == 1
+    collect.close()
+    assert counters.videos_ok == 1 and counters.commits == 1 and counters.videos_failed == 1
     ledger = output.committed()
     assert ledger[first.task.key]["frames_classified"] == 4 and ledger[first.task.key]["model"] == "tiny"
     assert ledger[second.task.key]["error"] == "decoder crashed (SIGSEGV) while reading this video"
@@ -52,6 +53,7 @@ def test_duplicates_from_a_retry_are_dropped_and_each_video_commits_once(tmp_pat
 def test_a_video_that_never_reported_gets_a_failed_row(tmp_path):
     manifest, output, counters, collect = collector(tmp_path, [{"uri": "v.mp4"}])
     collect.finish_missing("lost: no result came back from the cluster for this video")
+    collect.close()
     (entry,) = output.committed().values()
     assert entry["status"] == "failed" and entry["error"].startswith("lost:")
 
@@ -59,5 +61,6 @@ def test_a_video_that_never_reported_gets_a_failed_row(tmp_path):
 def test_a_video_with_no_items_fails_in_words(tmp_path):
     manifest, output, counters, collect = collector(tmp_path, [{"uri": "v.mp4"}])
     collect.finish_ok(collect.videos[manifest.tasks[0].key])
+    collect.close()
     (entry,) = output.committed().values()
     assert entry["error"] == "no frames: nothing was sampled from this video"

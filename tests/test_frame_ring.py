@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from vidbatch.engines.decode_pool import DecodePool
-from vidbatch.stages.decode_job import Chunk, DecodeJob, Failed
 from vidbatch.engines.frame_ring import FrameRing
 from vidbatch.stages.decode import DecodeSpec
+from vidbatch.stages.decode_job import Chunk, DecodeJob, Failed
 from vidbatch.stages.sampling import ClipSampling, FrameSampling
 
 

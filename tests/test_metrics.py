@@ -2,7 +2,11 @@
 
 import numpy as np
 
-from vidbatch.apps.metrics import classification_report, confusion_matrix, plot_confusion
+from vidbatch.apps.metrics import (
+    classification_report,
+    confusion_matrix,
+    plot_confusion,
+)
 
 
 def test_report_matches_a_hand_count():

@@ -1,18 +1,20 @@
 import json
 import os
 import subprocess
+import time
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from vidbatch import OutputError
 from vidbatch.core.config import LabelConfig
-from vidbatch.stages.assemble import assemble_failed, assemble_ok
 from vidbatch.io.manifest import Manifest
-from vidbatch.io.output import RunOutput
-
-import numpy as np
+from vidbatch.io.output import BatchCommitter, RunOutput
+from vidbatch.stages.assemble import assemble_failed, assemble_ok
 
 OPTIONS = LabelConfig(manifest="m.csv", model="m", out="o", window=2, top_k=2)
 
@@ -29,8 +31,8 @@ def test_commit_and_finalize_roundtrip(tmp_path):
     out = RunOutput(str(tmp_path / "out"))
     out.prepare({"x": 1})
     first, second = manifest.tasks
-    out.commit(outcome_ok(first))
-    out.commit(assemble_failed(second.video_id, second.key, "not found: no file at b.mp4", {}, "m", 0.0))
+    out.commit_batch([outcome_ok(first), assemble_failed(second.video_id, second.key, "not found: no file at b.mp4", {},
+                                                         "m", 0.0)])
     out.finalize(manifest, {"counts": {}})
     summary = pd.read_parquet(tmp_path / "out" / "summary.parquet")
     assert summary["status"].tolist() == ["ok", "failed"]
@@ -102,7 +104,7 @@ def test_finalize_refuses_missing_videos(tmp_path):
     manifest = Manifest.from_records([{"uri": "a.mp4"}], base_dir=str(tmp_path))
     out = RunOutput(str(tmp_path / "out"))
     out.prepare({})
-    with pytest.raises(OutputError, match="no ledger entry"):
+    with pytest.raises(OutputError, match="no commit record"):
         out.finalize(manifest, {})
 
 
@@ -110,7 +112,7 @@ def test_output_on_memory_filesystem(tmp_path):
     manifest = Manifest.from_records([{"uri": "a.mp4"}], base_dir=str(tmp_path))
     out = RunOutput("memory://runs/r1")
     out.prepare({})
-    out.commit(outcome_ok(manifest.tasks[0]))
+    out.commit_batch([outcome_ok(manifest.tasks[0])])
     summary = out.finalize(manifest, {})
     assert isinstance(summary, pa.Table) and out.fs.exists("/runs/r1/summary.parquet")
 
@@ -119,15 +121,102 @@ def test_resume_removes_stale_temporaries_of_a_killed_run(tmp_path):
     """kill -9 between writing a temporary and renaming it leaves the temporary: the next run removes it."""
     out = RunOutput(str(tmp_path / "out"))
     out.prepare({"x": 1})
-    stale = [tmp_path / "out" / "frames" / ".tmp-0123abcd-v.parquet",
-             tmp_path / "out" / "_vidbatch" / "ledger" / ".tmp-0123abcd-v.json",
+    stale = [tmp_path / "out" / "frames" / ".tmp-0123abcd-part-1.parquet",
+             tmp_path / "out" / "_vidbatch" / "commits" / ".tmp-0123abcd-1.json",
              tmp_path / "out" / "_vidbatch" / ".probe-0123abcd"]
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
-    kept = tmp_path / "out" / "frames" / "v.parquet"
-    kept.write_bytes(b"committed")
     RunOutput(str(tmp_path / "out")).prepare({"x": 1})
     assert [p for p in stale if p.exists()] == []
-    assert kept.read_bytes() == b"committed"
     assert RunOutput(str(tmp_path / "out")).committed() == {}
+
+
+def many(tmp_path, n):
+    return Manifest.from_records([{"uri": f"v{i:03d}.mp4", "video_id": f"v{i:03d}"} for i in range(n)],
+                                 base_dir=str(tmp_path))
+
+
+def test_many_videos_share_few_files_and_a_one_video_query_reads_one_row_group(tmp_path):
+    manifest = many(tmp_path, 40)
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({})
+    tasks = manifest.tasks
+    for start in range(0, 40, 16):  # three batches: 16, 16, 8
+        out.commit_batch([outcome_ok(t) for t in reversed(tasks[start:start + 16])])
+    out.finalize(manifest, {})
+    shards = sorted((tmp_path / "out" / "frames").iterdir())
+    assert len(shards) == 3 and len(list((tmp_path / "out" / "_vidbatch" / "commits").iterdir())) == 3
+    for shard in shards:  # rows sorted by video_id inside each shard, whatever order the batch came in
+        ids = pq.read_table(shard).column("video_id").to_pylist()
+        assert ids == sorted(ids)
+    frames = pd.read_parquet(tmp_path / "out" / "frames", filters=[("video_id", "==", "v017")])
+    assert frames.frame_index.tolist() == [0, 5, 10]
+    dataset = ds.dataset(str(tmp_path / "out" / "frames"), format="parquet")
+    touched = [f for f in dataset.get_fragments(filter=ds.field("video_id") == "v017")
+               for rg in f.split_by_row_group(ds.field("video_id") == "v017")]
+    assert len(touched) == 1  # file statistics rule out the other shards
+
+
+def test_a_shard_without_its_commit_record_is_removed_on_resume(tmp_path):
+    """A crash between writing a shard and its commit record: the shard must not be read as output."""
+    manifest = many(tmp_path, 4)
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({})
+    out.commit_batch([outcome_ok(t) for t in manifest.tasks[:2]])
+    orphan_frames = pa.concat_tables([outcome_ok(t).frames for t in manifest.tasks[2:]])
+    orphan = tmp_path / "out" / "frames" / "part-99999999999999999999-deadbeef0000.parquet"
+    pq.write_table(orphan_frames, orphan)
+    resumed = RunOutput(str(tmp_path / "out"))
+    resumed.prepare({})
+    assert not orphan.exists() and set(resumed.committed()) == {t.key for t in manifest.tasks[:2]}
+    resumed.commit_batch([outcome_ok(t) for t in manifest.tasks[2:]])
+    resumed.finalize(manifest, {})
+    frames = pd.read_parquet(tmp_path / "out" / "frames")
+    assert len(frames) == 12 and not frames.duplicated(["video_id", "frame_index"]).any()
+
+
+def test_a_failed_video_redone_later_wins_and_keeps_no_stale_rows(tmp_path):
+    manifest = many(tmp_path, 2)
+    first, second = manifest.tasks
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({})
+    out.commit_batch([outcome_ok(first), assemble_failed(second.video_id, second.key, "timeout: no progress", {}, "m", 0.0)])
+    assert out.committed()[second.key]["error"] == "timeout: no progress"  # a failed row keeps its message
+    out.commit_batch([outcome_ok(second)])  # the rerun
+    out.commit_batch([outcome_ok(first)])  # a retried task commits the first video twice
+    summary = out.finalize(manifest, {}).to_pandas()
+    assert summary.status.tolist() == ["ok", "ok"]
+    frames = pd.read_parquet(tmp_path / "out" / "frames")
+    assert len(frames) == 6 and not frames.duplicated(["video_id", "frame_index"]).any()
+    assert len(list((tmp_path / "out" / "frames").iterdir())) == 2  # the superseded shard is gone
+
+
+def test_batch_committer_commits_by_count_age_and_close(tmp_path):
+    manifest = many(tmp_path, 7)
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({})
+    committer = BatchCommitter(out, max_videos=3, max_seconds=0.5)
+    for task in manifest.tasks[:6]:
+        committer.add(outcome_ok(task))
+    deadline = time.monotonic() + 10
+    while len(out.committed()) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(out.committed()) == 6 and committer.batches == 2
+    committer.add(outcome_ok(manifest.tasks[6]))
+    while len(out.committed()) < 7 and time.monotonic() < deadline:
+        time.sleep(0.05)  # a lone video is committed once it has waited max_seconds
+    assert len(out.committed()) == 7
+    committer.close()
+    assert committer.batches == 3
+
+
+def test_batch_committer_raises_a_write_error_in_the_caller(tmp_path):
+    manifest = many(tmp_path, 2)
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({})
+    committer = BatchCommitter(out, max_videos=1)
+    (tmp_path / "out" / "_vidbatch" / "commits").write_text("a file where the folder should be")  # root ignores modes
+    committer.add(outcome_ok(manifest.tasks[0]))
+    with pytest.raises(OutputError, match="Cannot write to --out"):
+        committer.close()

@@ -10,9 +10,15 @@ import pandas as pd
 import pytest
 
 import vidbatch
-from tests.support.badfiles import png_file, random_bytes, text_file, truncated, zero_bytes
-from vidbatch.stages.smooth import count_switches
+from tests.support.badfiles import (
+    png_file,
+    random_bytes,
+    text_file,
+    truncated,
+    zero_bytes,
+)
 from vidbatch.apps.synth import SynthSpec, write_video
+from vidbatch.stages.smooth import count_switches
 
 
 def write_manifest(path, rows):

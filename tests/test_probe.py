@@ -4,7 +4,13 @@ import os
 
 import pytest
 
-from tests.support.badfiles import png_file, text_file, truncated, truncated_inside_moov, zero_bytes
+from tests.support.badfiles import (
+    png_file,
+    text_file,
+    truncated,
+    truncated_inside_moov,
+    zero_bytes,
+)
 from vidbatch import VideoError
 from vidbatch.stages.probe import check_file, describe_unopenable, sniff_non_video
 

@@ -6,7 +6,12 @@ import pytest
 
 from vidbatch import ManifestError
 from vidbatch.io.manifest import Manifest
-from vidbatch.io.schema import FRAMES_SCHEMA, MANIFEST_COLUMNS, RESERVED_COLUMNS, SUMMARY_SCHEMA
+from vidbatch.io.schema import (
+    FRAMES_SCHEMA,
+    MANIFEST_COLUMNS,
+    RESERVED_COLUMNS,
+    SUMMARY_SCHEMA,
+)
 
 
 def test_reserved_columns_are_the_summary_columns_vidbatch_fills():

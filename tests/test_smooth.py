@@ -6,7 +6,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from vidbatch.stages.segments import find_segments
-from vidbatch.stages.smooth import count_switches, label_frames, rolling_average, video_top_k
+from vidbatch.stages.smooth import (
+    count_switches,
+    label_frames,
+    rolling_average,
+    video_top_k,
+)
 
 
 def tutorial_reference(probs, window):

@@ -23,6 +23,10 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_CHUNK_FRAMES = 32
 DEFAULT_VIDEO_TIMEOUT_S = 300.0
 DEFAULT_SHOT_THRESHOLD = 0.3
+DEFAULT_COMMIT_VIDEOS = 256
+"""Videos per commit: output objects grow with batches, not videos (2,000 videos -> 8 shards and 8 records)."""
+DEFAULT_COMMIT_SECONDS = 30.0
+"""A finished video waits at most this long for its batch: the work a crash can cost stays bounded in time."""
 
 ENGINES = ("local", "ray")
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -164,6 +168,12 @@ class LabelConfig:
     video_timeout: float | None = option(
         DEFAULT_VIDEO_TIMEOUT_S,
         help=f"seconds a decoder may make no progress before its video fails (default {DEFAULT_VIDEO_TIMEOUT_S:g})")
+    commit_videos: int = option(DEFAULT_COMMIT_VIDEOS,
+                                help=f"videos per commit: their frames share one Parquet shard and one commit record "
+                                     f"(default {DEFAULT_COMMIT_VIDEOS})")
+    commit_seconds: float = option(DEFAULT_COMMIT_SECONDS,
+                                   help="seconds a finished video may wait for its batch to fill before it is committed "
+                                        f"anyway (default {DEFAULT_COMMIT_SECONDS:g})")
     storage_options: Mapping[str, Any] = option(default_factory=dict, hash=False,
                                                 help="JSON object passed to fsspec/s3fs (e.g. endpoint_url)")
     overwrite: bool = option(False, help="discard an earlier run in --out made with other settings")
@@ -200,6 +210,8 @@ class LabelConfig:
             _check_int("decode_workers", self.decode_workers, 1)
         if self.video_timeout is not None:
             _check_positive_number("video_timeout", self.video_timeout, allow_zero=False)
+        _check_int("commit_videos", self.commit_videos, 1)
+        _check_positive_number("commit_seconds", self.commit_seconds, allow_zero=False)
         if not isinstance(self.storage_options, Mapping):
             _fail("storage_options", type(self.storage_options).__name__, "a mapping")
         if not isinstance(self.ray, RayOptions):

@@ -17,7 +17,7 @@ import numpy as np
 from vidbatch.core.config import LabelConfig
 from vidbatch.engines.progress import Progress, StageCounters
 from vidbatch.io.manifest import VideoTask
-from vidbatch.io.output import RunOutput, VideoOutcome
+from vidbatch.io.output import BatchCommitter, RunOutput, VideoOutcome
 from vidbatch.model.spec import ModelBundle
 from vidbatch.stages.assemble import assemble_failed, assemble_ok
 from vidbatch.stages.decode import DecodeSpec
@@ -64,7 +64,12 @@ class Engine:
 
 
 class VideoCollector:
-    """Holds the in-flight videos of a run and finishes each exactly once."""
+    """Holds the in-flight videos of a run and finishes each exactly once.
+
+    A finished video is assembled here and handed to a `BatchCommitter`, which
+    commits videos in batches on its own thread; call `close()` at the end (also
+    after an error or an interrupt, so that every finished video is kept).
+    """
 
     def __init__(self, tasks: Sequence[VideoTask], bundle: ModelBundle, config: LabelConfig, output: RunOutput,
                  counters: StageCounters, progress: Progress) -> None:
@@ -74,6 +79,7 @@ class VideoCollector:
         self.output = output
         self.counters = counters
         self.progress = progress
+        self.committer = BatchCommitter(output, max_videos=config.commit_videos, max_seconds=config.commit_seconds)
 
     def finish_ok(self, state: VideoState) -> None:
         if state.closed:
@@ -106,10 +112,16 @@ class VideoCollector:
             if not state.closed:
                 self.finish_failed(state, message)
 
+    def close(self) -> None:
+        """Commit every finished video and wait for the writes (raises a write error)."""
+        try:
+            self.committer.close()
+        finally:
+            self.counters.write_s = self.committer.write_s
+            self.counters.commits = self.committer.batches
+
     def _commit(self, state: VideoState, outcome: VideoOutcome) -> None:
-        started = time.monotonic()
-        self.output.commit(outcome)
-        self.counters.write_s += time.monotonic() - started
+        self.committer.add(outcome)
         self.counters.frames_decoded += int(outcome.record.get("frames_decoded") or 0)
         state.closed = True
         state.probs, state.columns, state.seen = [], {name: [] for name in COLUMNS}, set()

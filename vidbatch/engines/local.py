@@ -76,7 +76,10 @@ class LocalEngine(Engine):
             self._flush(full_batches_only=False)
             self.collector.finish_missing("internal: the decoder finished without a result for this video")
         finally:
-            progress.close()
+            try:
+                self.collector.close()  # every finished video is committed, even after an error or Ctrl-C
+            finally:
+                progress.close()
         layout = {"decode_workers": self.pool.workers, "inference_device": "accelerator" if on_accelerator else "cpu",
                   "precision": self.config.precision, "batch_size": self.config.batch_size}
         return {**self.counters.as_dict(), "engine": "local", "layout": layout}

@@ -20,6 +20,8 @@ class StageCounters:
     inference_s: float = 0.0
     inference_batches: int = 0
     write_s: float = 0.0
+    """Seconds the commit thread spent writing (off the inference loop)."""
+    commits: int = 0
     started: float = field(default_factory=time.monotonic)
     first_item_at: float | None = None
     """When the first classified item arrived: what comes before is start-up (workers, model load, tracing)."""
@@ -44,6 +46,7 @@ class StageCounters:
             "wall_s": round(wall, 3),
             "inference_busy_s": round(self.inference_s, 3),
             "write_busy_s": round(self.write_s, 3),
+            "commits": self.commits,
             "decoded_frames_per_s": round(self.frames_decoded / wall, 2),
             "classified_items_per_s": round(self.items_classified / wall, 2),
             "inference_items_per_busy_s": round(self.items_classified / self.inference_s, 2) if self.inference_s else None,

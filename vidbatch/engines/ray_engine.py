@@ -188,7 +188,10 @@ class RayEngine(Engine):
                 self._absorb(batch)
             self.collector.finish_missing("lost: no result came back from the cluster for this video")
         finally:
-            progress.close()
+            try:
+                self.collector.close()  # every finished video is committed, even after an error or Ctrl-C
+            finally:
+                progress.close()
             if started_here:
                 ray.shutdown()
         return {**self.counters.as_dict(), "engine": "ray", "layout": self.layout}

@@ -1,19 +1,31 @@
-"""Write a run's outputs under `out` with the per-video ledger commit.
+"""Write a run's outputs under `out`: frames in shared shards, one commit record per batch of videos.
 
-The commit protocol ("ledger commit"):
+Layout (for 10^7 videos the object count grows with batches, not videos):
 
-1. A video's frames table is written to `frames/<key>.parquet`, atomically
-   (temporary hidden name, then rename; one PUT on object stores).
-2. Its ledger entry `_vidbatch/ledger/<key>.json` (summary fields and
-   segments) is then written atomically. That write is the commit: a video
-   counts as done exactly when its ledger entry exists.
-3. When every video has an entry, `summary.parquet`, `segments.parquet`,
-   `shots.parquet` and `run.json` are rebuilt from the ledger, each atomically.
+    frames/part-<batch>.parquet      the frames of one batch of videos, sorted by (video_id, frame_index), in row
+                                     groups whose statistics let a one-video filter skip every other group
+    _vidbatch/commits/<batch>.json   the commit record of that batch: each video's summary row, segments and shots
+    _vidbatch/identity.json          the model fingerprint and options that shape the labels (resume must match)
+    summary.parquet, segments.parquet, shots.parquet, run.json   rebuilt from the commit records at the end
+
+The commit protocol:
+
+1. A batch's frames shard is written atomically (a hidden temporary renamed
+   into place locally; one PUT on object stores).
+2. Its commit record is then written atomically. That write is the commit: a
+   video counts as done exactly when a commit record lists it. When several do
+   (a failed video redone by a later run, a retried task), the latest wins.
+3. At the end, `summary.parquet`, `segments.parquet`, `shots.parquet` and
+   `run.json` are rebuilt from the commit records, each atomically.
 
 A crash at any point leaves no half-written file a reader would take for
-complete (readers skip the hidden temporaries), and a rerun into the same
-`out` skips committed videos and redoes the rest; since step 3 reads only
-the ledger, the final tables equal those of an uninterrupted run.
+complete: temporaries are hidden, and a shard whose commit record was never
+written is deleted by the next run's `prepare`, as are hidden temporaries.
+A rerun into the same `out` reads the commit records (O(batches), not
+O(videos)), skips committed videos and redoes the rest; since step 3 reads
+only the commit records, the final tables equal those of an uninterrupted
+run. `BatchCommitter` gathers finished videos into batches (by count and by
+age) and writes them on a background thread, off the engine's hot path.
 """
 
 from __future__ import annotations
@@ -21,13 +33,16 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from vidbatch.core.errors import OutputError
@@ -40,14 +55,20 @@ from vidbatch.io.schema import (
     SUMMARY_SCHEMA,
 )
 
-LEDGER_DIR = "_vidbatch/ledger"
+FRAMES_DIR = "frames"
+COMMITS_DIR = "_vidbatch/commits"
 IDENTITY_FILE = "_vidbatch/identity.json"
+COMMIT_FORMAT = "vidbatch.commit/1"
+SHARD_PREFIX = "part-"
+ROW_GROUP_ROWS = 65536
+"""Frames rows per Parquet row group: small enough that a one-video filter reads little, large enough to compress."""
 MIN_FREE_BYTES = 64 * 1024 * 1024
 PROBE_PREFIX = ".probe-"
 
+
 @dataclass
 class VideoOutcome:
-    """One video's result, as the assembly stage makes it and `RunOutput.commit` writes it: its summary
+    """One video's result, as the assembly stage makes it and `RunOutput.commit_batch` writes it: its summary
     record, and if it is ok its frames table, segments and shots."""
 
     video_id: str
@@ -62,10 +83,15 @@ class VideoOutcome:
         return self.record["status"] == "ok"
 
 
-def table_to_parquet_bytes(table: pa.Table) -> bytes:
+def table_to_parquet_bytes(table: pa.Table, row_group_size: int | None = None) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size)
     return sink.getvalue()
+
+
+def new_batch_id() -> str:
+    """Sortable by time (the latest commit wins), unique across processes and machines."""
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
 
 
 class RunOutput:
@@ -85,7 +111,8 @@ class RunOutput:
     def prepare(self, identity: Mapping[str, Any], overwrite: bool = False) -> None:
         """Fail fast if `out` cannot be written or holds a run with other settings."""
         self._check_writable()
-        # a run killed mid-write (even by SIGKILL) leaves hidden temporaries: nothing will ever rename them
+        # a run killed mid-write (even by SIGKILL) leaves hidden temporaries that nothing will ever rename, and
+        # maybe a frames shard whose commit record was never written: neither may be taken for output
         storage.remove_stale_temporaries(self.fs, self.path, prefixes=(storage.TEMPORARY_PREFIX, PROBE_PREFIX))
         identity_path = self._p(IDENTITY_FILE)
         wanted = json.dumps(identity, sort_keys=True)
@@ -99,6 +126,7 @@ class RunOutput:
                         "Choose a new --out, or pass --overwrite to discard the old run."
                     )
                 self.clear()
+        self._remove_uncommitted_shards()
         storage.atomic_write_bytes(self.fs, identity_path, wanted.encode())
 
     def _check_writable(self) -> None:
@@ -123,7 +151,7 @@ class RunOutput:
             raise OutputError(f"Cannot write to --out {self.url!r}: {exc.strerror or exc}") from None
 
     def clear(self) -> None:
-        for sub in ("_vidbatch", "frames"):
+        for sub in ("_vidbatch", FRAMES_DIR):
             target = self._p(sub)
             if self.fs.exists(target):
                 self.fs.rm(target, recursive=True)
@@ -131,43 +159,93 @@ class RunOutput:
             if self.fs.exists(self._p(name)):
                 self.fs.rm_file(self._p(name))
 
-    # -- per video ---------------------------------------------------------
-    def committed(self) -> dict[str, dict[str, Any]]:
-        """Ledger entries by output key."""
-        folder = self._p(LEDGER_DIR)
-        if not self.fs.exists(folder):
-            return {}
-        entries = {}
-        for path in self.fs.find(folder):
-            name = path.rsplit("/", 1)[-1]
-            if name.startswith(".") or not name.endswith(".json"):
-                continue
+    # -- commits -----------------------------------------------------------
+    def _records(self) -> list[dict[str, Any]]:
+        """Every readable commit record, oldest first."""
+        folder = self._p(COMMITS_DIR)
+        try:
+            paths = sorted(p for p in self.fs.find(folder) if not p.rsplit("/", 1)[-1].startswith(".") and p.endswith(".json"))
+        except FileNotFoundError:
+            return []
+        records = []
+        for path in paths:
             try:
-                entries[name[: -len(".json")]] = json.loads(self.fs.cat_file(path))
+                record = json.loads(self.fs.cat_file(path))
             except (ValueError, OSError):
-                continue  # unreadable entry: the video is simply redone
+                continue  # unreadable record: its videos are simply redone
+            if isinstance(record, dict) and record.get("format") == COMMIT_FORMAT:
+                records.append(record)
+        return records
+
+    def committed(self) -> dict[str, dict[str, Any]]:
+        """The committed entry of every video, by output key; the latest commit wins."""
+        entries: dict[str, dict[str, Any]] = {}
+        for record in self._records():
+            for entry in record["videos"]:
+                entries[entry["key"]] = entry
         return entries
 
-    def commit(self, outcome: VideoOutcome) -> None:
-        frames_path = self._p("frames", outcome.key + ".parquet")
-        if outcome.frames is not None:
-            storage.atomic_write_bytes(self.fs, frames_path, table_to_parquet_bytes(outcome.frames))
-        elif self.fs.exists(frames_path):
-            self.fs.rm_file(frames_path)  # a failed redo must not leave an older run's frames behind
-        entry = dict(outcome.record)
-        entry["segments"] = outcome.segments
-        entry["shots_table"] = outcome.shots
-        storage.atomic_write_bytes(
-            self.fs, self._p(LEDGER_DIR, outcome.key + ".json"), json.dumps(entry, allow_nan=True).encode()
-        )
+    def commit_batch(self, outcomes: Iterable[VideoOutcome]) -> str | None:
+        """Commit finished videos together: their frames in one shard, then one commit record. Returns the batch id."""
+        outcomes = list(outcomes)
+        if not outcomes:
+            return None
+        batch = new_batch_id()
+        tables = [o.frames for o in outcomes if o.frames is not None and o.frames.num_rows]
+        shard = None
+        if tables:
+            frames = pa.concat_tables(tables).sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
+            shard = storage.join(FRAMES_DIR, f"{SHARD_PREFIX}{batch}.parquet")
+            storage.atomic_write_bytes(self.fs, self._p(shard), table_to_parquet_bytes(frames, ROW_GROUP_ROWS))
+        videos = [{**o.record, "key": o.key, "segments": o.segments, "shots_table": o.shots} for o in outcomes]
+        record = {"format": COMMIT_FORMAT, "batch": batch, "frames_file": shard, "videos": videos}
+        storage.atomic_write_bytes(self.fs, self._p(COMMITS_DIR, batch + ".json"), json.dumps(record, allow_nan=True).encode())
+        return batch
+
+    def _remove_uncommitted_shards(self) -> None:
+        """Delete frames shards that no commit record names: a run killed between writing a shard and its record."""
+        try:
+            shards = [p for p in self.fs.ls(self._p(FRAMES_DIR), detail=False)
+                      if p.rsplit("/", 1)[-1].startswith(SHARD_PREFIX)]
+        except FileNotFoundError:
+            return
+        named = {r["frames_file"].rsplit("/", 1)[-1] for r in self._records() if r.get("frames_file")}
+        for path in shards:
+            if path.rsplit("/", 1)[-1] not in named:
+                self.fs.rm_file(path)
+
+    def _drop_superseded_frames(self, records: list[dict[str, Any]]) -> None:
+        """A video committed twice (a retried task) keeps only its latest rows in frames/."""
+        latest = {}
+        for record in records:
+            for entry in record["videos"]:
+                latest[entry["key"]] = record["batch"]
+        for record in records:
+            if not record.get("frames_file"):
+                continue
+            ok_ids = {e["video_id"]: e["key"] for e in record["videos"] if e.get("status") == "ok"}
+            stale = {vid for vid, key in ok_ids.items() if latest[key] != record["batch"]}
+            if not stale:
+                continue
+            path = self._p(record["frames_file"])
+            if not self.fs.exists(path):
+                continue
+            if stale == set(ok_ids):
+                self.fs.rm_file(path)
+                continue
+            table = pq.read_table(io.BytesIO(self.fs.cat_file(path)))
+            keep = pa.compute.invert(pa.compute.is_in(table.column("video_id"), pa.array(sorted(stale))))
+            storage.atomic_write_bytes(self.fs, path, table_to_parquet_bytes(table.filter(keep), ROW_GROUP_ROWS))
 
     # -- at the end ----------------------------------------------------------
     def finalize(self, manifest: Manifest, run_record: Mapping[str, Any]) -> pa.Table:
-        """Rebuild summary.parquet, segments.parquet and run.json from the ledger."""
-        ledger = self.committed()
+        """Rebuild summary.parquet, segments.parquet, shots.parquet and run.json from the commit records."""
+        commits = self._records()
+        self._drop_superseded_frames(commits)
+        ledger = {entry["key"]: entry for record in commits for entry in record["videos"]}
         missing = [t.video_id for t in manifest.tasks if t.key not in ledger]
         if missing:
-            raise OutputError(f"Cannot finish {self.url!r}: {len(missing)} video(s) have no ledger entry, e.g. {missing[:3]}")
+            raise OutputError(f"Cannot finish {self.url!r}: {len(missing)} video(s) have no commit record, e.g. {missing[:3]}")
         records = [ledger[t.key] for t in manifest.tasks]
         summary = build_summary(records, manifest.passthrough)
         segments = build_segments(records)
@@ -178,7 +256,7 @@ class RunOutput:
         if not any(r["status"] == "ok" for r in records):
             # readers of frames/ should find a valid, empty dataset
             storage.atomic_write_bytes(
-                self.fs, self._p("frames", "_empty.parquet"), table_to_parquet_bytes(FRAMES_SCHEMA.empty_table())
+                self.fs, self._p(FRAMES_DIR, "_empty.parquet"), table_to_parquet_bytes(FRAMES_SCHEMA.empty_table())
             )
         storage.atomic_write_bytes(
             self.fs, self._p("run.json"), json.dumps(run_record, indent=2, sort_keys=True, default=str).encode()
@@ -214,3 +292,95 @@ def build_segments(records: Iterable[Mapping[str, Any]]) -> pa.Table:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class BatchCommitter:
+    """Gathers finished videos and commits them in batches on a background thread.
+
+    A batch is committed when it holds `max_videos` videos or `max_rows` frames
+    rows, or when its oldest video has waited `max_seconds` (so a slow run still
+    makes durable progress), and at `close()`. Writing happens on one writer
+    thread, so Parquet encoding and storage round trips (an S3 PUT is tens of
+    milliseconds) leave the engine's inference loop alone; a write error is
+    raised in the caller at its next `add` or at `close`.
+    """
+
+    def __init__(self, output: RunOutput, max_videos: int = 256, max_seconds: float = 30.0,
+                 max_rows: int = 1_000_000, on_commit=None) -> None:
+        self.output = output
+        self.max_videos = max_videos
+        self.max_seconds = max_seconds
+        self.max_rows = max_rows
+        self.on_commit = on_commit
+        """Called on the writer thread with each committed batch's outcomes (counters, progress)."""
+        self.batches = 0
+        self.write_s = 0.0
+        self._pending: list[VideoOutcome] = []
+        self._rows = 0
+        self._oldest = 0.0
+        self._lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue(maxsize=4)  # backpressure: at most a few batches wait for storage
+        self._error: BaseException | None = None
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._write_loop, name="vidbatch-committer", daemon=True)
+        self._thread.start()
+
+    def add(self, outcome: VideoOutcome) -> None:
+        self._raise_if_failed()
+        with self._lock:
+            if not self._pending:
+                self._oldest = time.monotonic()
+            self._pending.append(outcome)
+            self._rows += outcome.frames.num_rows if outcome.frames is not None else 0
+            full = len(self._pending) >= self.max_videos or self._rows >= self.max_rows
+            batch = self._take() if full else None
+        if batch:
+            self._queue.put(batch)
+
+    def _take(self) -> list[VideoOutcome]:
+        batch, self._pending, self._rows = self._pending, [], 0
+        return batch
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                batch = self._queue.get(timeout=0.25)
+            except queue.Empty:
+                if self._closed.is_set():
+                    return
+                with self._lock:  # an old batch is committed even when no new video arrives
+                    stale = bool(self._pending) and time.monotonic() - self._oldest >= self.max_seconds
+                    batch = self._take() if stale else None
+                if not batch:
+                    continue
+            if batch is None:
+                return
+            if self._error is not None:
+                continue  # keep draining so producers never block; nothing more is written
+            started = time.monotonic()
+            try:
+                self.output.commit_batch(batch)
+                self.write_s += time.monotonic() - started
+                self.batches += 1
+                if self.on_commit is not None:
+                    self.on_commit(batch)
+            except BaseException as exc:  # surfaced in the engine's thread
+                self._error = exc
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            if isinstance(error, OSError):
+                raise OutputError(f"Cannot write to --out {self.output.url!r}: {error.strerror or error}") from None
+            raise error
+
+    def close(self) -> None:
+        """Commit what is left and wait for every write; raises the first write error."""
+        with self._lock:
+            batch = self._take()
+        if batch:
+            self._queue.put(batch)
+        self._queue.put(None)
+        self._closed.set()
+        self._thread.join()
+        self._raise_if_failed()
