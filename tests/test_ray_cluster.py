@@ -11,6 +11,7 @@ import time
 import pytest
 
 import vidbatch
+from vidbatch.io.output import RunOutput
 from tests.support.helpers import free_port as _free_port
 from tests.support.raytools import assert_same_answers
 
@@ -36,8 +37,8 @@ def local_answers(archive, colour_bundle, tmp_path_factory):
 
 
 def ledger_size(out):
-    ledger = os.path.join(out, "_vidbatch", "ledger")
-    return len(os.listdir(ledger)) if os.path.isdir(ledger) else 0
+    """Videos committed so far, as the product counts them."""
+    return len(RunOutput(str(out)).committed()) if os.path.isdir(out) else 0
 
 
 def test_worker_node_removed_mid_job_loses_nothing(archive, colour_bundle, local_answers, tmp_path):
@@ -55,7 +56,8 @@ def test_worker_node_removed_mid_job_loses_nothing(archive, colour_bundle, local
         out = tmp_path / "out"
         outcome = {}
         job = threading.Thread(target=lambda: outcome.update(result=vidbatch.label(
-            archive, colour_bundle, str(out), engine="ray", fps=10, batch_size=8, progress=False)))
+            archive, colour_bundle, str(out), engine="ray", fps=10, batch_size=8, progress=False,
+                commit_videos=2)))  # small commits, so that the node is removed between two of them
         job.start()
         deadline = time.monotonic() + 180
         while ledger_size(out) < 2 and time.monotonic() < deadline and job.is_alive():
@@ -108,7 +110,7 @@ def test_ray_job_submit(ray_head, archive, colour_bundle, local_answers, tmp_pat
 def test_driver_sigkill_then_resume(ray_head, archive, colour_bundle, local_answers, tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, "-m", "vidbatch.cli", "label", archive, "--model", colour_bundle, "--out", str(out),
-            "--engine", "ray", "--ray-address", ray_head["gcs"], "--fps", "10", "--batch-size", "8", "--no-progress"]
+            "--engine", "ray", "--ray-address", ray_head["gcs"], "--fps", "10", "--batch-size", "8", "--no-progress", "--commit-videos", "2"]
     driver = subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 240
     while ledger_size(out) < 3 and time.monotonic() < deadline and driver.poll() is None:

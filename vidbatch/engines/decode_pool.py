@@ -35,39 +35,56 @@ from vidbatch.stages.decode_job import (
 _STOP = None
 
 
+PREFETCH_JOBS = 2
+"""Jobs queued at each decoder: it starts the next video at once instead of waiting for a round trip."""
+
+
 def _worker_main(conn: Connection, ring: FrameRing | None = None) -> None:
+    """A decoder process: decode queued jobs one after the other, sending their events in few messages.
+
+    Events travel as lists: a video's `Started` goes with its first chunk and its
+    `Finished`/`Failed` with its last, so a short video costs one message, not three.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     free = deque(range(ring.slots)) if ring is not None else deque()
+    jobs: deque = deque()
 
-    def next_message():
-        """The next job or stop; slots handed back on the way are collected."""
-        while True:
-            message = conn.recv()
-            if isinstance(message, int):
-                free.append(message)
-                continue
-            return message
+    def absorb(message) -> bool:
+        """A slot handed back, a job queued, or stop (False)."""
+        if message is _STOP:
+            return False
+        if isinstance(message, int):
+            free.append(message)
+        else:
+            jobs.append(message)
+        return True
 
     while True:
         try:
-            job = next_message()
+            while not jobs:
+                if not absorb(conn.recv()):
+                    return
         except (EOFError, OSError):
             return
-        if job is _STOP:
-            return
+        job = jobs.popleft()
+        held: list = []
         for event in decode_job(job):
-            if ring is not None and isinstance(event, Chunk) and ring.fits(event.arrays["frames"]):
-                # collect the slots handed back; with none free, wait (this is the backpressure)
-                while conn.poll() or not free:
-                    message = conn.recv()
-                    if message is _STOP:
-                        return
-                    if isinstance(message, int):
-                        free.append(message)
-                arrays = dict(event.arrays)
-                arrays["frames"] = ring.write(free.popleft(), arrays["frames"])
-                event = Chunk(event.key, arrays)
-            conn.send(event)
+            if isinstance(event, Chunk):
+                if held and isinstance(held[-1], Chunk):
+                    conn.send(held)  # the previous chunk was not the last: send it (and free its slot sooner)
+                    held = []
+                if ring is not None and ring.fits(event.arrays["frames"]):
+                    # collect what arrived (slots handed back, queued jobs); with no slot free, wait: backpressure
+                    while conn.poll() or not free:
+                        if not absorb(conn.recv()):
+                            return
+                    arrays = dict(event.arrays)
+                    arrays["frames"] = ring.write(free.popleft(), arrays["frames"])
+                    event = Chunk(event.key, arrays)
+            held.append(event)
+            if isinstance(event, TERMINAL):
+                conn.send(held)
+                held = []
 
 
 def worker_entry(fd: int, ring_fd: int = -1, slots: int = 0, slot_bytes: int = 0) -> None:
@@ -111,8 +128,13 @@ class _Worker:
             child.close()
             if ring_fd >= 0:
                 os.close(ring_fd)
-        self.job: DecodeJob | None = None
+        self.jobs: deque[DecodeJob] = deque()
+        """Jobs sent to this decoder, the one it is decoding first."""
         self.stalled_s = 0.0
+
+    @property
+    def job(self) -> DecodeJob | None:
+        return self.jobs[0] if self.jobs else None
 
     def take_frames(self, event: DecodeEvent) -> DecodeEvent:
         """A chunk whose frames wait in a slot: copy them out and hand the slot back."""
@@ -125,8 +147,9 @@ class _Worker:
         return Chunk(event.key, arrays)
 
     def assign(self, job: DecodeJob) -> None:
-        self.job = job
-        self.stalled_s = 0.0
+        if not self.jobs:
+            self.stalled_s = 0.0
+        self.jobs.append(job)
         self.conn.send(job)
 
     def kill(self) -> None:
@@ -247,7 +270,7 @@ class DecodePool:
                     return
                 if isinstance(event, BaseException):
                     raise event
-                yield event
+                yield from event  # the events of one message
         finally:
             if self._persistent:
                 self._stop_receiver()
@@ -269,13 +292,26 @@ class DecodePool:
         self._pool[self._pool.index(worker)] = fresh
         return fresh
 
+    def _fill(self, worker: _Worker, pending: deque) -> None:
+        while pending and len(worker.jobs) < PREFETCH_JOBS:
+            worker.assign(pending.popleft())
+
+    def _fail_current(self, worker: _Worker, pending: deque, message: str) -> _Worker | None:
+        """The worker's video failed with it: replace the worker, put its queued jobs back in line."""
+        failed, queued = worker.jobs[0], list(worker.jobs)[1:]
+        fresh = self._replace(worker)
+        pending.extendleft(reversed(queued))
+        if not self._put([Failed(failed.key, message)]):
+            return None
+        self._fill(fresh, pending)
+        return fresh
+
     def _receive(self, pending: deque) -> None:
         try:
             for worker in self._pool:
-                if pending:
-                    worker.assign(pending.popleft())
+                self._fill(worker, pending)
             while not self._closing.is_set():
-                busy = [w for w in self._pool if w.job is not None]
+                busy = [w for w in self._pool if w.jobs]
                 if not busy:
                     break
                 started = time.monotonic()
@@ -284,42 +320,33 @@ class DecodePool:
                 for worker in busy:
                     if worker.conn in ready:
                         try:
-                            while worker.conn.poll():
-                                message = worker.take_frames(worker.conn.recv())
+                            while worker.jobs and worker.conn.poll():
+                                events = [worker.take_frames(event) for event in worker.conn.recv()]
                                 worker.stalled_s = 0.0
-                                if not self._put(message):
+                                if not self._put(events):
                                     return
-                                if isinstance(message, TERMINAL):
-                                    worker.job = None
-                                    break
+                                for event in events:
+                                    if isinstance(event, TERMINAL) and worker.jobs and event.key == worker.jobs[0].key:
+                                        worker.jobs.popleft()
+                                self._fill(worker, pending)
                         except (EOFError, OSError):
                             worker.process.join(timeout=5)  # the pipe closed: the process is dying or dead
-                    if worker.job is None:
-                        if pending:
-                            worker.assign(pending.popleft())
+                    if not worker.jobs:
+                        self._fill(worker, pending)
                         continue
                     if not worker.process.is_alive():
-                        job = worker.job
                         worker.process.join(timeout=1)
-                        message = _death_message(worker.process)
                         self._notify("crash", worker.process.pid)
-                        fresh = self._replace(worker)
-                        if not self._put(Failed(job.key, message)):
+                        if self._fail_current(worker, pending, _death_message(worker.process)) is None:
                             return
-                        if pending:
-                            fresh.assign(pending.popleft())
                         continue
                     if worker.conn not in ready:
                         worker.stalled_s += waited
                     if self.timeout_s is not None and worker.stalled_s > self.timeout_s:
-                        job = worker.job
                         self._notify("timeout", worker.process.pid)
-                        fresh = self._replace(worker)
                         message = f"timeout: the decoder made no progress for {self.timeout_s:g} s (--video-timeout)"
-                        if not self._put(Failed(job.key, message)):
+                        if self._fail_current(worker, pending, message) is None:
                             return
-                        if pending:
-                            fresh.assign(pending.popleft())
             self._put(_STOP)
         except BaseException as exc:  # surface pool errors in the consumer, never hang it
             self._put(exc)
@@ -334,7 +361,7 @@ class DecodePool:
             self._thread.join(timeout=10)
             self._thread = None
         # a worker still holding a job (the consumer stopped early) is in an unknown state: replace it
-        for worker in [w for w in self._pool if w.job is not None]:
+        for worker in [w for w in self._pool if w.jobs]:
             worker.kill()
             self._pool.remove(worker)
         while True:

@@ -60,9 +60,12 @@ class LocalEngine(Engine):
         self.pool.start(len(tasks))  # decoders start up while the inference model is built
         try:
             self._predictor = Predictor(self.bundle, self.config.batch_size, precision=self.config.precision)
+            model_items_per_s = self._predictor.warm_up()
         except BaseException:
             self.pool.close()
             raise
+        # a model cheap enough on the CPU leaves every CPU to decoding (the pool tops itself up when it runs)
+        self.pool.workers = self.config.workers(inference_on_cpu=not on_accelerator, model_items_per_s=model_items_per_s)
         progress = Progress(len(tasks), self.config.progress, self.counters)
         self.collector = VideoCollector(tasks, self.bundle, self.config, self.output, self.counters, progress)
         try:
@@ -81,7 +84,8 @@ class LocalEngine(Engine):
             finally:
                 progress.close()
         layout = {"decode_workers": self.pool.workers, "inference_device": "accelerator" if on_accelerator else "cpu",
-                  "precision": self.config.precision, "batch_size": self.config.batch_size}
+                  "precision": self.config.precision, "batch_size": self.config.batch_size,
+                  "model_items_per_s_at_start": round(model_items_per_s, 1)}
         return {**self.counters.as_dict(), "engine": "local", "layout": layout}
 
     def _handle(self, event: DecodeEvent) -> None:

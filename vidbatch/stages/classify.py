@@ -9,6 +9,7 @@ last batch is padded), so the compiled function is traced once.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping
 
 import keras
@@ -82,6 +83,15 @@ class Predictor:
         if spec.outputs == "logits":
             outputs = keras.layers.Softmax(name="vidbatch_softmax", dtype="float32")(outputs)
         return keras.Model(inputs, outputs, name="vidbatch_inference")
+
+    def warm_up(self) -> float:
+        """Trace the predict function on one blank batch, then time a second: items/s this model sustains here."""
+        blank = np.zeros((self.batch_size, *self.spec.item_shape), np.uint8)
+        self.predict(blank)
+        started = time.perf_counter()
+        self.predict(blank)
+        self.items_predicted -= 2 * self.batch_size
+        return self.batch_size / max(time.perf_counter() - started, 1e-9)
 
     def predict(self, items: np.ndarray) -> np.ndarray:
         """Probabilities (float32, [N, classes]) for uint8 items of the bundle's item shape."""
