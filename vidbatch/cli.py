@@ -167,6 +167,8 @@ def _label(args: argparse.Namespace) -> int:
     print(f"{result.videos} videos: {result.ok} ok, {result.failed} failed"
           + (f" ({result.resumed} already done in an earlier run)" if result.resumed else "")
           + f"; {result.elapsed_s:.1f} s. Outputs in {result.out}")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     if result.failed:
         frame = result.summary_frame()
         failed = frame[frame["status"] == "failed"]

@@ -7,7 +7,7 @@ import os
 import platform
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -17,6 +17,7 @@ from vidbatch.engines.local import LocalEngine
 from vidbatch.io.manifest import Manifest
 from vidbatch.io.output import RunOutput, now_iso
 from vidbatch.model.bundle import load_bundle
+from vidbatch.stages.sampling import KeyframeSampling
 
 
 @dataclass
@@ -30,6 +31,8 @@ class RunResult:
     resumed: int
     elapsed_s: float
     summary: Any = None
+    notes: list[str] = field(default_factory=list)
+    """What the user should know about the labels (also in run.json), e.g. videos with too few key frames."""
 
     @property
     def exit_code(self) -> int:
@@ -50,19 +53,40 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def check_engine_installed(engine: str) -> None:
-    """The Ray engine is an extra (`pip install 'vidbatch[ray]'`): say so before any work, not with an ImportError."""
-    if engine == "ray" and importlib.util.find_spec("ray") is None:
+def check_extras_installed(config: LabelConfig) -> None:
+    """Optional extras (`vidbatch[ray]`, `vidbatch[keyframes]`): say what to install before any work, not with an
+    ImportError halfway."""
+    if config.engine == "ray" and importlib.util.find_spec("ray") is None:
         raise ConfigError("Invalid `engine`: the Ray engine needs Ray, which is not installed; "
                           "install it with pip install 'vidbatch[ray]', or use engine='local'. Received: engine='ray'")
+    if config.sampling == "keyframes" and importlib.util.find_spec("av") is None:
+        raise ConfigError("Invalid `sampling`: key-frame decoding needs PyAV, which is not installed; install it with "
+                          "pip install 'vidbatch[keyframes]', or use sampling='rate'. Received: sampling='keyframes'")
+
+
+def few_keyframes_note(config: LabelConfig, ledger: dict, tasks) -> tuple[int, str | None]:
+    """With --sampling keyframes, how many labeled videos rest on fewer than `min_keyframes` key frames."""
+    if config.sampling != "keyframes":
+        return 0, None
+    minimum = KeyframeSampling().min_keyframes
+    few = [t.video_id for t in tasks if (ledger.get(t.key) or {}).get("status") == "ok"
+           and (ledger[t.key].get("frames_classified") or 0) < minimum]
+    if not few:
+        return 0, None
+    return len(few), (f"{len(few)} video(s) have fewer than {minimum} key frames, so their labels rest on one or two "
+                      f"frames (e.g. {', '.join(few[:3])}); label them with --sampling rate for a finer answer")
 
 
 def run(config: LabelConfig, on_worker_event=None) -> RunResult:
     """Label every video of `config.manifest`; returns the counts (the tables are under `config.out`)."""
     started_at, started = now_iso(), time.monotonic()
-    check_engine_installed(config.engine)
+    check_extras_installed(config)
     manifest = Manifest.from_path(config.manifest, config.storage_options)
     bundle = load_bundle(config.model, config.storage_options, config.trust_model_code, classes=config.classes)
+    if config.sampling == "keyframes" and bundle.spec.kind != "frame":
+        raise ConfigError("Invalid `sampling`: key frames are seconds apart, so they cannot make the clips of "
+                          f"consecutive frames a {bundle.spec.kind} model reads; use sampling='rate'. "
+                          "Received: sampling='keyframes'")
     output = RunOutput(config.out, config.storage_options)
     identity = {"model_fingerprint": bundle.fingerprint, **config.answer_fields()}
     output.prepare(identity, overwrite=config.overwrite)
@@ -114,6 +138,11 @@ def run(config: LabelConfig, on_worker_event=None) -> RunResult:
         },
         "stages": stages,
     }
+    few, note = few_keyframes_note(config, ledger, manifest.tasks)
+    notes = [note] if note else []
+    if config.sampling == "keyframes":
+        run_record["counts"]["few_keyframes"] = few
+    run_record["notes"] = notes
     summary = output.finalize(manifest, run_record)
     return RunResult(out=config.out, videos=len(manifest.tasks), ok=ok, failed=failed, resumed=resumed,
-                     elapsed_s=elapsed, summary=summary)
+                     elapsed_s=elapsed, summary=summary, notes=notes)

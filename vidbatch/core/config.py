@@ -29,6 +29,7 @@ DEFAULT_COMMIT_SECONDS = 30.0
 """A finished video waits at most this long for its batch: the work a crash can cost stays bounded in time."""
 
 ENGINES = ("local", "ray")
+SAMPLINGS = ("rate", "keyframes")
 PRECISIONS = ("float32", "bfloat16", "float16")
 """Inference precision: float32, or Keras mixed precision (weights stay float32, compute in 16 bits, the model's
 output layers in float32 so probabilities keep their resolution). 16 bits pays off on GPUs with tensor cores."""
@@ -148,6 +149,10 @@ class LabelConfig:
     model: str = option(help="model bundle folder or .keras file (local or URL)")
     out: str = option(help="output folder or URL (rerun into it to resume)")
     fps: float = option(DEFAULT_FPS, answer=True, help=f"frames sampled per second; 0 = every frame (default {DEFAULT_FPS:g})")
+    sampling: str = option("rate", answer=True, choices=SAMPLINGS,
+                           help="rate: --fps frames per second of video (default); keyframes: only the key frames, "
+                                "decoded with PyAV (pip install 'vidbatch[keyframes]'): fastest, coarse; no shot "
+                                "detection (key frames are seconds apart)")
     window: int = option(DEFAULT_WINDOW, answer=True,
                          help=f"rolling-average window in sampled frames (default {DEFAULT_WINDOW})")
     top_k: int = option(DEFAULT_TOP_K, answer=True, help=f"classes kept in the summary's top_k (default {DEFAULT_TOP_K})")
@@ -197,6 +202,8 @@ class LabelConfig:
             if not isinstance(value, str) or not value.strip():
                 _fail(name, value, "a non-empty path or URL")
         _check_positive_number("fps", self.fps, allow_zero=True)
+        if self.sampling not in SAMPLINGS:
+            _fail("sampling", self.sampling, f"one of {SAMPLINGS}")
         _check_int("window", self.window, 1)
         _check_int("top_k", self.top_k, 1)
         _check_int("batch_size", self.batch_size, 1)

@@ -30,13 +30,21 @@ from vidbatch.stages.decode_job import (
     Chunk,
     DecodeJob,
     Failed,
-    Finished,
     Started,
 )
 
 
+VIDEOS_PER_BLOCK = 64
+VIDEOS_PER_DECODE_CALL = 8
+"""Videos one decode call takes: its decoder process decodes them back to back (a lost actor retries them all)."""
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
 class RayDecoder:
-    """Ray Data callable class: one video row in, a stream of chunk batches out, then one terminal row.
+    """Ray Data callable class: video rows in; for each video its chunks' rows, then one terminal row.
 
     Every output row has the same columns (`frames` always holds one item, a
     blank one on the terminal row), so batches of any mix of videos stack.
@@ -48,34 +56,45 @@ class RayDecoder:
         self.item_shape = tuple(item_shape)
         self.storage_options = dict(storage_options)
         self.pool = DecodePool(workers=1, timeout_s=timeout_s, persistent=True, slot_bytes=spec.chunk_nbytes)
+        self.flush_items = 4 * spec.chunk_frames
 
     def __call__(self, batch: dict[str, np.ndarray]):
-        for row in range(len(batch["key"])):
-            job = DecodeJob(
-                key=str(batch["key"][row]), video_id=str(batch["video_id"][row]), uri=str(batch["uri"][row]),
-                location=str(batch["location"][row]), spec=self.spec, storage_options=self.storage_options,
-            )
-            yield from self._decode(job)
-
-    def _decode(self, job: DecodeJob):
-        items, info, status, error = 0, {}, "failed", "internal: no result from the decoder"
-        for event in self.pool.run([job]):
+        """Decode the batch's videos through one run of the pool (its decoder stays busy between videos), and
+        yield their rows in few, larger batches: Ray Data pays per batch, not per row."""
+        jobs = [
+            DecodeJob(key=str(batch["key"][row]), video_id=str(batch["video_id"][row]), uri=str(batch["uri"][row]),
+                      location=str(batch["location"][row]), spec=self.spec, storage_options=self.storage_options)
+            for row in range(len(batch["key"]))
+        ]
+        by_key = {job.key: job for job in jobs}
+        items = {job.key: 0 for job in jobs}
+        infos: dict[str, dict] = {}
+        pending: list[dict[str, np.ndarray]] = []
+        pending_items = 0
+        for event in self.pool.run(jobs):
+            job = by_key[event.key]
             if isinstance(event, Started):
-                info = event.info
-            elif isinstance(event, Chunk):
+                infos[job.key] = event.info
+                continue
+            if isinstance(event, Chunk):
                 chunk = event.arrays
                 count = len(event)
-                items += count
-                yield self._rows(job, chunk["frames"], chunk["frame_index"], chunk["timestamp_s"], count, chunk["shot_cut"])
-            elif isinstance(event, Finished):
-                info, status, error = event.info, "done", ""
-            elif isinstance(event, Failed):
-                error = event.message
-                info = event.info or info
-                status = "failed"
-        blank = np.zeros((1, *self.item_shape), np.uint8)
-        yield self._rows(job, blank, np.array([-1]), np.array([0.0]), 1, np.array([False]), last=True, status=status,
-                         error=error, info=info, items=items)
+                items[job.key] += count
+                pending.append(self._rows(job, chunk["frames"], chunk["frame_index"], chunk["timestamp_s"], count,
+                                          chunk["shot_cut"]))
+                pending_items += count
+            else:
+                failed = isinstance(event, Failed)
+                blank = np.zeros((1, *self.item_shape), np.uint8)
+                pending.append(self._rows(job, blank, np.array([-1]), np.array([0.0]), 1, np.array([False]), last=True,
+                                          status="failed" if failed else "done", error=event.message if failed else "",
+                                          info=event.info or infos.get(job.key), items=items[job.key]))
+                pending_items += 1
+            if pending_items >= self.flush_items:
+                yield _concat(pending)
+                pending, pending_items = [], 0
+        if pending:
+            yield _concat(pending)
 
     @staticmethod
     def _rows(job, frames, index, stamps, count, cuts, last=False, status="", error="", info=None, items=0):
@@ -155,13 +174,17 @@ class RayEngine(Engine):
         # Actor pools restart lost actors and retry their tasks without limit (Ray Data's default for
         # map_batches with a callable class); the driver drops rows a retry sends twice.
         rows = [{"key": t.key, "video_id": t.video_id, "uri": t.uri, "location": t.location} for t in tasks]
-        dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
+        # blocks of many videos (Ray Data's costs are per block and per batch, not per row), yet at least two
+        # per decode actor so that every actor has work
+        blocks = max(-(-len(rows) // VIDEOS_PER_BLOCK), 2 * decoders)
+        dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), blocks)))
         decoded = dataset.map_batches(
             RayDecoder,
             fn_constructor_kwargs={"spec": self.spec, "item_shape": self.bundle.spec.item_shape,
                                    "timeout_s": self.config.video_timeout,
                                    "storage_options": dict(self.config.storage_options)},
-            batch_size=1, compute=ray.data.ActorPoolStrategy(size=decoders), num_cpus=ray_options.decode_cpus,
+            batch_size=VIDEOS_PER_DECODE_CALL, compute=ray.data.ActorPoolStrategy(size=decoders),
+            num_cpus=ray_options.decode_cpus,
         )
         predicted = decoded.map_batches(
             RayPredictor,

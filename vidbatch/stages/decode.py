@@ -23,7 +23,7 @@ import numpy as np
 
 from vidbatch.core.errors import VideoError
 from vidbatch.stages.probe import check_file, describe_unopenable, sniff_non_video
-from vidbatch.stages.sampling import ClipAssembler, ClipSampling, FrameSampling
+from vidbatch.stages.sampling import ClipAssembler, ClipSampling, FrameSampling, KeyframeSampling
 from vidbatch.stages.shots import ShotDetector
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class DecodeSpec:
 
     width: int
     height: int
-    sampling: FrameSampling = field(default_factory=FrameSampling)
+    sampling: FrameSampling | KeyframeSampling = field(default_factory=FrameSampling)
     chunk_frames: int = 32
     clip: ClipSampling | None = None
     shot_threshold: float | None = None
@@ -52,8 +52,12 @@ class DecodeSpec:
         clip = None
         if model.kind == "clip":
             clip = ClipSampling(clip_len=model.clip_len, stride=config.clip_stride or model.clip_len)
-        return cls(width=model.input_size[1], height=model.input_size[0], sampling=FrameSampling(config.fps),
-                   chunk_frames=config.chunk_frames, clip=clip, shot_threshold=config.shot_threshold or None)
+        keyframes = config.sampling == "keyframes"
+        sampling = KeyframeSampling() if keyframes else FrameSampling(config.fps)
+        # cuts are found between consecutive sampled frames; key frames seconds apart would all look like cuts
+        shot_threshold = None if keyframes else config.shot_threshold or None
+        return cls(width=model.input_size[1], height=model.input_size[0], sampling=sampling,
+                   chunk_frames=config.chunk_frames, clip=clip, shot_threshold=shot_threshold)
 
     @property
     def chunk_nbytes(self) -> int:

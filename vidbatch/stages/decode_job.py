@@ -17,6 +17,7 @@ import numpy as np
 from vidbatch.core.errors import VideoError
 from vidbatch.io import storage
 from vidbatch.stages.decode import DecodeSpec, VideoDecoder
+from vidbatch.stages.sampling import KeyframeSampling
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,22 @@ def describe_error(exc: BaseException, uri: str) -> str:
     return f"could not read {uri}: {type(exc).__name__}: {str(exc)[:200]}"
 
 
+def make_decoder(path: str, spec: DecodeSpec, uri: str | None = None) -> VideoDecoder:
+    """The decoder a sampling needs: OpenCV for a frame rate, PyAV for key frames only."""
+    if isinstance(spec.sampling, KeyframeSampling):
+        from vidbatch.stages.keyframes import KeyframeDecoder  # PyAV is an optional extra
+
+        return KeyframeDecoder(path, spec, uri=uri)
+    return VideoDecoder(path, spec, uri=uri)
+
+
 def decode_job(job: DecodeJob) -> Iterator[DecodeEvent]:
     """Yield `Started`, `Chunk`s, then `Finished` or `Failed`: never raises for a problem with the video."""
     info: dict[str, Any] = {}
     try:
         suffix = os.path.splitext(job.location.split("?", 1)[0])[1]
         with storage.local_copy(job.location, job.storage_options, suffix=suffix) as path:
-            decoder = VideoDecoder(path, job.spec, uri=job.uri)
+            decoder = make_decoder(path, job.spec, uri=job.uri)
             info = decoder.open().as_dict()
             yield Started(job.key, info)
             try:

@@ -29,6 +29,16 @@ class FrameSampling:
         return _Sampler(self.fps)
 
 
+@dataclass(frozen=True)
+class KeyframeSampling:
+    """Keep only the key frames (`--sampling keyframes`): the decoder skips every other frame without decoding
+    it, which makes coarse labeling of a huge archive several times faster. How many there are is up to the
+    encoder (often one every 2-10 s, sometimes one per video), so few-keyframe videos are counted and reported."""
+
+    min_keyframes: int = 3
+    """Videos with fewer key frames than this are reported: their labels rest on very few frames."""
+
+
 class _Sampler:
     def __init__(self, fps: float) -> None:
         self._fps = fps
