@@ -209,7 +209,9 @@ def s3_runs(manifest: str, model: str, work: str) -> dict:
     with MotoServer() as server:
         fs = s3fs.S3FileSystem(endpoint_url=server.endpoint)
         fs.mkdir("archive")
-        local = label(manifest, model, os.path.join(work, "s3-baseline-out"))
+        baseline = os.path.join(work, "s3-baseline-out")
+        shutil.rmtree(baseline, ignore_errors=True)
+        local = label(manifest, model, baseline)
         out_only = label(manifest, model, "s3://archive/out-only")
         folder = os.path.dirname(manifest)
         rows = pd.read_csv(manifest)
@@ -291,6 +293,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--no-s3", action="store_true")
+    parser.add_argument("--no-keyframes", action="store_true")
+    parser.add_argument("--no-margins", action="store_true", help="only the --sizes given (not 500 and 2,000 too)")
+    parser.add_argument("--results", default=None, help="results file name (default archive_vm, or archive_quick)")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "vidbatch-archive-bench"))
     args = parser.parse_args()
     sizes = [200, 500] if args.quick else sorted(args.sizes)
@@ -302,7 +307,7 @@ def main() -> None:
                      "video": "2 s, 96x96, 10 fps (MPEG-4), sampled at 2 fps", "model": "small_cnn 64x64, width 16",
                      "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "local": {}}
 
-    for n in sorted(set(sizes) | set(margin_sizes)):
+    for n in sorted(set(sizes) | (set() if args.no_margins else set(margin_sizes))):
         manifest = make_videos(args.work, n)
         out = os.path.join(args.work, f"out-local-{n}")
         shutil.rmtree(out, ignore_errors=True)
@@ -332,7 +337,8 @@ def main() -> None:
     results["model_limit_items_per_s"] = {name: model_limit(path) for name, path in models.items()}
     print("model-only limit (items/s):", results["model_limit_items_per_s"], flush=True)
 
-    results["keyframes"] = keyframes_vs_rate(args.work, make_videos(args.work, margin_sizes[0]))
+    if not args.no_keyframes:
+        results["keyframes"] = keyframes_vs_rate(args.work, make_videos(args.work, margin_sizes[0]))
 
     if not args.no_s3:
         n = margin_sizes[1]
@@ -357,7 +363,7 @@ def main() -> None:
     results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     folder = os.path.join(HERE, "results")
     os.makedirs(folder, exist_ok=True)
-    name = "archive_quick" if args.quick else "archive_vm"
+    name = args.results or ("archive_quick" if args.quick else "archive_vm")
     with open(os.path.join(folder, name + ".json"), "w") as handle:
         json.dump(results, handle, indent=2, sort_keys=True)
     print("wrote", os.path.join(folder, name + ".json"))

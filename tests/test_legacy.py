@@ -80,3 +80,99 @@ def test_label_command_with_a_legacy_model(legacy_h5, synth_set, tmp_path):
     summary = vidbatch.label(synth_set, path, str(tmp_path / "out"), classes=classes, progress=False).summary_frame()
     assert (summary.pred_label == summary.label).all()
     assert pd.read_parquet(tmp_path / "out" / "summary.parquet").model.unique().tolist() == ["legacy"]
+
+
+def brightness_model(rescaling: bool = False):
+    """A Keras 2-era model trained on raw 0-255 pixels: 'bright' when the mean pixel exceeds 100, else 'dark'."""
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(255.0)(inputs) if rescaling else inputs  # a model that scales its own input
+    dense = keras.layers.Dense(2, name="decide")
+    outputs = keras.layers.Softmax()(dense(keras.layers.GlobalAveragePooling2D()(x)))
+    model = keras.Model(inputs, outputs)
+    dense.set_weights([np.array([[0.0, 1 / 3]] * 3, "float32"), np.array([0.0, -100.0], "float32")])
+    return model
+
+
+@pytest.fixture
+def grey_videos(tmp_path):
+    """A bright and a dark video (uniform grey 220 and 30), written by OpenCV, with a manifest."""
+    import cv2
+
+    rows = []
+    for name, level in (("bright", 220), ("dark", 30)):
+        path = str(tmp_path / f"{name}.mp4")
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10, (48, 48))
+        for _ in range(10):
+            writer.write(np.full((48, 48, 3), level, np.uint8))
+        writer.release()
+        rows.append({"uri": path, "video_id": name, "label": name})
+    pd.DataFrame(rows).to_csv(tmp_path / "grey.csv", index=False)
+    (tmp_path / "dark-bright.json").write_text(json.dumps(["dark", "bright"]))
+    return str(tmp_path / "grey.csv"), str(tmp_path / "dark-bright.json")
+
+
+def test_raw_pixel_legacy_model_needs_preprocessing_none_and_vidbatch_says_so(grey_videos, tmp_path, caplog):
+    manifest, classes = grey_videos
+    path = str(tmp_path / "raw.h5")
+    write_keras2_h5(brightness_model(), path)
+    with caplog.at_level("WARNING", logger="vidbatch"):
+        guessed = vidbatch.label(manifest, path, str(tmp_path / "guess"), classes=classes, progress=False)
+    assert guessed.summary_frame().set_index("video_id").pred_label.to_dict() == {"bright": "dark", "dark": "dark"}
+    notes = [r.getMessage() for r in caplog.records if r.name == "vidbatch"]
+    assert len(notes) == 1 and "assuming preprocessing 'unit'" in notes[0] and "--preprocessing none" in notes[0]
+    run = json.load(open(tmp_path / "guess" / "run.json"))
+    assert run["model"]["preprocessing"] == "unit" and run["model"]["preprocessing_source"] == "assumed"
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vidbatch"):
+        told = vidbatch.label(manifest, path, str(tmp_path / "told"), classes=classes, preprocessing="none",
+                              progress=False)
+    assert told.summary_frame().set_index("video_id").pred_label.to_dict() == {"bright": "bright", "dark": "dark"}
+    assert not [r for r in caplog.records if r.name == "vidbatch"]  # nothing assumed, nothing said
+    run = json.load(open(tmp_path / "told" / "run.json"))
+    assert run["model"]["preprocessing"] == "none" and run["model"]["preprocessing_source"] == "option"
+
+
+def test_a_legacy_model_that_rescales_its_own_input_is_detected(tmp_path):
+    path = str(tmp_path / "scales.h5")
+    write_keras2_h5(brightness_model(rescaling=True), path)
+    (tmp_path / "c.json").write_text(json.dumps(["dark", "bright"]))
+    bundle = load_bundle(path, classes=str(tmp_path / "c.json"))
+    assert bundle.spec.preprocessing == "none" and bundle.preprocessing_source == "detected"
+    assert "scales its own input" in bundle.notes[0]
+
+
+def test_a_model_trained_on_bgr_frames_needs_channel_order_bgr(synth_set, tmp_path):
+    """The colour model with its input channels reversed: what training on cv2.imread images gives."""
+    model = colour_model()
+    conv = model.get_layer("colour")
+    kernel, bias = conv.get_weights()
+    conv.set_weights([kernel[:, :, ::-1, :], bias])
+    path = str(tmp_path / "bgr.h5")
+    write_keras2_h5(model, path)
+    (tmp_path / "c.json").write_text(json.dumps({"classes": ["ball", "box", "waves"], "preprocessing": "unit"}))
+    classes = str(tmp_path / "c.json")
+    as_rgb = vidbatch.label(synth_set, path, str(tmp_path / "rgb"), classes=classes, progress=False).summary_frame()
+    as_bgr = vidbatch.label(synth_set, path, str(tmp_path / "bgr"), classes=classes, channel_order="bgr",
+                            progress=False).summary_frame()
+    assert (as_bgr.pred_label == as_bgr.label).all()
+    assert (as_rgb.pred_label != as_rgb.label).sum() >= 4  # red read as blue and blue as red
+
+
+def test_cli_prints_the_assumption_once_and_inspect_shows_it(grey_videos, tmp_path):
+    import subprocess
+    import sys
+
+    manifest, classes = grey_videos
+    path = str(tmp_path / "raw.h5")
+    write_keras2_h5(brightness_model(), path)
+    env = {**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-m", "vidbatch.cli", "label", manifest, "--model", path, "--classes", classes,
+                             "--out", str(tmp_path / "o"), "--no-progress"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("vidbatch: note:") == 1 and "--preprocessing none" in result.stderr
+    shown = subprocess.run([sys.executable, "-m", "vidbatch.cli", "inspect", path, "--classes", classes],
+                           capture_output=True, text=True, env=env).stdout
+    assert "preprocessing: unit (assumed: nothing says; see the note)" in shown and "--preprocessing none" in shown

@@ -54,6 +54,15 @@ def test_identity_mismatch_needs_overwrite(tmp_path):
     out.prepare({"model": "A", "fps": 5})
     with pytest.raises(OutputError, match="holds a run with other settings.*--overwrite"):
         RunOutput(str(tmp_path / "out")).prepare({"model": "B", "fps": 5})
+
+
+def test_a_settings_mismatch_names_only_what_differs(tmp_path):
+    RunOutput(str(tmp_path / "out")).prepare({"model_fingerprint": "aa", "window": 8, "fps": 2.0, "top_k": 3})
+    with pytest.raises(OutputError) as info:
+        RunOutput(str(tmp_path / "out")).prepare({"model_fingerprint": "bb", "window": 16, "fps": 2.0, "top_k": 3})
+    message = str(info.value)
+    assert "window 8 there, 16 here" in message and "another model" in message
+    assert "fps" not in message and "top_k" not in message and "{" not in message
     RunOutput(str(tmp_path / "out")).prepare({"model": "B", "fps": 5}, overwrite=True)
 
 
@@ -220,3 +229,11 @@ def test_batch_committer_raises_a_write_error_in_the_caller(tmp_path):
     committer.add(outcome_ok(manifest.tasks[0]))
     with pytest.raises(OutputError, match="Cannot write to --out"):
         committer.close()
+
+
+def test_an_option_added_later_and_left_unset_still_resumes(tmp_path):
+    """A run made before an option existed has no key for it; leaving the option unset (None) is the same run."""
+    RunOutput(str(tmp_path / "out")).prepare({"model_fingerprint": "aa", "window": 8})
+    RunOutput(str(tmp_path / "out")).prepare({"model_fingerprint": "aa", "window": 8, "channel_order": None})
+    with pytest.raises(OutputError, match="channel_order None there, 'bgr' here"):
+        RunOutput(str(tmp_path / "out")).prepare({"model_fingerprint": "aa", "window": 8, "channel_order": "bgr"})

@@ -11,9 +11,9 @@ import time
 import pytest
 
 import vidbatch
-from vidbatch.io.output import RunOutput
 from tests.support.helpers import free_port as _free_port
 from tests.support.raytools import assert_same_answers
+from vidbatch.io.output import RunOutput
 
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -66,6 +66,14 @@ def test_report_in_a_real_browser(finished_run, tmp_path):
     assert len(np.unique(image[:, :, 0].mean(axis=1).round())) > 50
 
 
+def test_the_accuracy_card_says_what_it_covers(finished_run, tmp_path):
+    """The missing video has a label but failed: the accuracy counts the 7 that succeeded, and says so."""
+    from vidbatch.apps.report import write_report
+
+    document = open(write_report(str(finished_run), str(tmp_path / "r.html")), encoding="utf-8").read()
+    assert "of the 7 labeled videos that succeeded (1 labeled video failed and is not counted)" in document
+
+
 def test_report_command_and_missing_run(finished_run, tmp_path):
     run = subprocess.run([sys.executable, "-m", "vidbatch.cli", "report", str(finished_run), "--out", str(tmp_path / "r.html")],
                          capture_output=True, text=True, env=ENV)

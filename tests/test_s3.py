@@ -120,3 +120,25 @@ def test_forbidden_s3_object_fails_alone(enforcing_s3, synth_set, colour_bundle,
     assert summary.loc["secret", "status"] == "failed"
     assert summary.loc["secret", "error"] == "permission denied: cannot read s3://vault/secret/box.mp4"
     assert key["SecretAccessKey"] not in open(tmp_path / "out" / "run.json").read()
+
+
+def test_output_on_s3_without_credentials_fails_fast_in_one_line(s3, synth_set, tmp_path):
+    """No credentials anywhere: one line naming them, exit 2, before the model is loaded (the model path is bad too,
+    so an error about it would mean the model was looked at first)."""
+    import subprocess
+    import sys
+    import time
+
+    fs, bucket = s3
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") or k == "AWS_ENDPOINT_URL"}
+    env.update({"AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                "AWS_CONFIG_FILE": str(tmp_path / "none"), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "vidbatch.cli", "label", synth_set, "--model", str(tmp_path / "nope"),
+                             "--out", f"s3://{bucket}/out", "--no-progress"], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("vidbatch: error:")]
+    assert len(lines) == 1 and "no credentials" in lines[0] and "AWS_ACCESS_KEY_ID" in lines[0]
+    assert "Traceback" not in result.stderr and "nope" not in result.stderr
+    assert time.monotonic() - started < 60

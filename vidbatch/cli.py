@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 from typing import Sequence
@@ -113,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--no-raw", action="store_true", help="draw only the smoothed label")
     annotate.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     annotate.add_argument("--classes", default=None, help="class names for a legacy .h5 model")
+    for name in ("preprocessing", "channel_order"):  # the same options as `label`, from the same fields
+        field = LabelConfig.__dataclass_fields__[name]
+        annotate.add_argument("--" + name.replace("_", "-"), default=None, choices=field.metadata["choices"],
+                              help=field.metadata["help"])
     annotate.add_argument("--trust-model-code", action="store_true")
 
     inspect = commands.add_parser("inspect", help="describe a model bundle, or a finished run's counts and failures")
@@ -230,9 +235,21 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_notes_on_stderr() -> None:
+    """The library's notes (`logging`, logger "vidbatch") reach a command-line user as one line each."""
+    logger = logging.getLogger("vidbatch")
+    if not any(getattr(h, "_vidbatch_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("vidbatch: note: %(message)s"))
+        handler._vidbatch_cli = True
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    _say_notes_on_stderr()
     try:
         if args.command == "label":
             return _label(args)
@@ -251,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from vidbatch.apps.annotate import annotate
 
             result = annotate(args.video, args.model, args.out, window=args.window, show_raw=not args.no_raw,
-                              batch_size=args.batch_size, classes=args.classes, trust_model_code=args.trust_model_code)
+                              batch_size=args.batch_size, classes=args.classes, trust_model_code=args.trust_model_code,
+                              preprocessing=args.preprocessing, channel_order=args.channel_order)
             shown = ", ".join(f"{k} {v}" for k, v in sorted(result.labels.items(), key=lambda kv: -kv[1]))
             print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps ({result.codec}); labels shown: {shown}")
             return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import platform
 import socket
@@ -18,6 +19,8 @@ from vidbatch.io.manifest import Manifest
 from vidbatch.io.output import RunOutput, now_iso
 from vidbatch.model.bundle import load_bundle
 from vidbatch.stages.sampling import KeyframeSampling
+
+log = logging.getLogger("vidbatch")
 
 
 @dataclass
@@ -82,12 +85,16 @@ def run(config: LabelConfig, on_worker_event=None) -> RunResult:
     started_at, started = now_iso(), time.monotonic()
     check_extras_installed(config)
     manifest = Manifest.from_path(config.manifest, config.storage_options)
-    bundle = load_bundle(config.model, config.storage_options, config.trust_model_code, classes=config.classes)
+    output = RunOutput(config.out, config.storage_options)
+    output.check_writable()  # everything that needs no model is checked before the model loads
+    bundle = load_bundle(config.model, config.storage_options, config.trust_model_code, classes=config.classes,
+                         preprocessing=config.preprocessing, channel_order=config.channel_order)
+    for note in bundle.notes:  # said once, before the work; kept in run.json
+        log.warning(note)
     if config.sampling == "keyframes" and bundle.spec.kind != "frame":
         raise ConfigError("Invalid `sampling`: key frames are seconds apart, so they cannot make the clips of "
                           f"consecutive frames a {bundle.spec.kind} model reads; use sampling='rate'. "
                           "Received: sampling='keyframes'")
-    output = RunOutput(config.out, config.storage_options)
     identity = {"model_fingerprint": bundle.fingerprint, **config.answer_fields()}
     output.prepare(identity, overwrite=config.overwrite)
 
@@ -119,6 +126,9 @@ def run(config: LabelConfig, on_worker_event=None) -> RunResult:
             "classes": list(bundle.spec.classes),
             "input_size": list(bundle.spec.input_size),
             "preprocessing": bundle.spec.preprocessing,
+            "channel_order": bundle.spec.channel_order,
+            "preprocessing_source": bundle.preprocessing_source,
+            "notes": list(bundle.notes),
             "clip_len": bundle.spec.clip_len,
         },
         "versions": package_versions(),

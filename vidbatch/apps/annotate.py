@@ -11,8 +11,11 @@ MPEG-4 Part 2 (VLC, mpv, most desktop players); `.webm` is VP8 (browsers);
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -46,11 +49,26 @@ def _writer(path: str, fps: float, size: tuple[int, int]):
     if ext not in _CODECS:
         raise ConfigError(f"Invalid `--out`: expected a .mp4, .webm, .avi, .mov or .m4v file. Received: out={path!r}")
     for codec in _CODECS[ext]:
-        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), fps, size)
+        with _quiet_native_stderr():  # FFmpeg says why a codec is missing; the user can do nothing about it
+            writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), fps, size)
         if writer.isOpened():
             return writer, codec
         writer.release()
     raise VideoError(f"OpenCV cannot write {ext} files here (tried {', '.join(_CODECS[ext])})")
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence what C libraries (FFmpeg inside OpenCV) print to file descriptor 2 for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _draw(frame: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]]) -> None:
@@ -67,10 +85,14 @@ def _draw(frame: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]]) -> N
 
 def annotate(video: str, model: str, out: str, window: int = 64, show_raw: bool = True, batch_size: int = 32,
              storage_options: Mapping[str, Any] | None = None, trust_model_code: bool = False,
-             classes: str | None = None) -> AnnotateResult:
+             classes: str | None = None, preprocessing: str | None = None,
+             channel_order: str | None = None) -> AnnotateResult:
     if window < 1:
         raise ConfigError(f"Invalid `window`: expected an integer >= 1. Received: window={window!r}")
-    bundle = load_bundle(model, storage_options, trust_model_code, classes=classes)
+    bundle = load_bundle(model, storage_options, trust_model_code, classes=classes, preprocessing=preprocessing,
+                         channel_order=channel_order)
+    for note in bundle.notes:
+        logging.getLogger("vidbatch").warning(note)
     if bundle.spec.kind != "frame":
         raise ConfigError("`vidbatch annotate` draws per-frame labels: it needs a frame model (kind 'frame'), "
                           f"not a clip model. Received: kind={bundle.spec.kind!r}")

@@ -55,7 +55,8 @@ def run_demo(out: str = "vidbatch-demo", videos_per_class: int = 4, epochs: int 
     with _pandas_display():
         say(frame[["video_id", "label", "pred_label", "pred_score", "status", "frames_classified", "duration_s"]].to_string(index=False))
     say(f"video-level accuracy against the manifest's label column: {correct}/{len(frame)} = {accuracy:.1%}")
-    say(f"outputs: {labels_dir}/summary.parquet, segments.parquet, frames/, run.json  ({time.monotonic() - started:.0f} s in all)")
+    say(f"outputs: {labels_dir}/summary.parquet, segments.parquet, shots.parquet, frames/, run.json  "
+        f"({time.monotonic() - started:.0f} s in all)")
     say(f'try: python -c "import pandas as pd; print(pd.read_parquet(\'{labels_dir}/segments.parquet\'))"')
     return DemoResult(out=out, manifest=manifest, model=model_dir, accuracy=accuracy, result=result)
 

@@ -23,6 +23,10 @@ def describe(path: str, storage_options: Mapping[str, Any] | None = None, classe
                         "nor a finished run folder (run.json)")
 
 
+_SOURCES = {"sidecar": "from bundle.json", "option": "given as an option", "detected": "detected: the model rescales "
+            "its own input", "assumed": "assumed: nothing says; see the note"}
+
+
 def describe_bundle(path: str, storage_options=None, classes: str | None = None) -> str:
     bundle = load_bundle(path, storage_options, classes=classes)
     spec = bundle.spec
@@ -30,13 +34,14 @@ def describe_bundle(path: str, storage_options=None, classes: str | None = None)
         f"model bundle: {path}",
         f"  name:          {spec.name or '-'}",
         f"  kind:          {spec.kind}" + (f" (clips of {spec.clip_len} frames)" if spec.kind == "clip" else ""),
-        f"  input size:    {spec.input_size[0]}x{spec.input_size[1]} (height x width), RGB",
-        f"  preprocessing: {spec.preprocessing}",
+        f"  input size:    {spec.input_size[0]}x{spec.input_size[1]} (height x width), {spec.channel_order.upper()}",
+        f"  preprocessing: {spec.preprocessing} ({_SOURCES[bundle.preprocessing_source]})",
         f"  outputs:       {spec.outputs}",
         f"  classes ({len(spec.classes)}): {', '.join(spec.classes)}",
         f"  parameters:    {bundle.model.count_params():,}",
         f"  fingerprint:   {bundle.fingerprint[:16]}",
     ]
+    lines += [f"  note:          {note}" for note in bundle.notes]
     if spec.sample_fps:
         lines.append(f"  trained at:    {spec.sample_fps:g} sampled frames/s")
     metrics = os.path.join(path, "metrics.json")

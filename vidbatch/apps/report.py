@@ -103,9 +103,16 @@ def build_report(run_dir: str, max_videos: int = 20, storage_options: Mapping[st
              f" &middot; engine {esc(str(run.get('engine')))} &middot; {run.get('elapsed_s')} s</p>"]
     accuracy = ""
     if "label" in summary.columns and summary["label"].notna().any():
-        scored = summary[(summary.status == "ok") & summary["label"].notna()]
+        labeled = summary[summary["label"].notna()]
+        scored = labeled[labeled.status == "ok"]
         if len(scored):
-            accuracy = f"<div class='card'><b>{(scored.pred_label == scored['label'].astype(str)).mean():.1%}</b>accuracy vs manifest label</div>"
+            right = int((scored.pred_label == scored["label"].astype(str)).sum())
+            unlabeled = len(labeled) - len(scored)
+            # say what the figure covers: failed videos have no prediction, so they are not in it
+            accuracy = (f"<div class='card'><b>{right / len(scored):.1%}</b>accuracy vs manifest label: {right} of the "
+                        f"{len(scored)} labeled videos that succeeded"
+                        + (f" ({unlabeled} labeled video{'s' if unlabeled != 1 else ''} failed and "
+                           f"{'are' if unlabeled != 1 else 'is'} not counted)" if unlabeled else "") + "</div>")
     parts.append("<div class='cards'>" + "".join(
         f"<div class='card'><b>{esc(str(v))}</b>{esc(k)}</div>" for k, v in (
             ("videos", counts["videos"]), ("ok", counts["ok"]), ("failed", counts["failed"]),

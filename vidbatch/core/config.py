@@ -28,6 +28,13 @@ DEFAULT_COMMIT_VIDEOS = 256
 DEFAULT_COMMIT_SECONDS = 30.0
 """A finished video waits at most this long for its batch: the work a crash can cost stays bounded in time."""
 
+PREPROCESSING = ("none", "unit", "symmetric", "imagenet", "caffe")
+"""How uint8 RGB pixels become model input:
+none: as float 0..255 (the model rescales itself, e.g. EfficientNet, or was trained on raw pixels);
+unit: x/255; symmetric: x/127.5 - 1 (MobileNet, Inception);
+imagenet: (x/255 - mean)/std (torch style); caffe: BGR minus ImageNet means (ResNet50)."""
+CHANNEL_ORDERS = ("rgb", "bgr")
+"""The channel order a model was trained on: many tutorials train on `cv2.imread` images, which are BGR."""
 ENGINES = ("local", "ray")
 SAMPLINGS = ("rate", "keyframes")
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -173,6 +180,13 @@ class LabelConfig:
     frame_top_k: int = option(0, answer=True, help="also list the best k classes of every frame (frames/ column top_k)")
     classes: str | None = option(None, help="class names (JSON list or one per line) for a legacy .h5 model "
                                             "without a sidecar")
+    preprocessing: str | None = option(None, answer=True, choices=PREPROCESSING,
+                                       help="how pixels are scaled for the model, overriding its sidecar; for a legacy "
+                                            ".h5 model without one, say it here (default: the sidecar's, else detected "
+                                            "or 'unit' with a note)")
+    channel_order: str | None = option(None, answer=True, choices=CHANNEL_ORDERS,
+                                       help="the channel order the model was trained on, overriding its sidecar: "
+                                            "bgr for models trained on cv2.imread images (default: the sidecar's, else rgb)")
     engine: str = option("local", choices=ENGINES, help="local (one process) or ray")
     decode_workers: int | None = option(
         None, help="local engine: decoder processes (default: CPUs - 1; all CPUs when the model runs on a GPU)")
@@ -202,6 +216,10 @@ class LabelConfig:
             if not isinstance(value, str) or not value.strip():
                 _fail(name, value, "a non-empty path or URL")
         _check_positive_number("fps", self.fps, allow_zero=True)
+        if self.preprocessing is not None and self.preprocessing not in PREPROCESSING:
+            _fail("preprocessing", self.preprocessing, f"one of {PREPROCESSING}, or None")
+        if self.channel_order is not None and self.channel_order not in CHANNEL_ORDERS:
+            _fail("channel_order", self.channel_order, f"one of {CHANNEL_ORDERS}, or None")
         if self.sampling not in SAMPLINGS:
             _fail("sampling", self.sampling, f"one of {SAMPLINGS}")
         _check_int("window", self.window, 1)

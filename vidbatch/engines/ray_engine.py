@@ -33,7 +33,6 @@ from vidbatch.stages.decode_job import (
     Started,
 )
 
-
 VIDEOS_PER_BLOCK = 64
 VIDEOS_PER_DECODE_CALL = 8
 """Videos one decode call takes: its decoder process decodes them back to back (a lost actor retries them all)."""
@@ -123,12 +122,14 @@ class RayPredictor:
     """Ray Data callable class: loads the bundle once per actor; frames in, probabilities out."""
 
     def __init__(self, model: str, batch_size: int, storage_options: Mapping[str, Any], trust_model_code: bool,
-                 classes: str | None = None, precision: str = "float32") -> None:
+                 classes: str | None = None, precision: str = "float32", preprocessing: str | None = None,
+                 channel_order: str | None = None) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from vidbatch.stages.classify import Predictor
 
         self.predictor = Predictor(model, batch_size=batch_size, storage_options=storage_options,
-                                   trust_model_code=trust_model_code, classes=classes, precision=precision)
+                                   trust_model_code=trust_model_code, classes=classes, precision=precision,
+                                   preprocessing=preprocessing, channel_order=channel_order)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.predictor(batch)
@@ -191,7 +192,8 @@ class RayEngine(Engine):
             fn_constructor_kwargs={"model": self.config.model, "batch_size": self.config.batch_size,
                                    "storage_options": dict(self.config.storage_options),
                                    "trust_model_code": self.config.trust_model_code, "classes": self.config.classes,
-                                   "precision": self.config.precision},
+                                   "precision": self.config.precision, "preprocessing": self.config.preprocessing,
+                                   "channel_order": self.config.channel_order},
             batch_size=self.config.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=actor_gpus, num_cpus=inference_cpus,
         )

@@ -89,6 +89,24 @@ def table_to_parquet_bytes(table: pa.Table, row_group_size: int | None = None) -
     return sink.getvalue()
 
 
+def _settled(identity: Mapping[str, Any]) -> str:
+    """An identity without its unset (None) options: a run made before an option existed matches one leaving it unset."""
+    return json.dumps({k: v for k, v in identity.items() if v is not None}, sort_keys=True)
+
+
+def identity_differences(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> str:
+    """Only what differs between two run identities, in words: 'window 8 there, 16 here; model ...'."""
+    parts = []
+    for name in sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(name), ours.get(name)
+        if a != b:
+            if name == "model_fingerprint":
+                parts.append("another model (its fingerprint differs)")
+            else:
+                parts.append(f"{name} {a!r} there, {b!r} here")
+    return "; ".join(parts)
+
+
 def new_batch_id() -> str:
     """Sortable by time (the latest commit wins), unique across processes and machines."""
     return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
@@ -117,12 +135,12 @@ class RunOutput:
         identity_path = self._p(IDENTITY_FILE)
         wanted = json.dumps(identity, sort_keys=True)
         if self.fs.exists(identity_path):
-            existing = self.fs.cat_file(identity_path).decode("utf-8", "replace")
-            if json.dumps(json.loads(existing), sort_keys=True) != wanted:
+            existing = json.loads(self.fs.cat_file(identity_path).decode("utf-8", "replace"))
+            if _settled(existing) != _settled(identity):
                 if not overwrite:
                     raise OutputError(
-                        f"--out {self.url!r} holds a run with other settings or another model "
-                        f"(theirs: {existing.strip()}; this run: {wanted}). "
+                        f"--out {self.url!r} holds a run with other settings or another model: "
+                        f"{identity_differences(existing, identity)}. "
                         "Choose a new --out, or pass --overwrite to discard the old run."
                     )
                 self.clear()
@@ -149,6 +167,17 @@ class RunOutput:
             raise OutputError(f"Cannot write to --out {self.url!r}: permission denied ({exc})") from None
         except OSError as exc:
             raise OutputError(f"Cannot write to --out {self.url!r}: {exc.strerror or exc}") from None
+        except Exception as exc:  # object-store clients raise their own types (botocore: NoCredentialsError, ...)
+            if "credential" in type(exc).__name__.lower() or "credentials" in str(exc).lower():
+                raise OutputError(
+                    f"Cannot write to --out {self.url!r}: no credentials for it were found. Set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or pass them in --storage-options"
+                ) from None
+            raise OutputError(f"Cannot write to --out {self.url!r}: {type(exc).__name__}: {str(exc)[:300]}") from None
+
+    def check_writable(self) -> None:
+        """Fail fast, before the model is loaded: a bad --out (no folder, no space, no credentials) costs seconds."""
+        self._check_writable()
 
     def clear(self) -> None:
         for sub in ("_vidbatch", FRAMES_DIR):

@@ -9,6 +9,7 @@ user passes `trust_model_code=True` (`--trust-model-code`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -43,13 +44,28 @@ def save_bundle(model: Any, spec: BundleSpec, folder: str, storage_options: Mapp
 
 def load_bundle(
     url: str, storage_options: Mapping[str, Any] | None = None, trust_model_code: bool = False,
-    classes: str | None = None,
+    classes: str | None = None, preprocessing: str | None = None, channel_order: str | None = None,
 ) -> ModelBundle:
     """Load a bundle folder (or a `.keras` file with its sidecar), local or remote, in Keras safe mode.
 
     A legacy Keras 2 `.h5` file loads through a compatibility path; its class
     names come from a `<name>.json` sidecar beside it or from `classes` (a file).
+    `preprocessing` and `channel_order`, when given, override what the sidecar
+    says (or what a legacy model's loader detected or assumed); they are part of
+    the bundle's fingerprint, so a resumed run cannot mix them.
     """
+    bundle = _load(url, storage_options, trust_model_code, classes)
+    changes = {name: value for name, value in (("preprocessing", preprocessing), ("channel_order", channel_order))
+               if value is not None}
+    if not changes:
+        return bundle
+    spec = dataclasses.replace(bundle.spec, **changes)
+    fingerprint = hashlib.sha256((bundle.fingerprint + "\0" + spec.to_json()).encode()).hexdigest()
+    return ModelBundle(spec=spec, model=bundle.model, fingerprint=fingerprint, source=bundle.source,
+                       preprocessing_source="option" if preprocessing is not None else bundle.preprocessing_source)
+
+
+def _load(url: str, storage_options: Mapping[str, Any] | None, trust_model_code: bool, classes: str | None) -> ModelBundle:
     try:
         fs, path = storage.url_to_fs(url, storage_options)
     except ValueError as exc:

@@ -8,6 +8,7 @@ Python bytecode in h5 files) is refused unless the user trusts the file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -90,8 +91,12 @@ def load_legacy_h5(fs, model_path: str, sidecar_path: str, url: str, classes: st
                 "its weights with model.load_weights()."
             ) from None
 
+    source = "sidecar"
     if fs.exists(sidecar_path) and not classes:
-        spec = BundleSpec.from_json(fs.cat_file(sidecar_path), source=f"{url} sidecar")
+        sidecar = fs.cat_file(sidecar_path)
+        spec = BundleSpec.from_json(sidecar, source=f"{url} sidecar")
+        if "preprocessing" not in _json_object(sidecar):
+            spec, source = _guess_preprocessing(model, spec)
     else:
         if not classes:
             raise ModelBundleError(
@@ -110,6 +115,25 @@ def load_legacy_h5(fs, model_path: str, sidecar_path: str, url: str, classes: st
                                  "input_size": tuple(fields["input_size"])})
         except TypeError as exc:
             raise ModelBundleError(f"--classes {classes!r}: {exc}") from None
+        if "preprocessing" not in fields:
+            spec, source = _guess_preprocessing(model, spec)
     check_model_against_spec(model, spec, url)
     fingerprint = hashlib.sha256(model_bytes + b"\0" + spec.to_json().encode()).hexdigest()
-    return ModelBundle(spec=spec, model=model, fingerprint=fingerprint, source=url)
+    return ModelBundle(spec=spec, model=model, fingerprint=fingerprint, source=url, preprocessing_source=source)
+
+
+def _json_object(data: bytes) -> dict:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _guess_preprocessing(model, spec: BundleSpec) -> tuple[BundleSpec, str]:
+    """Nothing says how a legacy model's input was scaled: a model whose first layer rescales its input takes raw
+    pixels ('none', detected); otherwise 'unit' is assumed, and the bundle's notes say so."""
+    layers = [layer for layer in getattr(model, "layers", []) if not isinstance(layer, keras.layers.InputLayer)]
+    if layers and isinstance(layers[0], (keras.layers.Rescaling, keras.layers.Normalization)):
+        return dataclasses.replace(spec, preprocessing="none"), "detected"
+    return dataclasses.replace(spec, preprocessing="unit"), "assumed"

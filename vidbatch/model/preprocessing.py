@@ -10,7 +10,7 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
-def preprocessing_layer(mode: str) -> keras.layers.Layer:
+def preprocessing_layer(mode: str, channel_order: str = "rgb") -> keras.layers.Layer:
     """The layer that scales uint8 RGB the way the bundle's `preprocessing` says (see `spec.PREPROCESSING`).
 
     Labeling puts it in front of the model inside the compiled predict function,
@@ -23,6 +23,8 @@ def preprocessing_layer(mode: str) -> keras.layers.Layer:
 
         def call(self, x):
             x = ops.cast(x, "float32")
+            if channel_order == "bgr":  # frames arrive RGB; a model trained on cv2.imread images wants BGR
+                x = ops.flip(x, axis=-1)
             if mode == "unit":
                 return x / 255.0
             if mode == "symmetric":
@@ -33,4 +35,4 @@ def preprocessing_layer(mode: str) -> keras.layers.Layer:
                 return ops.flip(x, axis=-1) - ops.convert_to_tensor(_CAFFE_MEAN_BGR)
             return x
 
-    return Preprocess(name=f"vidbatch_preprocess_{mode}")
+    return Preprocess(name=f"vidbatch_preprocess_{mode}_{channel_order}")

@@ -13,17 +13,13 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from vidbatch.core.config import CHANNEL_ORDERS, PREPROCESSING  # noqa: F401  (part of the bundle format)
 from vidbatch.core.errors import ModelBundleError
 
 BUNDLE_FORMAT = "vidbatch.bundle/1"
 SIDECAR_NAME = "bundle.json"
 MODEL_NAME = "model.keras"
 KINDS = ("frame", "clip")
-PREPROCESSING = ("none", "unit", "symmetric", "imagenet", "caffe")
-"""How uint8 RGB pixels become model input:
-none: as float 0..255 (the model rescales itself, e.g. EfficientNet);
-unit: x/255; symmetric: x/127.5 - 1 (MobileNet, Inception);
-imagenet: (x/255 - mean)/std (torch style); caffe: BGR minus ImageNet means (ResNet50)."""
 OUTPUTS = ("probabilities", "logits")
 
 
@@ -37,6 +33,8 @@ class BundleSpec:
     kind: str = "frame"
     clip_len: int | None = None
     preprocessing: str = "unit"
+    channel_order: str = "rgb"
+    """The channel order the model was trained on; `bgr` flips frames (decoded as RGB) before scaling."""
     outputs: str = "probabilities"
     name: str = ""
     sample_fps: float | None = None
@@ -71,6 +69,9 @@ class BundleSpec:
             raise ModelBundleError(
                 f"{source}: `preprocessing` must be one of {PREPROCESSING}. Received: preprocessing={self.preprocessing!r}"
             )
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ModelBundleError(
+                f"{source}: `channel_order` must be one of {CHANNEL_ORDERS}. Received: channel_order={self.channel_order!r}")
         if self.outputs not in OUTPUTS:
             raise ModelBundleError(f"{source}: `outputs` must be one of {OUTPUTS}. Received: outputs={self.outputs!r}")
         if self.sample_fps is not None and not (
@@ -89,6 +90,8 @@ class BundleSpec:
         record["classes"] = list(self.classes)
         record["input_size"] = list(self.input_size)
         record["extra"] = dict(self.extra)
+        if record["channel_order"] == "rgb":
+            del record["channel_order"]  # the default is left out, so bundles stay readable by earlier versions
         return json.dumps(record, indent=2, sort_keys=True)
 
     @classmethod
@@ -123,6 +126,22 @@ class ModelBundle:
     model: Any
     fingerprint: str
     source: str
+    preprocessing_source: str = "sidecar"
+    """Where `spec.preprocessing` and `channel_order` came from: sidecar, option (the user's), detected (a legacy
+    model that rescales its own input) or assumed (a legacy model with nothing to go on)."""
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What loading had to assume or detect: said once when a run starts, and kept in run.json."""
+        name = os.path.basename(self.source.rstrip("/")) or self.source
+        if self.preprocessing_source == "assumed":
+            return (f"{name} does not say how its input was scaled: assuming preprocessing 'unit' (pixels / 255) in "
+                    "RGB order. If it was trained on raw 0-255 pixels, pass --preprocessing none; if on cv2.imread "
+                    "(BGR) images, --channel-order bgr",)
+        if self.preprocessing_source == "detected":
+            return (f"{name} scales its own input (its first layer is a Rescaling or Normalization layer): "
+                    "preprocessing 'none'; pass --preprocessing to say otherwise",)
+        return ()
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -62,11 +62,14 @@ class Predictor:
         trust_model_code: bool = False,
         classes: str | None = None,
         precision: str = "float32",
+        preprocessing: str | None = None,
+        channel_order: str | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"Invalid `precision`: expected one of {PRECISIONS}. Received: precision={precision!r}")
         if isinstance(bundle, str):
-            bundle = load_bundle(bundle, storage_options, trust_model_code, classes=classes)
+            bundle = load_bundle(bundle, storage_options, trust_model_code, classes=classes,
+                                 preprocessing=preprocessing, channel_order=channel_order)
         self.bundle = bundle
         self.spec = bundle.spec
         self.batch_size = batch_size
@@ -79,7 +82,7 @@ class Predictor:
         spec = bundle.spec
         inputs = keras.Input(shape=spec.item_shape, dtype="uint8", name="pixels")
         model = _at_precision(bundle.model, precision)
-        outputs = model(preprocessing_layer(spec.preprocessing)(inputs), training=False)
+        outputs = model(preprocessing_layer(spec.preprocessing, spec.channel_order)(inputs), training=False)
         if spec.outputs == "logits":
             outputs = keras.layers.Softmax(name="vidbatch_softmax", dtype="float32")(outputs)
         return keras.Model(inputs, outputs, name="vidbatch_inference")

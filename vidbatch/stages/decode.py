@@ -23,7 +23,12 @@ import numpy as np
 
 from vidbatch.core.errors import VideoError
 from vidbatch.stages.probe import check_file, describe_unopenable, sniff_non_video
-from vidbatch.stages.sampling import ClipAssembler, ClipSampling, FrameSampling, KeyframeSampling
+from vidbatch.stages.sampling import (
+    ClipAssembler,
+    ClipSampling,
+    FrameSampling,
+    KeyframeSampling,
+)
 from vidbatch.stages.shots import ShotDetector
 
 if TYPE_CHECKING:

@@ -91,7 +91,9 @@ def describe_error(exc: BaseException, uri: str) -> str:
 def make_decoder(path: str, spec: DecodeSpec, uri: str | None = None) -> VideoDecoder:
     """The decoder a sampling needs: OpenCV for a frame rate, PyAV for key frames only."""
     if isinstance(spec.sampling, KeyframeSampling):
-        from vidbatch.stages.keyframes import KeyframeDecoder  # PyAV is an optional extra
+        from vidbatch.stages.keyframes import (
+            KeyframeDecoder,  # PyAV is an optional extra
+        )
 
         return KeyframeDecoder(path, spec, uri=uri)
     return VideoDecoder(path, spec, uri=uri)
