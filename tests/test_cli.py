@@ -10,6 +10,8 @@ import time
 import pandas as pd
 import pytest
 
+from vidbatch.stages.smooth import count_switches
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 
@@ -117,8 +119,14 @@ def test_demo_runs_offline_and_is_accurate(tmp_path):
     assert "video-level accuracy against the manifest's label column" in result.stdout
     summary = pd.read_parquet(tmp_path / "demo" / "labels" / "summary.parquet")
     accuracy = (summary["pred_label"] == summary["label"]).mean()
-    assert accuracy >= 0.9 and len(summary) == 12
+    assert accuracy >= 0.9 and len(summary) == 16
     assert (tmp_path / "demo" / "model" / "model.keras").exists()
+    # the changing videos show what smoothing and shot resets do
+    shots = summary.set_index("video_id").shots
+    assert shots["cut_ball_box"] == 3 and shots["cut_waves_ball"] == 3 and shots["ball_000"] == 1
+    frames = pd.read_parquet(tmp_path / "demo" / "labels" / "frames", filters=[("video_id", "==", "flicker_box")])
+    assert (frames.raw_label != "box").any() and count_switches(frames.smoothed_label) < count_switches(frames.raw_label)
+    assert "cut_ball_box (hard cut): label switches raw" in result.stdout and "shots.parquet" in result.stdout
 
 
 def test_eval_command(synth_set, colour_bundle, tmp_path):
@@ -146,3 +154,31 @@ def test_train_clips_command_then_label_with_it(tmp_path):
     assert labeled.returncode == 0, labeled.stderr[-2000:]
     frames = pd.read_parquet(tmp_path / "out" / "frames")
     assert len(frames) > 0 and frames.frame_index.min() >= 10  # the first clip ends at the 6th sampled frame
+
+
+def test_dry_run_checks_everything_and_writes_nothing(synth_set, colour_bundle, tmp_path):
+    manifest = tmp_path / "m.csv"
+    rows = pd.read_csv(synth_set)
+    rows["uri"] = [os.path.join(os.path.dirname(synth_set), u) for u in rows.uri]
+    rows = pd.concat([rows, pd.DataFrame([{"video_id": "gone", "uri": str(tmp_path / "gone.mp4"), "label": "ball"}])])
+    rows.to_csv(manifest, index=False)
+    out = tmp_path / "out"
+    result = vidbatch("label", str(manifest), "--model", colour_bundle, "--out", str(out), "--dry-run")
+    assert result.returncode == 1, result.stderr
+    assert "7 videos, 1 missing (e.g. " in result.stdout and "gone.mp4" in result.stdout
+    assert "would label 7 videos on the local engine" in result.stdout and "output " + str(out) + ": new" in result.stdout
+    assert not out.exists()  # nothing written, not even the folder
+    clean = vidbatch("label", synth_set, "--model", colour_bundle, "--out", str(out), "--dry-run")
+    assert clean.returncode == 0 and "0 missing" in clean.stdout
+    bad = vidbatch("label", synth_set, "--model", str(tmp_path / "nope"), "--out", str(out), "--dry-run")
+    assert bad.returncode == 2 and "no such file or folder" in bad.stderr
+
+
+def test_a_clean_run_prints_nothing_the_user_cannot_act_on(synth_set, colour_bundle, tmp_path):
+    """No TensorFlow/CUDA/absl start-up lines, no OpenCV [ERROR] lines: stderr of a clean run is empty."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "OPENCV_LOG_LEVEL")}
+    result = subprocess.run([sys.executable, "-m", "vidbatch.cli", "label", synth_set, "--model", colour_bundle, "--out",
+                             str(tmp_path / "out"), "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    noise = [line for line in result.stderr.splitlines() if line.strip()]
+    assert noise == [], noise

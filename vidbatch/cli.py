@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 from typing import Sequence
 
@@ -24,6 +23,7 @@ from vidbatch.core.config import (
     RayOptions,
 )
 from vidbatch.core.errors import ConfigError, VidbatchError, VideoError
+from vidbatch.core.quiet import quiet_native_logs, start_keras_quietly
 
 
 def _json_object(flag: str):
@@ -169,6 +169,9 @@ def _label(args: argparse.Namespace) -> int:
 
     config = LabelConfig(**_config_values(args, LabelConfig))
     result = run(config)
+    if result.dry_run:
+        print("\n".join(result.notes))
+        return result.exit_code
     print(f"{result.videos} videos: {result.ok} ok, {result.failed} failed"
           + (f" ({result.resumed} already done in an earlier run)" if result.resumed else "")
           + f"; {result.elapsed_s:.1f} s. Outputs in {result.out}")
@@ -235,6 +238,10 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+MODEL_COMMANDS = ("label", "demo", "train", "eval", "annotate", "inspect")
+"""Commands that start Keras: its backend's start-up lines are silenced before anything else runs."""
+
+
 def _say_notes_on_stderr() -> None:
     """The library's notes (`logging`, logger "vidbatch") reach a command-line user as one line each."""
     logger = logging.getLogger("vidbatch")
@@ -247,8 +254,10 @@ def _say_notes_on_stderr() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_native_logs()
     args = build_parser().parse_args(argv)
+    if args.command in MODEL_COMMANDS:
+        start_keras_quietly()
     _say_notes_on_stderr()
     try:
         if args.command == "label":

@@ -8,6 +8,7 @@ import os
 import platform
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import ConfigError
 from vidbatch.engines.local import LocalEngine
+from vidbatch.io import storage
 from vidbatch.io.manifest import Manifest
 from vidbatch.io.output import RunOutput, now_iso
 from vidbatch.model.bundle import load_bundle
@@ -36,6 +38,8 @@ class RunResult:
     summary: Any = None
     notes: list[str] = field(default_factory=list)
     """What the user should know about the labels (also in run.json), e.g. videos with too few key frames."""
+    dry_run: bool = False
+    """A `--dry-run`: nothing was labeled; `notes` say what would run, `failed` counts missing videos."""
 
     @property
     def exit_code(self) -> int:
@@ -80,13 +84,51 @@ def few_keyframes_note(config: LabelConfig, ledger: dict, tasks) -> tuple[int, s
                       f"frames (e.g. {', '.join(few[:3])}); label them with --sampling rate for a finer answer")
 
 
+def missing_videos(manifest: Manifest, storage_options) -> list[str]:
+    """The uris of the manifest that point at nothing (checked in parallel: remote stores answer one by one)."""
+    def exists(task) -> bool:
+        try:
+            fs, path = storage.url_to_fs(task.location, storage_options)
+            return fs.isfile(path)
+        except (OSError, ValueError):
+            return False
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        found = list(pool.map(exists, manifest.tasks))
+    return [task.uri for task, ok in zip(manifest.tasks, found) if not ok]
+
+
+def dry_run(config: LabelConfig, manifest: Manifest, bundle, output: RunOutput, identity: dict, started: float) -> RunResult:
+    """Everything a run checks before work, and what it would do, with nothing written (`--dry-run`)."""
+    existing = output.existing_run(identity, overwrite=config.overwrite)
+    committed = output.committed() if existing == "same" else {}
+    done = sum(1 for t in manifest.tasks if committed.get(t.key, {}).get("status") == "ok")
+    missing = missing_videos(manifest, config.storage_options)
+    spec = bundle.spec
+    sampling = "key frames only" if config.sampling == "keyframes" else (
+        "every frame" if config.fps == 0 else f"{config.fps:g} frames per second")
+    lines = [
+        f"dry run: nothing was decoded or written. Manifest {config.manifest}: {len(manifest.tasks)} videos, "
+        f"{len(missing)} missing" + (f" (e.g. {', '.join(missing[:5])})" if missing else ""),
+        f"model {bundle.display_name}: {spec.kind}, {len(spec.classes)} classes, input {spec.input_size[0]}x"
+        f"{spec.input_size[1]} {spec.channel_order.upper()}, preprocessing {spec.preprocessing} "
+        f"({bundle.preprocessing_source})",
+        f"output {config.out}: " + {"none": "new", "same": f"resumes an earlier run ({done} videos already done)",
+                                    "other": "holds another run, which --overwrite would discard"}[existing],
+        f"would label {len(manifest.tasks) - done} videos on the {config.engine} engine: {sampling}, rolling window "
+        f"{config.window}, batch {config.batch_size}, precision {config.precision}",
+    ]
+    return RunResult(out=config.out, videos=len(manifest.tasks), ok=0, failed=len(missing), resumed=done,
+                     elapsed_s=time.monotonic() - started, notes=lines, dry_run=True)
+
+
 def run(config: LabelConfig, on_worker_event=None) -> RunResult:
     """Label every video of `config.manifest`; returns the counts (the tables are under `config.out`)."""
     started_at, started = now_iso(), time.monotonic()
     check_extras_installed(config)
     manifest = Manifest.from_path(config.manifest, config.storage_options)
     output = RunOutput(config.out, config.storage_options)
-    output.check_writable()  # everything that needs no model is checked before the model loads
+    output.check_writable(leave_no_trace=config.dry_run)  # all that needs no model is checked before it loads
     bundle = load_bundle(config.model, config.storage_options, config.trust_model_code, classes=config.classes,
                          preprocessing=config.preprocessing, channel_order=config.channel_order)
     for note in bundle.notes:  # said once, before the work; kept in run.json
@@ -96,6 +138,8 @@ def run(config: LabelConfig, on_worker_event=None) -> RunResult:
                           f"consecutive frames a {bundle.spec.kind} model reads; use sampling='rate'. "
                           "Received: sampling='keyframes'")
     identity = {"model_fingerprint": bundle.fingerprint, **config.answer_fields()}
+    if config.dry_run:
+        return dry_run(config, manifest, bundle, output, identity, started)
     output.prepare(identity, overwrite=config.overwrite)
 
     committed = output.committed()

@@ -11,11 +11,9 @@ MPEG-4 Part 2 (VLC, mpv, most desktop players); `.webm` is VP8 (browsers);
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -24,6 +22,7 @@ import cv2
 import numpy as np
 
 from vidbatch.core.errors import ConfigError, VideoError
+from vidbatch.core.quiet import quiet_native_stderr
 from vidbatch.io import storage
 from vidbatch.model.bundle import load_bundle
 from vidbatch.stages.classify import Predictor
@@ -49,26 +48,12 @@ def _writer(path: str, fps: float, size: tuple[int, int]):
     if ext not in _CODECS:
         raise ConfigError(f"Invalid `--out`: expected a .mp4, .webm, .avi, .mov or .m4v file. Received: out={path!r}")
     for codec in _CODECS[ext]:
-        with _quiet_native_stderr():  # FFmpeg says why a codec is missing; the user can do nothing about it
+        with quiet_native_stderr():  # FFmpeg says why a codec is missing; the user can do nothing about it
             writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), fps, size)
         if writer.isOpened():
             return writer, codec
         writer.release()
     raise VideoError(f"OpenCV cannot write {ext} files here (tried {', '.join(_CODECS[ext])})")
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Silence what C libraries (FFmpeg inside OpenCV) print to file descriptor 2 for the duration."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _draw(frame: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]]) -> None:

@@ -204,6 +204,8 @@ class LabelConfig:
     storage_options: Mapping[str, Any] = option(default_factory=dict, hash=False,
                                                 help="JSON object passed to fsspec/s3fs (e.g. endpoint_url)")
     overwrite: bool = option(False, help="discard an earlier run in --out made with other settings")
+    dry_run: bool = option(False, help="check the manifest (every uri exists), the output and the model, print what "
+                                       "would run, and stop; exit 1 if some videos are missing")
     trust_model_code: bool = option(False, help="load models that carry code (Lambda layers); only for files you trust")
     progress: bool = option(True, flag="--no-progress", help="no progress bar")
     keep_probs: bool = option(False, answer=True, cli=False,

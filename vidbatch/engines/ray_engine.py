@@ -124,7 +124,7 @@ class RayPredictor:
     def __init__(self, model: str, batch_size: int, storage_options: Mapping[str, Any], trust_model_code: bool,
                  classes: str | None = None, precision: str = "float32", preprocessing: str | None = None,
                  channel_order: str | None = None) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from vidbatch.stages.classify import Predictor
 
         self.predictor = Predictor(model, batch_size=batch_size, storage_options=storage_options,
@@ -150,7 +150,7 @@ class RayEngine(Engine):
         started_here = address is None and "RAY_ADDRESS" not in os.environ
         if started_here:  # a private local instance: no dashboard, whose processes would compete for the CPUs
             ray.init(include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
+                     runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}})
         else:
             ray.init(address=address, log_to_driver=False)
         return started_here

@@ -132,20 +132,27 @@ class RunOutput:
         # a run killed mid-write (even by SIGKILL) leaves hidden temporaries that nothing will ever rename, and
         # maybe a frames shard whose commit record was never written: neither may be taken for output
         storage.remove_stale_temporaries(self.fs, self.path, prefixes=(storage.TEMPORARY_PREFIX, PROBE_PREFIX))
-        identity_path = self._p(IDENTITY_FILE)
-        wanted = json.dumps(identity, sort_keys=True)
-        if self.fs.exists(identity_path):
-            existing = json.loads(self.fs.cat_file(identity_path).decode("utf-8", "replace"))
-            if _settled(existing) != _settled(identity):
-                if not overwrite:
-                    raise OutputError(
-                        f"--out {self.url!r} holds a run with other settings or another model: "
-                        f"{identity_differences(existing, identity)}. "
-                        "Choose a new --out, or pass --overwrite to discard the old run."
-                    )
-                self.clear()
+        if self.existing_run(identity, overwrite) == "other":
+            self.clear()
         self._remove_uncommitted_shards()
-        storage.atomic_write_bytes(self.fs, identity_path, wanted.encode())
+        storage.atomic_write_bytes(self.fs, self._p(IDENTITY_FILE), json.dumps(identity, sort_keys=True).encode())
+
+    def existing_run(self, identity: Mapping[str, Any], overwrite: bool = False) -> str:
+        """What `out` holds, read only: "none", "same" (a rerun resumes it) or "other" (only with `overwrite`;
+        without it, an OutputError naming the settings that differ)."""
+        identity_path = self._p(IDENTITY_FILE)
+        if not self.fs.exists(identity_path):
+            return "none"
+        existing = json.loads(self.fs.cat_file(identity_path).decode("utf-8", "replace"))
+        if _settled(existing) == _settled(identity):
+            return "same"
+        if not overwrite:
+            raise OutputError(
+                f"--out {self.url!r} holds a run with other settings or another model: "
+                f"{identity_differences(existing, identity)}. "
+                "Choose a new --out, or pass --overwrite to discard the old run."
+            )
+        return "other"
 
     def _check_writable(self) -> None:
         probe = self._p("_vidbatch", f"{PROBE_PREFIX}{uuid.uuid4().hex}")
@@ -175,9 +182,13 @@ class RunOutput:
                 ) from None
             raise OutputError(f"Cannot write to --out {self.url!r}: {type(exc).__name__}: {str(exc)[:300]}") from None
 
-    def check_writable(self) -> None:
-        """Fail fast, before the model is loaded: a bad --out (no folder, no space, no credentials) costs seconds."""
+    def check_writable(self, leave_no_trace: bool = False) -> None:
+        """Fail fast, before the model is loaded: a bad --out (no folder, no space, no credentials) costs seconds.
+        With `leave_no_trace` (a dry run), local folders the check had to create are removed again."""
+        fresh = storage.is_local(self.fs) and not os.path.exists(self.path)
         self._check_writable()
+        if leave_no_trace and fresh:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def clear(self) -> None:
         for sub in ("_vidbatch", FRAMES_DIR):

@@ -146,12 +146,22 @@ class VideoDecoder:
     def frames(self, keep_original: bool = False) -> Iterator[SampledFrame]:
         """The sampled frames one at a time, resized to the model's input; with `keep_original`, also the
         decoded frame at its own size (BGR), for tools that draw on it. Checks completeness at the end."""
+        sampled = self._sampled()
+        if not self.spec.shot_threshold:
+            for index, timestamp, item, bgr in sampled:
+                yield SampledFrame(index, timestamp, item, False, bgr if keep_original else None)
+            return
+        stream = ((bgr, item, (index, timestamp, item, bgr)) for index, timestamp, item, bgr in sampled)
+        for (index, timestamp, item, bgr), cut in ShotDetector(self.spec.shot_threshold).mark(stream):
+            yield SampledFrame(index, timestamp, item, cut, bgr if keep_original else None)
+
+    def _sampled(self) -> Iterator[tuple[int, float, np.ndarray, np.ndarray]]:
+        """(index, timestamp, model-size RGB item, decoded BGR frame) per sampled frame."""
         if self._capture is None:
             self.open()
         capture = self._capture
         sampler = self.spec.sampling.sampler()
         step = 1.0 / (self.info.fps if math.isfinite(self.info.fps) else _FALLBACK_FPS)
-        shots = ShotDetector(self.spec.shot_threshold) if self.spec.shot_threshold else None
         index = -1
         timestamp = -math.inf
         while True:
@@ -165,9 +175,8 @@ class VideoDecoder:
             if not ok or frame is None:
                 break
             self.info.frames_sampled += 1
-            item = self._prepare(frame)
-            cut = shots.is_cut(_bgr(frame), item) if shots is not None else False
-            yield SampledFrame(index, timestamp, item, cut, frame if keep_original else None)
+            bgr = _bgr(frame)
+            yield index, timestamp, self._prepare(bgr), bgr
         self.info.frames_decoded = index + 1
         self._finish(timestamp, step)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 from typing import Iterator
 
+import numpy as np
+
 from vidbatch.core.errors import VideoError
-from vidbatch.stages.decode import SampledFrame, VideoDecoder, VideoInfo, _bgr
+from vidbatch.stages.decode import VideoDecoder, VideoInfo, _bgr
 from vidbatch.stages.probe import check_file, sniff_non_video
-from vidbatch.stages.shots import ShotDetector
 
 
 class KeyframeDecoder(VideoDecoder):
@@ -54,7 +55,9 @@ class KeyframeDecoder(VideoDecoder):
             self._container.close()
             self._capture = None
 
-    def frames(self, keep_original: bool = False) -> Iterator[SampledFrame]:
+    def _sampled(self) -> Iterator[tuple[int, float, np.ndarray, np.ndarray]]:
+        """(index, timestamp, model-size RGB item, decoded BGR frame) per key frame; `frames` and `chunks` come from
+        `VideoDecoder` on top of this."""
         import av
 
         if self._capture is None:
@@ -62,7 +65,6 @@ class KeyframeDecoder(VideoDecoder):
         stream = self._stream
         start = stream.start_time or 0
         fps = self.info.fps if math.isfinite(self.info.fps) else 25.0
-        shots = ShotDetector(self.spec.shot_threshold) if self.spec.shot_threshold else None
         last_index, timestamp = -1, 0.0
         try:
             for frame in self._container.decode(stream):
@@ -70,10 +72,8 @@ class KeyframeDecoder(VideoDecoder):
                 index = max(last_index + 1, int(round(timestamp * fps)))
                 bgr = _bgr(frame.to_ndarray(format="bgr24"))
                 self.info.frames_sampled += 1
-                item = self._prepare(bgr)
-                cut = shots.is_cut(bgr, item) if shots is not None else False
                 last_index = index
-                yield SampledFrame(index, timestamp, item, cut, bgr if keep_original else None)
+                yield index, timestamp, self._prepare(bgr), bgr
         except av.error.FFmpegError as exc:
             raise VideoError(f"corrupt: PyAV/FFmpeg stopped after {self.info.frames_sampled} key frames "
                              f"({exc.strerror or exc})") from None
