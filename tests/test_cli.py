@@ -28,12 +28,18 @@ def test_label_ok_exit_zero(synth_set, colour_bundle, tmp_path):
     assert summary["top_k"].map(len).tolist() == [2] * 6
 
 
-def test_some_failed_exit_one_without_traceback(synth_set, colour_bundle, tmp_path):
+def with_a_missing_video(synth_set, tmp_path):
+    """The synthetic set plus a row whose file does not exist (video_id 'gone')."""
     manifest = tmp_path / "m.csv"
     rows = pd.read_csv(synth_set)
     rows["uri"] = [os.path.join(os.path.dirname(synth_set), u) for u in rows.uri]
     rows = pd.concat([rows, pd.DataFrame([{"video_id": "gone", "uri": str(tmp_path / "gone.mp4"), "label": "ball"}])])
     rows.to_csv(manifest, index=False)
+    return manifest
+
+
+def test_some_failed_exit_one_without_traceback(synth_set, colour_bundle, tmp_path):
+    manifest = with_a_missing_video(synth_set, tmp_path)
     result = vidbatch("label", str(manifest), "--model", colour_bundle, "--out", str(tmp_path / "out"), "--no-progress")
     assert result.returncode == 1
     assert "7 videos: 6 ok, 1 failed" in result.stdout
@@ -157,11 +163,7 @@ def test_train_clips_command_then_label_with_it(tmp_path):
 
 
 def test_dry_run_checks_everything_and_writes_nothing(synth_set, colour_bundle, tmp_path):
-    manifest = tmp_path / "m.csv"
-    rows = pd.read_csv(synth_set)
-    rows["uri"] = [os.path.join(os.path.dirname(synth_set), u) for u in rows.uri]
-    rows = pd.concat([rows, pd.DataFrame([{"video_id": "gone", "uri": str(tmp_path / "gone.mp4"), "label": "ball"}])])
-    rows.to_csv(manifest, index=False)
+    manifest = with_a_missing_video(synth_set, tmp_path)
     out = tmp_path / "out"
     result = vidbatch("label", str(manifest), "--model", colour_bundle, "--out", str(out), "--dry-run")
     assert result.returncode == 1, result.stderr
