@@ -50,9 +50,10 @@ def test_report_in_a_real_browser(finished_run, tmp_path):
     path = write_report(str(finished_run))
     assert path.endswith("report.html") and os.path.getsize(path) > 10_000
     document = open(path, encoding="utf-8").read()
-    assert "<b>evil</b>" not in document and "&lt;b&gt;evil&lt;/b&gt;" in document  # escaped
+    assert "<b>evil</b>" not in document  # the id sits in the page's JSON, its "</" escaped
     assert "src='http" not in document and "src=\"http" not in document  # self-contained
     dom = browser("--dump-dom", f"file://{path}", profile=tmp_path / "p1").stdout
+    assert "<b>evil</b>" not in dom and "&lt;b&gt;evil&lt;/b&gt;" in dom  # escaped where the script renders it
     assert "<table id=\"videos\">" in dom
     for video_id in ("ball_000", "waves_001", "shots"):
         assert f"<td>{video_id}</td>" in dom
@@ -117,3 +118,88 @@ def test_annotate_command_and_bad_input(colour_bundle, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "vidbatch.cli", "annotate", str(tmp_path / "none.mp4"), "--model",
                           colour_bundle, "--out", str(tmp_path / "b.mp4")], capture_output=True, text=True, env=ENV)
     assert bad.returncode == 1 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def generated_run(folder, n=10_000, seed=0):
+    """A finished run's outputs for n videos, generated (no labeling): what an archive review opens."""
+    import json as _json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vidbatch.io.schema import SEGMENTS_SCHEMA, SHOTS_SCHEMA
+
+    rng = np.random.default_rng(seed)
+    classes = ["ball", "box", "waves"]
+    errors = ["not found: no file at s3://archive/x.mp4", "timeout: the decoder made no progress for 300 s (--video-timeout)",
+              "decoder crashed (SIGSEGV) while reading this video", "truncated: decoded 10 of the 99 frames the container lists"]
+    failed = rng.random(n) < 0.05
+    pred = rng.integers(0, 3, n)
+    score = np.round(rng.uniform(0.34, 1.0, n), 4)
+    rows, segments, shots = [], [], []
+    for i in range(n):
+        vid = f"v{i:05d}"
+        if failed[i]:
+            rows.append({"video_id": vid, "uri": f"{vid}.mp4", "status": "failed", "error": errors[i % 4], "pred_label": None,
+                         "pred_score": None, "top_k": [], "duration_s": None, "shots": None, "label": classes[i % 3]})
+            continue
+        second = round(float(rng.uniform(0, 1 - score[i])), 4)
+        rows.append({"video_id": vid, "uri": f"{vid}.mp4", "status": "ok", "error": None, "pred_label": classes[pred[i]],
+                     "pred_score": float(score[i]), "duration_s": 30.0, "shots": 1, "label": classes[i % 3],
+                     "top_k": [{"label": classes[pred[i]], "score": float(score[i])}, {"label": "x", "score": second}]})
+        segments += [{"video_id": vid, "segment_index": 0, "start_s": 0.0, "end_s": 12.5, "label": classes[pred[i]],
+                      "score": float(score[i]), "margin": float(score[i]) - second},
+                     {"video_id": vid, "segment_index": 1, "start_s": 12.5, "end_s": 30.0, "label": classes[(pred[i] + 1) % 3],
+                      "score": 0.6, "margin": 0.2}]
+        shots.append({"video_id": vid, "shot_index": 0, "start_s": 0.0, "end_s": 30.0, "label": classes[pred[i]],
+                      "score": float(score[i])})
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(folder / "summary.parquet")
+    pq.write_table(pa.Table.from_pylist(segments, schema=SEGMENTS_SCHEMA), folder / "segments.parquet")
+    pq.write_table(pa.Table.from_pylist(shots, schema=SHOTS_SCHEMA), folder / "shots.parquet")
+    (folder / "run.json").write_text(_json.dumps({
+        "model": {"name": "m", "kind": "frame", "input_size": [64, 64], "preprocessing": "unit", "classes": classes,
+                  "fingerprint": "0" * 64},
+        "counts": {"videos": n, "ok": int((~failed).sum()), "failed": int(failed.sum()), "frames_classified": n * 60},
+        "config": {"manifest": "m.csv", "fps": 2.0, "window": 8, "top_k": 3, "shot_threshold": 0.3},
+        "engine": "local", "elapsed_s": 1.0, "finished_at": "2026-11-29T00:00:00Z"}))
+    return pd.DataFrame(rows)
+
+
+def test_a_10000_video_report_filters_pages_and_renders_in_chromium(tmp_path):
+    import re
+    import time
+
+    from vidbatch.apps.report import write_report
+
+    summary = generated_run(tmp_path / "run")
+    started = time.monotonic()
+    path = write_report(str(tmp_path / "run"), max_videos=0)
+    built_s = time.monotonic() - started
+    size = os.path.getsize(path)
+    assert size < 8_000_000 and built_s < 60, (size, built_s)
+
+    expected = int(((summary.pred_label == "box") & (summary.status == "ok") & (summary.pred_score >= 0.9)).sum())
+    dom = browser("--dump-dom", f"file://{path}#label=box&status=ok&min=0.9&sort=score&dir=-1",
+                  profile=tmp_path / "p1").stdout
+    assert f"{expected:,} of 10,000 videos match; page 1 of {-(-expected // 50)}" in dom
+    table = dom[dom.index('<table id="videos">'):]
+    table = table[:table.index("</table>")]
+    shown = re.findall(r"<tr class=\"ok\"[^>]*><td>(v\d+)</td><td>[a-z]+</td><td>([a-z]+)</td><td>([0-9.]+)</td>", table)
+    assert len(shown) == 50 and {label for _, label, _ in shown} == {"box"}
+    scores = [float(s) for _, _, s in shown]
+    assert scores == sorted(scores, reverse=True) and min(scores) >= 0.9  # filtered and sorted by the script
+    render_ms = int(re.search(r'data-render-ms="(\d+)"', dom).group(1))
+    assert render_ms < 10_000
+    # failures grouped by kind, with counts that add up
+    kinds = re.findall(r'<td data-kind="([^"]+)">[^<]+</td><td>([\d,]+)</td>', dom)
+    assert {k for k, _ in kinds} == {"not found", "timeout", "decoder crashed", "truncated"}
+    assert sum(int(c.replace(",", "")) for _, c in kinds) == int((summary.status == "failed").sum())
+
+    shot = tmp_path / "failed.png"
+    browser("--window-size=1280,900", f"--screenshot={shot}", f"file://{path}#kind=timeout&status=failed&video=v00001",
+            profile=tmp_path / "p2")
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[:2] == (900, 1280) and image.std() > 20
+    failed_rows = np.all(np.abs(image.astype(int) - np.array([240, 241, 255])) <= 2, axis=2)  # BGR of #fff1f0
+    assert failed_rows.sum() > 5_000  # the filtered table shows failed rows

@@ -1,8 +1,15 @@
-"""`vidbatch report`: a self-contained HTML report of a finished run (images embedded, no external files).
+"""`vidbatch report`: one self-contained HTML file for reviewing a run, from 12 videos to 100,000.
 
-Run configuration and counts, the table of videos (label, score, status,
-error), the class distribution, and for the first videos a label timeline:
-raw vs smoothed label over time, with segment boundaries and shot cuts.
+No external files, no CDN: the data are embedded as JSON and inline JavaScript draws the rest, so the page
+works from disk or from a bucket. It has:
+- the run's configuration and counts;
+- a video table that can be filtered (label, status, error kind, score range, id), sorted and paged;
+- failures grouped by error kind, each a click away from its videos;
+- a review queue: the videos and segments nearest the decision boundary (top-1 minus top-2 score);
+- score histograms per class;
+- the timeline (segments and shot cuts) of the selected video.
+The first `max_videos` labeled videos also get a raw-vs-smoothed plot from their frames. Filters can be set
+in the address (`report.html#label=box&status=ok`), which is also how the tests drive it.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ import base64
 import html
 import io
 import json
+import re
+from importlib import resources
 from typing import Any, Mapping
 
 import matplotlib
@@ -22,6 +31,13 @@ from vidbatch.core.errors import VidbatchError
 from vidbatch.io import storage
 
 _STYLE = """
+.controls { display: flex; flex-wrap: wrap; gap: 0.6rem; align-items: end; margin: 0.5rem 0; }
+.controls label { display: flex; flex-direction: column; font-size: 0.8rem; color: #555; }
+.pager button { margin: 0 0.2rem; } tr.selected td { background: #e8f1fb; } th.sortable { cursor: pointer; }
+.hist { display: inline-block; margin: 0 1rem 1rem 0; vertical-align: top; } .hist svg { background: #fafafa; }
+.kinds td:first-child { cursor: pointer; color: #1a5fa0; text-decoration: underline; }
+.kinds td.none { cursor: default; color: #666; text-decoration: none; }
+#timeline svg { background: #fafafa; border: 1px solid #ddd; }
 body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 2rem; color: #222; }
 h1 { margin-bottom: 0.2rem; } .muted { color: #666; }
 table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
@@ -30,6 +46,87 @@ th { background: #f3f3f3; } tr.failed td { background: #fff1f0; }
 .cards { display: flex; gap: 1rem; flex-wrap: wrap; } .card { border: 1px solid #ddd; border-radius: 6px; padding: 0.6rem 1rem; }
 .card b { font-size: 1.4rem; display: block; } img { max-width: 100%; }
 """
+
+
+_REVIEW_HTML = """
+<h2>Videos</h2>
+<div class="controls">
+  <label>predicted label<select id="f-label"></select></label>
+  <label>status<select id="f-status"></select></label>
+  <label>error kind<select id="f-kind"></select></label>
+  <label>score from<input id="f-min" type="number" min="0" max="1" step="0.05" size="5"></label>
+  <label>score to<input id="f-max" type="number" min="0" max="1" step="0.05" size="5"></label>
+  <label>video_id contains<input id="f-q" type="search"></label>
+</div>
+<div class="pager"><button id="prev">&lsaquo; previous</button><button id="next">next &rsaquo;</button>
+  <span id="pager-text"></span></div>
+<table id="videos"></table>
+<h2>Timeline of the selected video</h2><div id="timeline"></div>
+<h2>Failures by kind</h2><table id="kinds" class="kinds"></table>
+<h2>Review queue: nearest the decision boundary</h2>
+<p class="muted">Margin: top-1 minus top-2 score (videos: of the mean probabilities; segments: mean over their
+frames). The smallest margins are the labels most worth a look.</p>
+<div class="cards"><div><h3>Videos</h3><table id="queue-videos"></table></div>
+<div><h3>Segments</h3><table id="queue-segments"></table></div></div>
+<h2>Scores per predicted class</h2><div id="histograms"></div>
+"""
+
+
+def _fmt(value: Any) -> str:
+    """One number format everywhere (the page's script uses the same rule): at most 3 significant digits."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "none"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{float(value):.3g}"
+    return str(value)
+
+
+def error_kind(error: str | None) -> str:
+    """The kind of a failure, for grouping: its words before the first ':' or '(' ('decoder crashed', 'timeout')."""
+    if not isinstance(error, str) or not error:
+        return ""
+    if error.startswith("could not read"):
+        return "could not read"
+    return re.split(r"[:(]", error, maxsplit=1)[0].strip()
+
+
+def _clean(values) -> list:
+    return [None if v is None or (isinstance(v, float) and (v != v or v in (float("inf"), float("-inf")))) else v
+            for v in values]
+
+
+def _review_data(summary: pd.DataFrame, segments: pd.DataFrame, shots, classes: list[str]) -> dict:
+    """The page's data, columnar and compact: labels as indices into one list."""
+    labels = list(dict.fromkeys(list(classes) + sorted(set(summary.pred_label.dropna().astype(str))
+                                                        | set(segments.label.astype(str)))))
+    index = {label: i for i, label in enumerate(labels)}
+    position = {video_id: i for i, video_id in enumerate(summary.video_id)}
+
+    def margin(top_k) -> float | None:
+        scores = [t["score"] for t in (top_k if top_k is not None else [])]
+        return None if not scores else (scores[0] - scores[1] if len(scores) > 1 else scores[0])
+
+    videos = {
+        "id": summary.video_id.astype(str).tolist(),
+        "pred": _clean(summary.pred_label.astype(object).where(summary.pred_label.notna(), None).tolist()),
+        "score": _clean(summary.pred_score.astype(float).round(4).tolist()),
+        "margin": _clean([None if m is None else round(m, 4) for m in map(margin, summary.top_k)]),
+        "status": summary.status.tolist(),
+        "error": _clean(summary.error.astype(object).where(summary.error.notna(), None).tolist()),
+        "kind": [error_kind(e) for e in summary.error.tolist()],
+        "duration": _clean(summary.duration_s.astype(float).round(2).tolist()),
+        "shots": _clean(summary.shots.astype(float).tolist()),
+    }
+    if "label" in summary.columns:
+        videos["truth"] = _clean(summary["label"].astype(object).where(summary["label"].notna(), None).tolist())
+    margins = segments["margin"] if "margin" in segments.columns else segments["score"]
+    rows = [[position[v], round(float(a), 2), round(float(b), 2), index[label], round(float(sc), 4), round(float(m), 4)]
+            for v, a, b, label, sc, m in zip(segments.video_id, segments.start_s, segments.end_s, segments.label,
+                                              segments.score, margins) if v in position]
+    shot_rows = [] if shots is None else [
+        [position[v], round(float(a), 2), round(float(b), 2), index.get(label, 0)]
+        for v, a, b, label in zip(shots.video_id, shots.start_s, shots.end_s, shots.label) if v in position]
+    return {"labels": labels, "videos": videos, "segments": rows, "shots": shot_rows}
 
 
 def _png(fig) -> str:
@@ -49,7 +146,7 @@ def _distribution_plot(summary, classes: list[str]) -> str:
         truth = [int((ok["label"].astype(str) == c).sum()) for c in names]
         ax.bar([p - 0.2 for p in positions], truth, width=0.4, label="manifest label", color="#bbb")
         ax.bar([p + 0.2 for p in positions], predicted, width=0.4, label="predicted", color="#2b7bb9")
-        ax.legend()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the bars, never over them
     else:
         ax.bar(list(positions), predicted, color="#2b7bb9")
     ax.set_xticks(list(positions), labels=names, rotation=30, ha="right")
@@ -77,7 +174,7 @@ def _timeline_plot(video_id: str, frames, segments, classes: list[str]) -> str:
     ax.set_ylim(-0.5, len(names) - 0.5)
     ax.set_xlabel("time (s)")
     ax.set_title(f"{video_id}: raw vs smoothed label (dotted: segment boundaries)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return _png(fig)
 
 
@@ -109,42 +206,29 @@ def build_report(run_dir: str, max_videos: int = 20, storage_options: Mapping[st
             right = int((scored.pred_label == scored["label"].astype(str)).sum())
             unlabeled = len(labeled) - len(scored)
             # say what the figure covers: failed videos have no prediction, so they are not in it
-            accuracy = (f"<div class='card'><b>{right / len(scored):.1%}</b>accuracy vs manifest label: {right} of the "
-                        f"{len(scored)} labeled videos that succeeded"
-                        + (f" ({unlabeled} labeled video{'s' if unlabeled != 1 else ''} failed and "
+            accuracy = (f"<div class='card'><b>{right / len(scored):.1%}</b>accuracy vs manifest label: {right:,} of the "
+                        f"{len(scored):,} labeled videos that succeeded"
+                        + (f" ({unlabeled:,} labeled video{'s' if unlabeled != 1 else ''} failed and "
                            f"{'are' if unlabeled != 1 else 'is'} not counted)" if unlabeled else "") + "</div>")
     parts.append("<div class='cards'>" + "".join(
         f"<div class='card'><b>{esc(str(v))}</b>{esc(k)}</div>" for k, v in (
-            ("videos", counts["videos"]), ("ok", counts["ok"]), ("failed", counts["failed"]),
+            ("videos", f"{counts['videos']:,}"), ("ok", f"{counts['ok']:,}"), ("failed", f"{counts['failed']:,}"),
             ("frames classified", f"{counts['frames_classified']:,}"))) + accuracy + "</div>")
+    shots = table("shots.parquet") if fs.exists(storage.join(root, "shots.parquet")) else None
+    data = _review_data(summary, segments, shots, classes)
+    parts.append(_REVIEW_HTML)
+    parts.append("<script type='application/json' id='report-data'>"
+                 + json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/") + "</script>")
+    parts.append("<script>" + resources.files("vidbatch.apps").joinpath("report.js").read_text(encoding="utf-8")
+                 + "</script>")
     parts.append("<h2>Configuration</h2><table>" + "".join(
         f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in (
             ("model", f"{run['model']['name']} ({run['model']['kind']}, {run['model']['input_size']}, {run['model']['preprocessing']})"),
-            ("classes", ", ".join(classes)), ("manifest", config["manifest"]), ("fps", config["fps"]),
-            ("window", config["window"]), ("top k", config["top_k"]), ("shot threshold", config.get("shot_threshold")),
-            ("thresholds (frame / video)", f"{config.get('frame_threshold')} / {config.get('video_threshold')}"),
+            ("classes", ", ".join(classes)), ("manifest", config["manifest"]), ("fps", _fmt(config["fps"])),
+            ("window", config["window"]), ("top k", config["top_k"]), ("shot threshold", _fmt(config.get("shot_threshold"))),
+            ("thresholds (frame / video)", f"{_fmt(config.get('frame_threshold'))} / {_fmt(config.get('video_threshold'))}"),
             ("model fingerprint", run["model"]["fingerprint"][:16]))) + "</table>")
     parts.append(f"<h2>Class distribution</h2><img alt='class distribution' src='{_distribution_plot(summary, classes)}'>")
-    columns = ["video_id"] + (["label"] if "label" in summary.columns else []) + [
-        "pred_label", "pred_score", "status", "error", "duration_s", "frames_classified", "shots"]
-    columns = [c for c in columns if c in summary.columns]
-    rows = []
-    for record in summary[columns].to_dict("records"):
-        cells = []
-        for c in columns:
-            value = record[c]
-            if value is None or (isinstance(value, float) and value != value):
-                text = ""
-            elif isinstance(value, float) and c in ("frames_classified", "shots"):
-                text = str(int(value))
-            elif isinstance(value, float):
-                text = f"{value:.3f}"
-            else:
-                text = str(value)
-            cells.append(f"<td>{esc(text)}</td>")
-        rows.append(f"<tr class='{esc(str(record['status']))}'>{''.join(cells)}</tr>")
-    parts.append("<h2>Videos</h2><table id='videos'><thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in columns)
-                 + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
     ok_ids = summary.loc[summary.status == "ok", "video_id"].tolist()[:max_videos]
     if ok_ids:
         parts.append(f"<h2>Label timelines</h2><p class='muted'>First {len(ok_ids)} labeled videos.</p>")

@@ -69,9 +69,11 @@ SEGMENTS_SCHEMA = pa.schema(
         ("end_s", pa.float64()),
         ("label", pa.string()),
         ("score", pa.float64()),
+        ("margin", pa.float64()),
     ]
 )
-"""`segments.parquet`: runs of frames with one smoothed label, never across a shot cut."""
+"""`segments.parquet`: runs of frames with one smoothed label, never across a shot cut. `score` is the mean
+smoothed score of the label, `margin` the mean lead of the top class over the second (small: a doubtful label)."""
 
 SHOTS_SCHEMA = pa.schema(
     [

@@ -90,6 +90,10 @@ def assemble_ok(
     end_s = fields["duration_s"] if fields["duration_s"] is not None else float(timestamp_s[-1])
     # segments follow the reported smoothed labels (an `unknown` stretch is a segment of its own) and never span a cut
     segment_keys = np.unique(smoothed_names.astype(str), return_inverse=True)[1] * 2 + (np.cumsum(cuts) % 2)
+    # how far each frame's smoothed top class is ahead of the second: the review queue's "nearest the boundary"
+    ranked = np.sort(labels.smoothed_probs, axis=1)
+    frame_margin = ranked[:, -1] - ranked[:, -2] if ranked.shape[1] > 1 else ranked[:, -1]
+    margins = find_segments(segment_keys, frame_margin, timestamp_s, end_s)
     segments = [
         {
             "video_id": video_id,
@@ -98,8 +102,9 @@ def assemble_ok(
             "end_s": s.end_s,
             "label": str(smoothed_names[np.searchsorted(timestamp_s, s.start_s)]),
             "score": s.score,
+            "margin": m.score,
         }
-        for s in find_segments(segment_keys, labels.smoothed_score, timestamp_s, end_s)
+        for s, m in zip(find_segments(segment_keys, labels.smoothed_score, timestamp_s, end_s), margins)
     ]
     columns = {
         "video_id": pa.array([video_id] * len(probs), pa.string()),
