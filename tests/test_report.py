@@ -118,6 +118,15 @@ def test_annotate_command_and_bad_input(colour_bundle, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "vidbatch.cli", "annotate", str(tmp_path / "none.mp4"), "--model",
                           colour_bundle, "--out", str(tmp_path / "b.mp4")], capture_output=True, text=True, env=ENV)
     assert bad.returncode == 1 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+    # to .mov, .mp4 and .avi: the codec the container gets, and no FFmpeg/OpenCV lines on a success
+    for name, codecs in (("c.mov", ("avc1", "mp4v")), ("d.mp4", ("avc1", "mp4v")), ("e.avi", ("MJPG",))):
+        run = subprocess.run([sys.executable, "-m", "vidbatch.cli", "annotate", source, "--model", colour_bundle, "--out",
+                              str(tmp_path / name)], capture_output=True, text=True, env=ENV)
+        assert run.returncode == 0 and any(f"({codec})" in run.stdout for codec in codecs), run.stdout
+        assert run.stderr.strip() == "", run.stderr
+        capture = cv2.VideoCapture(str(tmp_path / name))
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 25
+        capture.release()
 
 
 def generated_run(folder, n=10_000, seed=0):
@@ -203,3 +212,30 @@ def test_a_10000_video_report_filters_pages_and_renders_in_chromium(tmp_path):
     assert image is not None and image.shape[:2] == (900, 1280) and image.std() > 20
     failed_rows = np.all(np.abs(image.astype(int) - np.array([240, 241, 255])) <= 2, axis=2)  # BGR of #fff1f0
     assert failed_rows.sum() > 5_000  # the filtered table shows failed rows
+
+
+def test_thumbnails_show_what_each_segment_was_labeled_from(synth_set, colour_bundle, tmp_path):
+    """--thumbnails: one small JPEG per segment (the frame nearest its middle), in shards beside frames/, shown in
+    the report's review queue and timeline."""
+    from vidbatch.apps.report import write_report
+
+    out = tmp_path / "out"
+    result = vidbatch.label(synth_set, colour_bundle, str(out), fps=5, thumbnails=True, progress=False)
+    assert result.ok == 6
+    thumbs = pd.read_parquet(out / "thumbnails")
+    segments = pd.read_parquet(out / "segments.parquet")
+    assert len(thumbs) == len(segments) and set(thumbs.video_id) == set(segments.video_id)
+    assert len(list((out / "thumbnails").iterdir())) == 1  # one shard per commit batch, not a file per segment
+    for row in thumbs.merge(segments, on=["video_id", "segment_index"]).itertuples():
+        image = cv2.imdecode(np.frombuffer(row.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape[1] <= 160 and row.start_s <= row.timestamp_s <= row.end_s
+        # the colour keyed to the label dominates the picture (OpenCV gives BGR): ball red, box blue, waves green
+        channel = {"ball": 2, "box": 0, "waves": 1}[row.label]
+        pixels = image.astype(int)
+        others = np.delete(pixels, channel, axis=2).max(axis=2)
+        assert ((pixels[:, :, channel] - others) > 50).sum() > 20, row.label
+    page = write_report(str(out), str(tmp_path / "r.html"))
+    dom = browser("--dump-dom", f"file://{page}#video=ball_000", profile=tmp_path / "p").stdout
+    assert dom.count('<img class="thumb"') >= len(segments) + 1  # the review queue's segments, and the timeline's
+    with pytest.raises(vidbatch.ConfigError, match="thumbnails"):
+        vidbatch.label(synth_set, colour_bundle, str(tmp_path / "r"), thumbnails=True, engine="ray")

@@ -165,9 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _label(args: argparse.Namespace) -> int:
+    config = LabelConfig(**_config_values(args, LabelConfig))
+    # what needs no model is checked before TensorFlow even starts (seconds): the manifest, then --out
+    from vidbatch.io.manifest import Manifest
+    from vidbatch.io.output import RunOutput
+
+    Manifest.from_path(config.manifest, config.storage_options)
+    RunOutput(config.out, config.storage_options).check_writable(leave_no_trace=True)
+    start_keras_quietly()
     from vidbatch.pipeline import run
 
-    config = LabelConfig(**_config_values(args, LabelConfig))
     result = run(config)
     if result.dry_run:
         print("\n".join(result.notes))
@@ -238,8 +245,8 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-MODEL_COMMANDS = ("label", "demo", "train", "eval", "annotate", "inspect")
-"""Commands that start Keras: its backend's start-up lines are silenced before anything else runs."""
+MODEL_COMMANDS = ("demo", "train", "eval", "annotate", "inspect")
+"""Commands that start Keras at once: its backend's start-up lines are silenced (`label` does it after its checks)."""
 
 
 def _say_notes_on_stderr() -> None:

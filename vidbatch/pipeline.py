@@ -66,6 +66,9 @@ def check_extras_installed(config: LabelConfig) -> None:
     if config.engine == "ray" and importlib.util.find_spec("ray") is None:
         raise ConfigError("Invalid `engine`: the Ray engine needs Ray, which is not installed; "
                           "install it with pip install 'vidbatch[ray]', or use engine='local'. Received: engine='ray'")
+    if config.thumbnails and config.engine == "ray":
+        raise ConfigError("Invalid `thumbnails`: the Ray engine does not write thumbnails yet; use engine='local' for "
+                          "a run with thumbnails. Received: thumbnails=True, engine='ray'")
     if config.sampling == "keyframes" and importlib.util.find_spec("av") is None:
         raise ConfigError("Invalid `sampling`: key-frame decoding needs PyAV, which is not installed; install it with "
                           "pip install 'vidbatch[keyframes]', or use sampling='rate'. Received: sampling='keyframes'")

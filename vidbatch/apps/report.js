@@ -2,7 +2,8 @@
   "use strict";
   const started = performance.now();
   const D = JSON.parse(document.getElementById("report-data").textContent);
-  const V = D.videos, L = D.labels, n = V.id.length;
+  const V = D.videos, L = D.labels, n = V.id.length, T = D.thumbs || {};
+  const thumb = (s) => T[`${s[0]}:${s[6]}`] ? `<img class="thumb" alt="" src="${T[`${s[0]}:${s[6]}`]}">` : "";
   const S = {label: "", status: "", kind: "", q: "", min: "", max: "", sort: "index", dir: 1, page: 0, size: 50, video: ""};
   for (const part of decodeURIComponent(location.hash.slice(1)).split("&")) {
     const [k, v] = part.split("=");
@@ -78,8 +79,8 @@
     $("queue-videos").innerHTML = "<tr><th>video_id</th><th>pred_label</th><th>score</th><th>margin</th></tr>" +
       ok.slice(0, 20).map((i) => `<tr data-i="${i}"><td>${esc(V.id[i])}</td><td>${esc(V.pred[i])}</td><td>${fmt(V.score[i])}</td><td>${fmt(V.margin[i])}</td></tr>`).join("");
     const seg = D.segments.slice().sort((a, b) => a[5] - b[5]).slice(0, 20);
-    $("queue-segments").innerHTML = "<tr><th>video_id</th><th>from (s)</th><th>to (s)</th><th>label</th><th>score</th><th>margin</th></tr>" +
-      seg.map((s) => `<tr data-i="${s[0]}"><td>${esc(V.id[s[0]])}</td><td>${fmt(s[1])}</td><td>${fmt(s[2])}</td><td>${esc(L[s[3]])}</td><td>${fmt(s[4])}</td><td>${fmt(s[5])}</td></tr>`).join("");
+    $("queue-segments").innerHTML = "<tr><th>frame</th><th>video_id</th><th>from (s)</th><th>to (s)</th><th>label</th><th>score</th><th>margin</th></tr>" +
+      seg.map((s) => `<tr data-i="${s[0]}"><td>${thumb(s)}</td><td>${esc(V.id[s[0]])}</td><td>${fmt(s[1])}</td><td>${fmt(s[2])}</td><td>${esc(L[s[3]])}</td><td>${fmt(s[4])}</td><td>${fmt(s[5])}</td></tr>`).join("");
     document.querySelectorAll("#queue-videos tr[data-i], #queue-segments tr[data-i]").forEach((tr) =>
       tr.onclick = () => { S.video = V.id[Number(tr.dataset.i)]; update(); });
   }
@@ -107,7 +108,8 @@
     const legend = used.map((li) => `<span style="display:inline-block;margin-right:1rem"><span style="display:inline-block;width:12px;height:12px;background:${colour(li)}"></span> ${esc(L[li])}</span>`).join("") +
       (cuts ? "<span style='color:#c0392b'>- - shot cut</span>" : "");
     $("timeline").innerHTML = `<h3>${esc(V.id[i])}: ${esc(V.pred[i] || V.status[i])} ${fmt(V.score[i])}</h3>` +
-      `<svg width="${w}" height="${h}">${rects}${cuts}<text x="10" y="60" font-size="11">0 s</text><text x="${w - 50}" y="60" font-size="11">${fmt(end)} s</text></svg><div>${legend}</div>`;
+      `<svg width="${w}" height="${h}">${rects}${cuts}<text x="10" y="60" font-size="11">0 s</text><text x="${w - 50}" y="60" font-size="11">${fmt(end)} s</text></svg><div>${legend}</div>` +
+      `<div class="thumbs">${segs.map((s) => thumb(s) ? `<figure>${thumb(s)}<figcaption>${fmt(s[1])}-${fmt(s[2])} s ${esc(L[s[3]])}</figcaption></figure>` : "").join("")}</div>`;
   }
   function update() {
     ["label", "status", "kind", "q", "min", "max"].forEach((k) => { $("f-" + k).value = S[k]; });

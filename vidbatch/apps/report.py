@@ -38,6 +38,8 @@ _STYLE = """
 .kinds td:first-child { cursor: pointer; color: #1a5fa0; text-decoration: underline; }
 .kinds td.none { cursor: default; color: #666; text-decoration: none; }
 #timeline svg { background: #fafafa; border: 1px solid #ddd; }
+img.thumb { height: 54px; display: block; } .thumbs figure { display: inline-block; margin: 0.3rem 0.6rem 0 0; }
+.thumbs figcaption { font-size: 0.75rem; color: #555; }
 body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 2rem; color: #222; }
 h1 { margin-bottom: 0.2rem; } .muted { color: #666; }
 table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
@@ -120,13 +122,39 @@ def _review_data(summary: pd.DataFrame, segments: pd.DataFrame, shots, classes: 
     if "label" in summary.columns:
         videos["truth"] = _clean(summary["label"].astype(object).where(summary["label"].notna(), None).tolist())
     margins = segments["margin"] if "margin" in segments.columns else segments["score"]
-    rows = [[position[v], round(float(a), 2), round(float(b), 2), index[label], round(float(sc), 4), round(float(m), 4)]
-            for v, a, b, label, sc, m in zip(segments.video_id, segments.start_s, segments.end_s, segments.label,
-                                              segments.score, margins) if v in position]
+    rows = [[position[v], round(float(a), 2), round(float(b), 2), index[label], round(float(sc), 4), round(float(m), 4),
+             int(k)]
+            for v, a, b, label, sc, m, k in zip(segments.video_id, segments.start_s, segments.end_s, segments.label,
+                                                 segments.score, margins, segments.segment_index) if v in position]
     shot_rows = [] if shots is None else [
         [position[v], round(float(a), 2), round(float(b), 2), index.get(label, 0)]
         for v, a, b, label in zip(shots.video_id, shots.start_s, shots.end_s, shots.label) if v in position]
     return {"labels": labels, "videos": videos, "segments": rows, "shots": shot_rows}
+
+
+THUMBNAILS_EMBEDDED = 600
+"""Segment thumbnails embedded in the page: the review queue's, then the first videos'. All of them stay in
+`thumbnails/` (Parquet), where a notebook reads any video's."""
+
+
+def _thumbnails(fs, folder: str, data: dict, summary: pd.DataFrame) -> dict[str, str]:
+    """`"<video index>:<segment index>"` -> a JPEG data URL, for the segments the page is likely to show."""
+    segments = data["segments"]
+    by_margin = sorted(range(len(segments)), key=lambda k: segments[k][5])[:20]
+    videos = data["videos"]
+    queue_videos = sorted((i for i, m in enumerate(videos["margin"]) if m is not None), key=lambda i: videos["margin"][i])[:20]
+    wanted_videos = set(queue_videos) | set(range(min(len(videos["id"]), 200)))
+    wanted = {(segments[k][0], segments[k][6]) for k in by_margin} | {
+        (row[0], row[6]) for row in segments if row[0] in wanted_videos}
+    ids = sorted({videos["id"][v] for v, _ in wanted})
+    table = pd.read_parquet(folder, filters=[("video_id", "in", ids)], filesystem=None if storage.is_local(fs) else fs)
+    position = {video_id: i for i, video_id in enumerate(videos["id"])}
+    out = {}
+    for video_id, segment, jpeg in zip(table.video_id, table.segment_index, table.jpeg):
+        key = (position[video_id], int(segment))
+        if key in wanted and len(out) < THUMBNAILS_EMBEDDED:
+            out[f"{key[0]}:{key[1]}"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    return out
 
 
 def _png(fig) -> str:
@@ -216,6 +244,8 @@ def build_report(run_dir: str, max_videos: int = 20, storage_options: Mapping[st
             ("frames classified", f"{counts['frames_classified']:,}"))) + accuracy + "</div>")
     shots = table("shots.parquet") if fs.exists(storage.join(root, "shots.parquet")) else None
     data = _review_data(summary, segments, shots, classes)
+    if fs.exists(storage.join(root, "thumbnails")):
+        data["thumbs"] = _thumbnails(fs, storage.join(root, "thumbnails"), data, summary)
     parts.append(_REVIEW_HTML)
     parts.append("<script type='application/json' id='report-data'>"
                  + json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/") + "</script>")

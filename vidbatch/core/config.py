@@ -177,6 +177,9 @@ class LabelConfig:
     video_threshold: float | None = option(None, answer=True,
                                            help="video and shot labels scoring below this become --unknown-label")
     unknown_label: str = option("unknown", answer=True, help="label for scores under the thresholds (default unknown)")
+    thumbnails: bool = option(False, answer=True,
+                              help="also write a small JPEG per segment (thumbnails/, shown by vidbatch report); "
+                                   "local engine")
     frame_top_k: int = option(0, answer=True, help="also list the best k classes of every frame (frames/ column top_k)")
     classes: str | None = option(None, help="class names (JSON list or one per line) for a legacy .h5 model "
                                             "without a sidecar")

@@ -23,6 +23,8 @@ from vidbatch.stages.assemble import assemble_failed, assemble_ok
 from vidbatch.stages.decode import DecodeSpec
 
 COLUMNS = ("frame_index", "timestamp_s", "shot_cut")
+"""What travels with each classified item besides its probabilities; with `--thumbnails`, also `thumb`."""
+OPTIONAL_COLUMNS = ("thumb",)
 
 
 @dataclass
@@ -45,8 +47,8 @@ class VideoState:
             columns = {name: values[fresh] for name, values in columns.items()}
         self.seen.update(columns["frame_index"].tolist())
         self.probs.append(probs)
-        for name in COLUMNS:
-            self.columns[name].append(columns[name])
+        for name, values in columns.items():
+            self.columns.setdefault(name, []).append(values)
 
 
 class Engine:
@@ -92,7 +94,7 @@ class VideoCollector:
         outcome = assemble_ok(
             task.video_id, task.key, self.bundle.classes, columns["frame_index"], columns["timestamp_s"],
             np.concatenate(state.probs), state.info, self.config, self.bundle.display_name, time.monotonic() - state.started,
-            shot_cut=columns["shot_cut"],
+            shot_cut=columns["shot_cut"], thumbs=columns.get("thumb"),
         )
         self._commit(state, outcome)
         self.counters.videos_ok += 1

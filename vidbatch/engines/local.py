@@ -14,7 +14,13 @@ from typing import Sequence
 import numpy as np
 
 from vidbatch.core.config import LabelConfig
-from vidbatch.engines.base import COLUMNS, Engine, VideoCollector, VideoState
+from vidbatch.engines.base import (
+    COLUMNS,
+    OPTIONAL_COLUMNS,
+    Engine,
+    VideoCollector,
+    VideoState,
+)
 from vidbatch.engines.decode_pool import DecodePool
 from vidbatch.engines.progress import Progress
 from vidbatch.io.manifest import VideoTask
@@ -96,7 +102,8 @@ class LocalEngine(Engine):
             state.info = event.info
         elif isinstance(event, Chunk):
             count = len(event)
-            self._pending.append((event.key, event.arrays["frames"], {name: event.arrays[name] for name in COLUMNS}))
+            self._pending.append((event.key, event.arrays["frames"],
+                                  {name: event.arrays[name] for name in COLUMNS + OPTIONAL_COLUMNS if name in event.arrays}))
             self._pending_items += count
             self._in_flight[event.key] = self._in_flight.get(event.key, 0) + count
             if self._pending_items >= self.config.batch_size:

@@ -53,9 +53,11 @@ from vidbatch.io.schema import (
     SEGMENTS_SCHEMA,
     SHOTS_SCHEMA,
     SUMMARY_SCHEMA,
+    THUMBNAILS_SCHEMA,
 )
 
 FRAMES_DIR = "frames"
+THUMBNAILS_DIR = "thumbnails"
 COMMITS_DIR = "_vidbatch/commits"
 IDENTITY_FILE = "_vidbatch/identity.json"
 COMMIT_FORMAT = "vidbatch.commit/1"
@@ -77,6 +79,7 @@ class VideoOutcome:
     frames: pa.Table | None = None
     segments: list[dict[str, Any]] = field(default_factory=list)
     shots: list[dict[str, Any]] = field(default_factory=list)
+    thumbnails: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -191,7 +194,7 @@ class RunOutput:
             shutil.rmtree(self.path, ignore_errors=True)
 
     def clear(self) -> None:
-        for sub in ("_vidbatch", FRAMES_DIR):
+        for sub in ("_vidbatch", FRAMES_DIR, THUMBNAILS_DIR):
             target = self._p(sub)
             if self.fs.exists(target):
                 self.fs.rm(target, recursive=True)
@@ -237,22 +240,32 @@ class RunOutput:
             frames = pa.concat_tables(tables).sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
             shard = storage.join(FRAMES_DIR, f"{SHARD_PREFIX}{batch}.parquet")
             storage.atomic_write_bytes(self.fs, self._p(shard), table_to_parquet_bytes(frames, ROW_GROUP_ROWS))
+        pictures = [row for o in outcomes for row in o.thumbnails]
+        thumbs = None
+        if pictures:
+            thumbs = storage.join(THUMBNAILS_DIR, f"{SHARD_PREFIX}{batch}.parquet")
+            table = pa.Table.from_pylist(pictures, schema=THUMBNAILS_SCHEMA)
+            storage.atomic_write_bytes(self.fs, self._p(thumbs), table_to_parquet_bytes(table))
         videos = [{**o.record, "key": o.key, "segments": o.segments, "shots_table": o.shots} for o in outcomes]
         record = {"format": COMMIT_FORMAT, "batch": batch, "frames_file": shard, "videos": videos}
+        if thumbs:
+            record["thumbnails_file"] = thumbs
         storage.atomic_write_bytes(self.fs, self._p(COMMITS_DIR, batch + ".json"), json.dumps(record, allow_nan=True).encode())
         return batch
 
     def _remove_uncommitted_shards(self) -> None:
-        """Delete frames shards that no commit record names: a run killed between writing a shard and its record."""
-        try:
-            shards = [p for p in self.fs.ls(self._p(FRAMES_DIR), detail=False)
-                      if p.rsplit("/", 1)[-1].startswith(SHARD_PREFIX)]
-        except FileNotFoundError:
-            return
-        named = {r["frames_file"].rsplit("/", 1)[-1] for r in self._records() if r.get("frames_file")}
-        for path in shards:
-            if path.rsplit("/", 1)[-1] not in named:
-                self.fs.rm_file(path)
+        """Delete shards that no commit record names: a run killed between writing a shard and its record."""
+        records = self._records()
+        for folder, key in ((FRAMES_DIR, "frames_file"), (THUMBNAILS_DIR, "thumbnails_file")):
+            try:
+                shards = [p for p in self.fs.ls(self._p(folder), detail=False)
+                          if p.rsplit("/", 1)[-1].startswith(SHARD_PREFIX)]
+            except FileNotFoundError:
+                continue
+            named = {r[key].rsplit("/", 1)[-1] for r in records if r.get(key)}
+            for path in shards:
+                if path.rsplit("/", 1)[-1] not in named:
+                    self.fs.rm_file(path)
 
     def _drop_superseded_frames(self, records: list[dict[str, Any]]) -> None:
         """A video committed twice (a retried task) keeps only its latest rows in frames/."""

@@ -86,3 +86,13 @@ SHOTS_SCHEMA = pa.schema(
     ]
 )
 """`shots.parquet`: one row per detected shot, labeled by the argmax of its mean probabilities."""
+
+THUMBNAILS_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("segment_index", pa.int32()),
+        ("timestamp_s", pa.float64()),
+        ("jpeg", pa.binary()),
+    ]
+)
+"""`thumbnails/` (with `--thumbnails`): per segment, a small JPEG of the sampled frame nearest its middle."""

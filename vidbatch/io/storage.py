@@ -131,30 +131,34 @@ def remove_stale_temporaries(fs: fsspec.AbstractFileSystem, folder: str, prefixe
 
 
 @contextlib.contextmanager
-def local_copy(url: str, storage_options: Mapping[str, Any] | None = None, suffix: str = "") -> Iterator[str]:
-    """Yield a local filesystem path for `url`: the file itself, or a temporary copy removed afterwards."""
+def _local_or_fetched(url: str, storage_options: Mapping[str, Any] | None, fetch) -> Iterator[str]:
+    """The local path of `url`, or what `fetch(fs, path, scratch_folder)` copied from a remote store, removed after."""
     fs, path = url_to_fs(url, storage_options)
     if is_local(fs):
         yield path
         return
     folder = tempfile.mkdtemp(prefix="vidbatch-")
     try:
-        local = os.path.join(folder, "input" + (suffix or os.path.splitext(path)[1]))
-        fs.get_file(path, local)
-        yield local
+        yield fetch(fs, path, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def local_folder_copy(url: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[str]:
+def local_copy(url: str, storage_options: Mapping[str, Any] | None = None, suffix: str = ""):
+    """A context manager yielding a local filesystem path for `url`: the file itself, or a temporary copy."""
+
+    def fetch(fs, path: str, folder: str) -> str:
+        local = os.path.join(folder, "input" + (suffix or os.path.splitext(path)[1]))
+        fs.get_file(path, local)
+        return local
+
+    return _local_or_fetched(url, storage_options, fetch)
+
+
+def local_folder_copy(url: str, storage_options: Mapping[str, Any] | None = None):
     """Like `local_copy` for a folder (a model bundle on S3, say)."""
-    fs, path = url_to_fs(url, storage_options)
-    if is_local(fs):
-        yield path
-        return
-    folder = tempfile.mkdtemp(prefix="vidbatch-")
-    try:
+
+    def fetch(fs, path: str, folder: str) -> str:
         for remote in fs.find(path):
             relative = remote[len(path.rstrip("/")) + 1 :]
             if not relative or relative.startswith("/") or ".." in relative.split("/"):
@@ -162,6 +166,6 @@ def local_folder_copy(url: str, storage_options: Mapping[str, Any] | None = None
             target = os.path.join(folder, *relative.split("/"))
             os.makedirs(os.path.dirname(target), exist_ok=True)
             fs.get_file(remote, target)
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        return folder
+
+    return _local_or_fetched(url, storage_options, fetch)

@@ -17,6 +17,7 @@ import pyarrow as pa
 from vidbatch.core.config import LabelConfig
 from vidbatch.io.output import VideoOutcome
 from vidbatch.io.schema import FRAMES_OPTIONAL_FIELDS, FRAMES_SCHEMA
+from vidbatch.stages import thumbnails
 from vidbatch.stages.segments import find_segments
 from vidbatch.stages.smooth import label_frames, video_top_k
 
@@ -77,6 +78,7 @@ def assemble_ok(
     model: str,
     elapsed_s: float,
     shot_cut: np.ndarray | None = None,
+    thumbs: np.ndarray | None = None,
 ) -> VideoOutcome:
     order = np.argsort(frame_index, kind="stable")
     frame_index, timestamp_s, probs = frame_index[order], timestamp_s[order], probs[order]
@@ -143,7 +145,9 @@ def assemble_ok(
         "elapsed_s": float(elapsed_s),
     }
     shots = find_shots(video_id, classes, probs, timestamp_s, cuts, end_s, options)
-    return VideoOutcome(video_id=video_id, key=key, record=record, frames=frames, segments=segments, shots=shots)
+    pictures = thumbnails.per_segment(video_id, segments, timestamp_s, thumbs[order]) if thumbs is not None else []
+    return VideoOutcome(video_id=video_id, key=key, record=record, frames=frames, segments=segments, shots=shots,
+                        thumbnails=pictures)
 
 
 def assemble_failed(

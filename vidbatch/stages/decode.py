@@ -22,6 +22,7 @@ import cv2  # noqa: E402
 import numpy as np
 
 from vidbatch.core.errors import VideoError
+from vidbatch.stages import thumbnails
 from vidbatch.stages.probe import check_file, describe_unopenable, sniff_non_video
 from vidbatch.stages.sampling import (
     ClipAssembler,
@@ -47,6 +48,8 @@ class DecodeSpec:
     sampling: FrameSampling | KeyframeSampling = field(default_factory=FrameSampling)
     chunk_frames: int = 32
     clip: ClipSampling | None = None
+    thumbnails: bool = False
+    """Keep small JPEGs of sampled frames (about one a second) for `--thumbnails`: a `thumb` column in each chunk."""
     shot_threshold: float | None = None
     """Hard-cut detection: colour-histogram (Bhattacharyya) distance between consecutive sampled frames above
     which a new shot starts; None turns it off."""
@@ -62,7 +65,8 @@ class DecodeSpec:
         # cuts are found between consecutive sampled frames; key frames seconds apart would all look like cuts
         shot_threshold = None if keyframes else config.shot_threshold or None
         return cls(width=model.input_size[1], height=model.input_size[0], sampling=sampling,
-                   chunk_frames=config.chunk_frames, clip=clip, shot_threshold=shot_threshold)
+                   chunk_frames=config.chunk_frames, clip=clip, shot_threshold=shot_threshold,
+                   thumbnails=config.thumbnails)
 
     @property
     def chunk_nbytes(self) -> int:
@@ -188,9 +192,15 @@ class VideoDecoder:
         indices: list[int] = []
         stamps: list[float] = []
         cuts: list[bool] = []
+        thumbs: list[bytes] | None = [] if spec.thumbnails else None
+        last_thumb = -math.inf
         pending_cut = False
-        for sampled in self.frames():
+        for sampled in self.frames(keep_original=spec.thumbnails):
             item = sampled.item
+            if thumbs is not None:  # decided per sampled frame, kept with the item that ends here
+                keep = sampled.timestamp_s - last_thumb >= thumbnails.EVERY_S
+                last_thumb = sampled.timestamp_s if keep else last_thumb
+                thumb = thumbnails.encode(sampled.original) if keep else b""
             pending_cut = sampled.shot_cut or pending_cut
             if clips is not None:
                 item = clips.push(item)
@@ -200,12 +210,15 @@ class VideoDecoder:
             indices.append(sampled.index)
             stamps.append(sampled.timestamp_s)
             cuts.append(pending_cut)  # a clip is marked if a cut fell inside it
+            if thumbs is not None:
+                thumbs.append(thumb)
             pending_cut = False
             if len(frames) >= spec.chunk_frames:
-                yield _chunk(frames, indices, stamps, cuts)
+                yield _chunk(frames, indices, stamps, cuts, thumbs)
                 frames, indices, stamps, cuts = [], [], [], []
+                thumbs = [] if thumbs is not None else None
         if frames:
-            yield _chunk(frames, indices, stamps, cuts)
+            yield _chunk(frames, indices, stamps, cuts, thumbs)
 
     def _timestamp(self, capture: cv2.VideoCapture, index: int, previous: float, step: float) -> float:
         # The container's timestamp when it moves forward (variable frame rate),
@@ -255,10 +268,14 @@ def _bgr(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def _chunk(frames: list[np.ndarray], indices: list[int], stamps: list[float], cuts: list[bool]) -> dict[str, np.ndarray]:
-    return {
+def _chunk(frames: list[np.ndarray], indices: list[int], stamps: list[float], cuts: list[bool],
+           thumbs: list[bytes] | None = None) -> dict[str, np.ndarray]:
+    chunk = {
         "frames": np.stack(frames),
         "frame_index": np.asarray(indices, dtype=np.int64),
         "timestamp_s": np.asarray(stamps, dtype=np.float64),
         "shot_cut": np.asarray(cuts, dtype=bool),
     }
+    if thumbs is not None:
+        chunk["thumb"] = np.array(thumbs + [None], dtype=object)[:-1]  # a 1-D array of bytes objects
+    return chunk
