@@ -29,14 +29,16 @@ from vidbatch.stages.decode_job import (
     DecodeEvent,
     DecodeJob,
     Failed,
+    Prefetcher,
     decode_job,
 )
 
 _STOP = None
 
 
-PREFETCH_JOBS = 2
-"""Jobs queued at each decoder: it starts the next video at once instead of waiting for a round trip."""
+PREFETCH_JOBS = 3
+"""Jobs sent to each decoder at once: it starts the next video without waiting for a round trip, and downloads
+a remote one while decoding the current."""
 
 
 def _worker_main(conn: Connection, ring: FrameRing | None = None) -> None:
@@ -48,17 +50,27 @@ def _worker_main(conn: Connection, ring: FrameRing | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     free = deque(range(ring.slots)) if ring is not None else deque()
     jobs: deque = deque()
+    prefetcher = Prefetcher()  # remote videos: the next ones download while this one decodes
 
     def absorb(message) -> bool:
-        """A slot handed back, a job queued, or stop (False)."""
+        """A slot handed back, a job queued (its download starts), or stop (False)."""
         if message is _STOP:
             return False
         if isinstance(message, int):
             free.append(message)
         else:
             jobs.append(message)
+            prefetcher.ahead(message)
         return True
 
+    try:
+        _decode_jobs(conn, ring, free, jobs, absorb, prefetcher)
+    finally:
+        prefetcher.close()
+
+
+def _decode_jobs(conn: Connection, ring: FrameRing | None, free: deque, jobs: deque, absorb, prefetcher) -> None:
+    """The decoder's loop: the next job, its events in few messages, shared-memory slots as backpressure."""
     while True:
         try:
             while not jobs:
@@ -68,7 +80,7 @@ def _worker_main(conn: Connection, ring: FrameRing | None = None) -> None:
             return
         job = jobs.popleft()
         held: list = []
-        for event in decode_job(job):
+        for event in decode_job(job, prefetcher):
             if isinstance(event, Chunk):
                 if held and isinstance(held[-1], Chunk):
                     conn.send(held)  # the previous chunk was not the last: send it (and free its slot sooner)

@@ -35,7 +35,8 @@ from vidbatch.stages.decode_job import (
 
 VIDEOS_PER_BLOCK = 64
 VIDEOS_PER_DECODE_CALL = 8
-"""Videos one decode call takes: its decoder process decodes them back to back (a lost actor retries them all)."""
+"""Videos one decode call takes at most: its decoder process decodes them back to back (a lost actor retries
+them all); small jobs take fewer, so that every decoder gets several calls."""
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -178,13 +179,15 @@ class RayEngine(Engine):
         # blocks of many videos (Ray Data's costs are per block and per batch, not per row), yet at least two
         # per decode actor so that every actor has work
         blocks = max(-(-len(rows) // VIDEOS_PER_BLOCK), 2 * decoders)
+        # a small job still spreads over every decoder in several calls (results then arrive steadily)
+        per_call = max(1, min(VIDEOS_PER_DECODE_CALL, len(rows) // (4 * decoders)))
         dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), blocks)))
         decoded = dataset.map_batches(
             RayDecoder,
             fn_constructor_kwargs={"spec": self.spec, "item_shape": self.bundle.spec.item_shape,
                                    "timeout_s": self.config.video_timeout,
                                    "storage_options": dict(self.config.storage_options)},
-            batch_size=VIDEOS_PER_DECODE_CALL, compute=ray.data.ActorPoolStrategy(size=decoders),
+            batch_size=per_call, compute=ray.data.ActorPoolStrategy(size=decoders),
             num_cpus=ray_options.decode_cpus,
         )
         predicted = decoded.map_batches(

@@ -210,11 +210,13 @@ class RunOutput:
             paths = sorted(p for p in self.fs.find(folder) if not p.rsplit("/", 1)[-1].startswith(".") and p.endswith(".json"))
         except FileNotFoundError:
             return []
+        # one request for all of them: object stores (s3fs) fetch the records concurrently, not one round trip each
+        contents = self.fs.cat(paths, on_error="omit") if paths else {}
         records = []
         for path in paths:
             try:
-                record = json.loads(self.fs.cat_file(path))
-            except (ValueError, OSError):
+                record = json.loads(contents[path])
+            except (KeyError, ValueError):
                 continue  # unreadable record: its videos are simply redone
             if isinstance(record, dict) and record.get("format") == COMMIT_FORMAT:
                 records.append(record)

@@ -8,7 +8,11 @@ frames, then `Finished` or `Failed`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Union
 
@@ -99,12 +103,72 @@ def make_decoder(path: str, spec: DecodeSpec, uri: str | None = None) -> VideoDe
     return VideoDecoder(path, spec, uri=uri)
 
 
-def decode_job(job: DecodeJob) -> Iterator[DecodeEvent]:
+def _suffix(job: DecodeJob) -> str:
+    return os.path.splitext(job.location.split("?", 1)[0])[1]
+
+
+class Prefetcher:
+    """Downloads the next queued videos from a remote store while the current one decodes.
+
+    A decoder reading from S3 would otherwise wait for each download before it
+    decodes: the round trip and the transfer overlap decoding instead. Local
+    files are never copied. One download thread per decoder process.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidbatch-prefetch")
+        self._pending: dict[str, Future] = {}
+
+    def ahead(self, job: DecodeJob) -> None:
+        if job.key in self._pending:
+            return
+        try:
+            fs, path = storage.url_to_fs(job.location, job.storage_options)
+        except ValueError:
+            return  # decode_job reports the bad uri
+        if not storage.is_local(fs):
+            self._pending[job.key] = self._pool.submit(self._fetch, fs, path, _suffix(job))
+
+    @staticmethod
+    def _fetch(fs, path: str, suffix: str) -> tuple[str, str]:
+        folder = tempfile.mkdtemp(prefix="vidbatch-")
+        local = os.path.join(folder, "input" + (suffix or os.path.splitext(path)[1]))
+        try:
+            fs.get_file(path, local)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return folder, local
+
+    @contextlib.contextmanager
+    def local_path(self, job: DecodeJob) -> Iterator[str]:
+        """The video as a local file: fetched ahead if it was queued, else now; removed afterwards."""
+        future = self._pending.pop(job.key, None)
+        if future is None:
+            with storage.local_copy(job.location, job.storage_options, suffix=_suffix(job)) as path:
+                yield path
+            return
+        folder, path = future.result()  # a failed download raises here, inside decode_job's error handling
+        try:
+            yield path
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        for future in self._pending.values():
+            if future.done() and future.exception() is None:
+                shutil.rmtree(future.result()[0], ignore_errors=True)
+        self._pending.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def decode_job(job: DecodeJob, prefetcher: Prefetcher | None = None) -> Iterator[DecodeEvent]:
     """Yield `Started`, `Chunk`s, then `Finished` or `Failed`: never raises for a problem with the video."""
     info: dict[str, Any] = {}
     try:
-        suffix = os.path.splitext(job.location.split("?", 1)[0])[1]
-        with storage.local_copy(job.location, job.storage_options, suffix=suffix) as path:
+        local = (prefetcher.local_path(job) if prefetcher is not None
+                 else storage.local_copy(job.location, job.storage_options, suffix=_suffix(job)))
+        with local as path:
             decoder = make_decoder(path, job.spec, uri=job.uri)
             info = decoder.open().as_dict()
             yield Started(job.key, info)
