@@ -34,6 +34,7 @@ from vidbatch.stages.decode_job import (
 )
 
 VIDEOS_PER_BLOCK = 64
+MIN_BLOCKS = 16
 VIDEOS_PER_DECODE_CALL = 8
 """Videos one decode call takes at most: its decoder process decodes them back to back (a lost actor retries
 them all); small jobs take fewer, so that every decoder gets several calls."""
@@ -176,9 +177,10 @@ class RayEngine(Engine):
         # Actor pools restart lost actors and retry their tasks without limit (Ray Data's default for
         # map_batches with a callable class); the driver drops rows a retry sends twice.
         rows = [{"key": t.key, "video_id": t.video_id, "uri": t.uri, "location": t.location} for t in tasks]
-        # blocks of many videos (Ray Data's costs are per block and per batch, not per row), yet at least two
-        # per decode actor so that every actor has work
-        blocks = max(-(-len(rows) // VIDEOS_PER_BLOCK), 2 * decoders)
+        # blocks of many videos (Ray Data's costs are per block and per batch, not per row), yet at least two per
+        # decode actor so that every actor has work, and at least MIN_BLOCKS: results reach the driver (and its
+        # commits) block by block, so a small job still streams in steps of a few videos, not in one lump
+        blocks = max(-(-len(rows) // VIDEOS_PER_BLOCK), 2 * decoders, MIN_BLOCKS)
         # a small job still spreads over every decoder in several calls (results then arrive steadily)
         per_call = max(1, min(VIDEOS_PER_DECODE_CALL, len(rows) // (4 * decoders)))
         dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), blocks)))
