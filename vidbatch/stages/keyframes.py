@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Iterator
 
+import av  # the optional extra: this module is imported only for --sampling keyframes, after the pipeline checked it
 import numpy as np
 
 from vidbatch.core.errors import VideoError
@@ -24,8 +25,6 @@ class KeyframeDecoder(VideoDecoder):
     """`VideoDecoder`'s interface over PyAV, yielding the key frames only."""
 
     def open(self) -> VideoInfo:
-        import av  # the optional extra; the pipeline checks it is installed before any work
-
         check_file(self.path, self.uri)
         not_video = sniff_non_video(self.path)
         if not_video:
@@ -58,8 +57,6 @@ class KeyframeDecoder(VideoDecoder):
     def _sampled(self) -> Iterator[tuple[int, float, np.ndarray, np.ndarray]]:
         """(index, timestamp, model-size RGB item, decoded BGR frame) per key frame; `frames` and `chunks` come from
         `VideoDecoder` on top of this."""
-        import av
-
         if self._capture is None:
             self.open()
         stream = self._stream
@@ -82,10 +79,3 @@ class KeyframeDecoder(VideoDecoder):
             raise VideoError("no frames: PyAV/FFmpeg opened the file but found no key frame")
         if not math.isfinite(self.info.duration_s):
             self.info.duration_s = timestamp + 1.0 / fps
-
-
-def keyframes_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("av") is not None
-
