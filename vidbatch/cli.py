@@ -170,12 +170,12 @@ def _label(args: argparse.Namespace) -> int:
     from vidbatch.io.manifest import Manifest
     from vidbatch.io.output import RunOutput
 
-    Manifest.from_path(config.manifest, config.storage_options)
+    manifest = Manifest.from_path(config.manifest, config.storage_options)
     RunOutput(config.out, config.storage_options).check_writable(leave_no_trace=True)
     start_keras_quietly()
     from vidbatch.pipeline import run
 
-    result = run(config)
+    result = run(config, manifest=manifest)
     if result.dry_run:
         print("\n".join(result.notes))
         return result.exit_code

@@ -125,11 +125,15 @@ def dry_run(config: LabelConfig, manifest: Manifest, bundle, output: RunOutput, 
                      elapsed_s=time.monotonic() - started, notes=lines, dry_run=True)
 
 
-def run(config: LabelConfig, on_worker_event=None) -> RunResult:
-    """Label every video of `config.manifest`; returns the counts (the tables are under `config.out`)."""
+def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = None) -> RunResult:
+    """Label every video of `config.manifest`; returns the counts (the tables are under `config.out`).
+
+    `manifest`: the manifest already read and validated (the CLI reads it before TensorFlow starts), so that a
+    large one is not read twice.
+    """
     started_at, started = now_iso(), time.monotonic()
     check_extras_installed(config)
-    manifest = Manifest.from_path(config.manifest, config.storage_options)
+    manifest = manifest or Manifest.from_path(config.manifest, config.storage_options)
     output = RunOutput(config.out, config.storage_options)
     output.check_writable(leave_no_trace=config.dry_run)  # all that needs no model is checked before it loads
     bundle = load_bundle(config.model, config.storage_options, config.trust_model_code, classes=config.classes,
