@@ -15,7 +15,7 @@ def test_cluster_yaml_passes_rays_own_schema():
     assert config["head_node_type"] in types
     assert any("GPU" in t["node_config"]["InstanceType"] or t["node_config"]["InstanceType"].startswith(("g", "p"))
                for name, t in types.items() if name != config["head_node_type"])
-    assert any("pip install -e '/home/ubuntu/vidbatch[ray]'" in c for c in config["setup_commands"])  # the Ray extra
+    assert any("pip install -e '/home/ubuntu/vidbatch[ray,keyframes]'" in c for c in config["setup_commands"])  # the Ray extra, and PyAV for --sampling keyframes on the workers
     assert config["file_mounts"] == {"/home/ubuntu/vidbatch": "."}
 
 
