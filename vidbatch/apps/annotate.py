@@ -85,7 +85,8 @@ def annotate(video: str, model: str, out: str, window: int = 64, show_raw: bool 
     height, width = bundle.spec.input_size
     names = bundle.classes
     counts: dict[str, int] = {}
-    spec = DecodeSpec(width=width, height=height, sampling=FrameSampling(0), shot_threshold=None)
+    spec = DecodeSpec(width=width, height=height, sampling=FrameSampling(0), shot_threshold=None,
+                      resize=bundle.spec.resize)
     smoother = RollingAverage(window)
     with storage.local_copy(video, storage_options) as path:
         decoder = VideoDecoder(path, spec, uri=video)

@@ -33,8 +33,16 @@ PREPROCESSING = ("none", "unit", "symmetric", "imagenet", "caffe")
 none: as float 0..255 (the model rescales itself, e.g. EfficientNet, or was trained on raw pixels);
 unit: x/255; symmetric: x/127.5 - 1 (MobileNet, Inception);
 imagenet: (x/255 - mean)/std (torch style); caffe: BGR minus ImageNet means (ResNet50)."""
+RESIZES = ("stretch", "center_crop")
+"""How a frame becomes the model's input size: stretch it (the aspect ratio is lost), or crop its centre to the
+input's aspect ratio first (what ImageNet encoders saw in training). A bundle says which its model was trained on."""
 CHANNEL_ORDERS = ("rgb", "bgr")
 """The channel order a model was trained on: many tutorials train on `cv2.imread` images, which are BGR."""
+SEQUENCE_HEADS = ("gru", "lstm", "attention", "mean")
+"""Training, sequence models: what reads a window of encoded frames. A GRU or an LSTM (frame order matters),
+attention pooling (a learned weight per frame, order ignored) or the plain mean of the window's features."""
+DEFAULT_FEATURE_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "vidbatch", "features")
+"""Training with an encoder: where features are cached between runs (another head or window starts in seconds)."""
 ENGINES = ("local", "ray")
 SAMPLINGS = ("rate", "keyframes")
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -180,6 +188,10 @@ class LabelConfig:
     thumbnails: bool = option(False, answer=True,
                               help="also write a small JPEG per segment (thumbnails/, shown by vidbatch report); "
                                    "local engine")
+    embeddings: bool = option(False, answer=True,
+                              help="also write feature vectors: per item in frames/ (column embedding) and the "
+                                   "per-video mean in embeddings/, for search and near-duplicates. They are the "
+                                   "bundle's encoder output, or the input of the model's last layer")
     frame_top_k: int = option(0, answer=True, help="also list the best k classes of every frame (frames/ column top_k)")
     classes: str | None = option(None, help="class names (JSON list or one per line) for a legacy .h5 model "
                                             "without a sidecar")

@@ -13,14 +13,16 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 
 from vidbatch.core.errors import ModelBundleError
 from vidbatch.io import storage
+from vidbatch.model.encoder import FrameEncoder, load_encoder
 from vidbatch.model.legacy import load_legacy_h5
-from vidbatch.model.spec import (  # noqa: F401  (BundleSpec and ModelBundle are part of this module's API)
+from vidbatch.model.spec import (
     MODEL_NAME,
     SIDECAR_NAME,
     BundleSpec,
@@ -29,10 +31,24 @@ from vidbatch.model.spec import (  # noqa: F401  (BundleSpec and ModelBundle are
 )
 
 
-def save_bundle(model: Any, spec: BundleSpec, folder: str, storage_options: Mapping[str, Any] | None = None) -> str:
-    """Write `model.keras` and `bundle.json` into `folder` (created if needed); returns the folder."""
+def save_bundle(model: Any, spec: BundleSpec, folder: str, storage_options: Mapping[str, Any] | None = None,
+                encoder: FrameEncoder | None = None) -> str:
+    """Write `model.keras` and `bundle.json` into `folder` (created if needed); returns the folder.
+
+    With `encoder`, its file is copied into the folder and the sidecar names it (`spec.encoder` is filled in),
+    so the bundle is self-contained.
+    """
+    if encoder is not None:
+        record = {"file": f"encoder.{encoder.format}", "format": encoder.format, "features": encoder.features,
+                  "sha256": encoder.sha256}
+        spec = dataclasses.replace(spec, encoder=record, preprocessing="none", channel_order="rgb",
+                                   input_size=tuple(encoder.input_size))
+    elif spec.encoder is not None:
+        raise ModelBundleError(f"save_bundle: the spec names an encoder but none was given. Received: encoder={encoder!r}")
     check_model_against_spec(model, spec, folder)
     fs, path = storage.url_to_fs(folder, storage_options)
+    if encoder is not None:
+        storage.atomic_write_bytes(fs, storage.join(path, spec.encoder["file"]), encoder.data)
     with tempfile.TemporaryDirectory(prefix="vidbatch-save-") as tmp:
         local_model = os.path.join(tmp, MODEL_NAME)
         model.save(local_model)
@@ -59,10 +75,14 @@ def load_bundle(
                if value is not None}
     if not changes:
         return bundle
+    if bundle.encoder is not None:
+        raise ModelBundleError(
+            f"Invalid `preprocessing`/`channel_order` for {url!r}: this bundle's frames go to its encoder as uint8 RGB, "
+            f"which scales them itself; leave these options out. Received: {changes}")
     spec = dataclasses.replace(bundle.spec, **changes)
     fingerprint = hashlib.sha256((bundle.fingerprint + "\0" + spec.to_json()).encode()).hexdigest()
-    return ModelBundle(spec=spec, model=bundle.model, fingerprint=fingerprint, source=bundle.source,
-                       preprocessing_source="option" if preprocessing is not None else bundle.preprocessing_source)
+    return dataclasses.replace(bundle, spec=spec, fingerprint=fingerprint,
+                               preprocessing_source="option" if preprocessing is not None else bundle.preprocessing_source)
 
 
 def _load(url: str, storage_options: Mapping[str, Any] | None, trust_model_code: bool, classes: str | None) -> ModelBundle:
@@ -103,9 +123,32 @@ def _load(url: str, storage_options: Mapping[str, Any] | None, trust_model_code:
     spec = BundleSpec.from_json(sidecar, source=f"{url} sidecar")
     model_bytes = fs.cat_file(model_path)
     fingerprint = hashlib.sha256(model_bytes + b"\0" + spec.to_json().encode()).hexdigest()
+    encoder = _load_encoder(fs, path if is_dir else os.path.dirname(path), spec, url, trust_model_code)
     model = _load_keras(model_bytes, url, trust_model_code)
     check_model_against_spec(model, spec, url)
-    return ModelBundle(spec=spec, model=model, fingerprint=fingerprint, source=url)
+    return ModelBundle(spec=spec, model=model, fingerprint=fingerprint, source=url, encoder=encoder)
+
+
+def _load_encoder(fs, folder: str, spec: BundleSpec, url: str, trust_model_code: bool) -> FrameEncoder | None:
+    """The bundle's encoder, checked against the sidecar (its hash is part of the fingerprint through the sidecar)."""
+    if spec.encoder is None:
+        return None
+    record = spec.encoder
+    encoder_path = storage.join(folder, record["file"])
+    try:
+        data = fs.cat_file(encoder_path)
+    except FileNotFoundError:
+        raise ModelBundleError(f"Cannot load model {url!r}: the sidecar names encoder {record['file']!r}, "
+                               "which is not in the bundle folder") from None
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise ModelBundleError(f"Cannot load model {url!r}: {record['file']} does not match the sha256 in its sidecar "
+                               "(the file was changed or replaced); save the bundle again")
+    encoder = load_encoder(data, record["format"], f"{url}/{record['file']}", trust_model_code)
+    if encoder.features != record["features"] or tuple(encoder.input_size) != tuple(spec.input_size):
+        raise ModelBundleError(
+            f"Cannot load model {url!r}: its encoder gives {encoder.features} features from {list(encoder.input_size)} "
+            f"frames, but the sidecar says {record['features']} from {list(spec.input_size)}")
+    return encoder
 
 
 def _load_keras(model_bytes: bytes, url: str, trust_model_code: bool) -> Any:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from vidbatch.core.config import CHANNEL_ORDERS, PREPROCESSING  # noqa: F401  (part of the bundle format)
+from vidbatch.core.config import CHANNEL_ORDERS, PREPROCESSING, RESIZES  # noqa: F401  (part of the bundle format)
 from vidbatch.core.errors import ModelBundleError
 
 BUNDLE_FORMAT = "vidbatch.bundle/1"
@@ -36,11 +37,17 @@ class BundleSpec:
     channel_order: str = "rgb"
     """The channel order the model was trained on; `bgr` flips frames (decoded as RGB) before scaling."""
     outputs: str = "probabilities"
+    resize: str = "stretch"
+    """How frames were brought to `input_size` in training: `stretch` or `center_crop` (see `RESIZES`)."""
     name: str = ""
     sample_fps: float | None = None
     """For clip models: the frame rate clips were sampled at in training (a default for --fps)."""
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
     """Free-form provenance (training data, metrics summary)."""
+    encoder: Mapping[str, Any] | None = field(default=None, hash=False)
+    """A frozen frame encoder in the bundle folder, run on every frame before `model.keras` (then the head):
+    {"file": "encoder.tflite", "format": "tflite" | "keras", "features": F, "sha256": ...}. The head takes
+    features: [F] per frame, or [clip_len, F] per clip (a CNN + RNN)."""
 
     def __post_init__(self) -> None:
         source = "bundle.json"
@@ -72,12 +79,26 @@ class BundleSpec:
         if self.channel_order not in CHANNEL_ORDERS:
             raise ModelBundleError(
                 f"{source}: `channel_order` must be one of {CHANNEL_ORDERS}. Received: channel_order={self.channel_order!r}")
+        if self.resize not in RESIZES:
+            raise ModelBundleError(f"{source}: `resize` must be one of {RESIZES}. Received: resize={self.resize!r}")
         if self.outputs not in OUTPUTS:
             raise ModelBundleError(f"{source}: `outputs` must be one of {OUTPUTS}. Received: outputs={self.outputs!r}")
         if self.sample_fps is not None and not (
             isinstance(self.sample_fps, (int, float)) and math.isfinite(self.sample_fps) and self.sample_fps >= 0
         ):
             raise ModelBundleError(f"{source}: `sample_fps` must be a number >= 0. Received: sample_fps={self.sample_fps!r}")
+
+        if self.encoder is not None:
+            _check_encoder_record(self.encoder, source)
+            object.__setattr__(self, "encoder", dict(self.encoder))
+
+    @property
+    def head_input_shape(self) -> tuple[int, ...]:
+        """Shape of one input of `model.keras`: the item shape, or with an encoder its features."""
+        if self.encoder is None:
+            return self.item_shape
+        features = int(self.encoder["features"])
+        return (self.clip_len, features) if self.kind == "clip" else (features,)
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -90,12 +111,17 @@ class BundleSpec:
         record["classes"] = list(self.classes)
         record["input_size"] = list(self.input_size)
         record["extra"] = dict(self.extra)
-        if record["channel_order"] == "rgb":
-            del record["channel_order"]  # the default is left out, so bundles stay readable by earlier versions
+        if record["encoder"] is None:
+            del record["encoder"]  # left out when absent, like channel_order
+        else:
+            record["encoder"] = dict(self.encoder)
+        for name, default in (("channel_order", "rgb"), ("resize", "stretch")):
+            if record[name] == default:
+                del record[name]  # defaults are left out, so bundles stay readable by earlier versions
         return json.dumps(record, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes, source: str = SIDECAR_NAME) -> "BundleSpec":
+    def from_json(cls, text: str | bytes, source: str = SIDECAR_NAME) -> BundleSpec:
         try:
             record = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -118,6 +144,23 @@ class BundleSpec:
             raise ModelBundleError(str(exc).replace("bundle.json", source, 1)) from None
 
 
+ENCODER_FIELDS = {"file": str, "format": str, "features": int, "sha256": str}
+
+
+def _check_encoder_record(record: Any, source: str) -> None:
+    if not isinstance(record, Mapping) or set(record) != set(ENCODER_FIELDS) or not all(
+        isinstance(record[k], t) and not isinstance(record[k], bool) for k, t in ENCODER_FIELDS.items()
+    ):
+        raise ModelBundleError(f"{source}: `encoder` must be an object with {sorted(ENCODER_FIELDS)} "
+                               f"({', '.join(t.__name__ for t in ENCODER_FIELDS.values())}). Received: encoder={record!r}")
+    name = record["file"]
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ModelBundleError(f"{source}: `encoder.file` must be a file name inside the bundle folder. Received: file={name!r}")
+    if record["format"] not in ("tflite", "keras") or record["features"] < 1:
+        raise ModelBundleError(f"{source}: `encoder.format` must be 'tflite' or 'keras' and `features` >= 1. "
+                               f"Received: format={record['format']!r}, features={record['features']!r}")
+
+
 @dataclass
 class ModelBundle:
     """A loaded, validated model and its sidecar."""
@@ -127,6 +170,8 @@ class ModelBundle:
     fingerprint: str
     source: str
     preprocessing_source: str = "sidecar"
+    encoder: Any = None
+    """The loaded `FrameEncoder` when the sidecar names one."""
     """Where `spec.preprocessing` and `channel_order` came from: sidecar, option (the user's), detected (a legacy
     model that rescales its own input) or assumed (a legacy model with nothing to go on)."""
 
@@ -168,10 +213,12 @@ def check_model_against_spec(model: Any, spec: BundleSpec, source: str) -> None:
             f"Model {source!r}: outputs {output_shape[-1]} scores per item but the sidecar names "
             f"{len(spec.classes)} classes {list(spec.classes)}; they must match"
         )
-    expected = spec.item_shape
+    expected = spec.head_input_shape
     got = input_shape[1:]
     if len(got) != len(expected) or any(g is not None and g != e for g, e in zip(got, expected)):
         raise ModelBundleError(
             f"Model {source!r}: takes input of shape {got} but the sidecar says kind={spec.kind!r}, "
-            f"input_size={list(spec.input_size)} (expected {expected}); fix the sidecar or the model"
+            f"input_size={list(spec.input_size)}"
+            + (f", an encoder of {spec.encoder['features']} features" if spec.encoder else "")
+            + f" (expected {expected}); fix the sidecar or the model"
         )

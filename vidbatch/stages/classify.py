@@ -9,8 +9,10 @@ last batch is padded), so the compiled function is traced once.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -52,7 +54,11 @@ def _at_precision(model, precision: str):
 
 
 class Predictor:
-    """Loads a bundle once; predicts class probabilities for batches of uint8 items."""
+    """Loads a bundle once; predicts class probabilities for batches of uint8 items.
+
+    With `embeddings`, it also returns one feature vector per item: the bundle's encoder output (for a clip,
+    the mean over its frames), or for a bundle without an encoder the input of the model's last layer.
+    """
 
     def __init__(
         self,
@@ -64,6 +70,7 @@ class Predictor:
         precision: str = "float32",
         preprocessing: str | None = None,
         channel_order: str | None = None,
+        embeddings: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"Invalid `precision`: expected one of {PRECISIONS}. Received: precision={precision!r}")
@@ -72,54 +79,113 @@ class Predictor:
                                  preprocessing=preprocessing, channel_order=channel_order)
         self.bundle = bundle
         self.spec = bundle.spec
+        self.encoder = bundle.encoder
         self.batch_size = batch_size
         self.precision = precision
-        self._model = self._inference_model(bundle, precision)
+        self.embeddings = embeddings
+        self._model = self._inference_model(bundle, precision, embeddings and self.encoder is None)
         self.items_predicted = 0
+        self.frames_encoded = 0
+        self.encode_s = 0.0
 
     @staticmethod
-    def _inference_model(bundle: ModelBundle, precision: str):
+    def _inference_model(bundle: ModelBundle, precision: str, penultimate: bool):
         spec = bundle.spec
-        inputs = keras.Input(shape=spec.item_shape, dtype="uint8", name="pixels")
         model = _at_precision(bundle.model, precision)
-        outputs = model(preprocessing_layer(spec.preprocessing, spec.channel_order)(inputs), training=False)
+        if bundle.encoder is not None:  # the head runs on the encoder's features
+            inputs = keras.Input(shape=spec.head_input_shape, dtype="float32", name="features")
+            x = inputs
+        else:
+            inputs = keras.Input(shape=spec.item_shape, dtype="uint8", name="pixels")
+            x = preprocessing_layer(spec.preprocessing, spec.channel_order)(inputs)
+        features = None
+        if penultimate:
+            try:
+                twin = keras.Model(model.inputs, [model.layers[-1].input, model.outputs[0]])
+            except Exception as exc:
+                raise ModelBundleError(
+                    f"Invalid `embeddings` for model {bundle.source!r}: cannot reach the input of its last layer "
+                    f"({type(exc).__name__}: {str(exc)[:200]}); save it as a functional or Sequential Keras model"
+                ) from None
+            features, outputs = twin(x, training=False)
+            features = keras.layers.Flatten(name="vidbatch_embedding", dtype="float32")(features)
+        else:
+            outputs = model(x, training=False)
         if spec.outputs == "logits":
             outputs = keras.layers.Softmax(name="vidbatch_softmax", dtype="float32")(outputs)
-        return keras.Model(inputs, outputs, name="vidbatch_inference")
+        return keras.Model(inputs, outputs if features is None else [outputs, features], name="vidbatch_inference")
 
     def warm_up(self) -> float:
         """Trace the predict function on one blank batch, then time a second: items/s this model sustains here."""
         blank = np.zeros((self.batch_size, *self.spec.item_shape), np.uint8)
-        self.predict(blank)
+        frames = blank.reshape(-1, *blank.shape[-3:])  # every frame distinct, so an encoder cannot skip repeats
+        frames[:, 0, 0, 0], frames[:, 0, 0, 1] = np.arange(len(frames)) % 256, np.arange(len(frames)) // 256 % 256
+        self.predict_all(blank)
         started = time.perf_counter()
-        self.predict(blank)
+        self.predict_all(blank)
         self.items_predicted -= 2 * self.batch_size
+        self.frames_encoded, self.encode_s = 0, 0.0
         return self.batch_size / max(time.perf_counter() - started, 1e-9)
 
     def predict(self, items: np.ndarray) -> np.ndarray:
         """Probabilities (float32, [N, classes]) for uint8 items of the bundle's item shape."""
+        return self.predict_all(items)["probs"]
+
+    def predict_all(self, items: np.ndarray) -> dict[str, np.ndarray]:
+        """`probs` [N, classes], and with `embeddings` also `embedding` [N, features] (float32)."""
         items = np.asarray(items)
         expected = self.spec.item_shape
         if items.ndim != len(expected) + 1 or tuple(items.shape[1:]) != expected:
             raise ValueError(f"Predictor.predict: expected items of shape (N, *{expected}). Received: shape={items.shape}")
         if items.dtype != np.uint8:
             items = np.clip(items, 0, 255).astype(np.uint8)
+        embedding = None
+        if self.encoder is not None:
+            features = self._encode(items)
+            embedding = features.mean(axis=1) if features.ndim == 3 else features
+            items = features
         n = len(items)
         out = np.empty((n, len(self.spec.classes)), dtype=np.float32)
+        tail = tuple(items.shape[1:])
         size = self.batch_size
         for start in range(0, n, size):
             batch = items[start : start + size]
             count = len(batch)
             if count < size:
-                pad = np.zeros((size - count, *expected), dtype=np.uint8)
-                batch = np.concatenate([batch, pad])
-            probs = self._model.predict_on_batch(batch)
-            out[start : start + count] = np.asarray(probs, dtype=np.float32)[:count]
+                batch = np.concatenate([batch, np.zeros((size - count, *tail), dtype=items.dtype)])
+            result = self._model.predict_on_batch(batch)
+            if isinstance(result, (list, tuple)):  # [probs, penultimate features]
+                result, feats = result
+                if embedding is None:
+                    embedding = np.empty((n, np.shape(feats)[-1]), np.float32)
+                embedding[start : start + count] = np.asarray(feats, dtype=np.float32)[:count]
+            out[start : start + count] = np.asarray(result, dtype=np.float32)[:count]
         self.items_predicted += n
-        return out
+        return {"probs": out, "embedding": embedding} if self.embeddings else {"probs": out}
+
+    def _encode(self, items: np.ndarray) -> np.ndarray:
+        """Encoder features of every frame; a clip's frames shared with the previous clip are encoded once."""
+        started = time.perf_counter()
+        if items.ndim == 4:
+            features = self.encoder.encode(items)
+            self.frames_encoded += len(items)
+        else:
+            n, t = items.shape[:2]
+            flat = items.reshape(n * t, *items.shape[2:])
+            keys = [hashlib.blake2b(frame.tobytes(), digest_size=16).digest() for frame in flat]
+            first = {}
+            for i, key in enumerate(keys):
+                first.setdefault(key, i)
+            unique = np.fromiter(first.values(), dtype=np.int64)
+            slot = {key: j for j, key in enumerate(first)}
+            encoded = self.encoder.encode(flat[unique])
+            features = encoded[[slot[key] for key in keys]].reshape(n, t, -1)
+            self.frames_encoded += len(unique)
+        self.encode_s += time.perf_counter() - started
+        return features
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Ray Data shape: the batch's columns, with `frames` replaced by `probs` (pixels are not needed downstream)."""
         result = {name: value for name, value in batch.items() if name != "frames"}
-        result["probs"] = self.predict(batch["frames"])
+        result.update(self.predict_all(batch["frames"]))
         return result

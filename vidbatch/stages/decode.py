@@ -50,6 +50,8 @@ class DecodeSpec:
     clip: ClipSampling | None = None
     thumbnails: bool = False
     """Keep small JPEGs of sampled frames (about one a second) for `--thumbnails`: a `thumb` column in each chunk."""
+    resize: str = "stretch"
+    """`stretch` to the input size, or `center_crop` to its aspect ratio first (the model's bundle says which)."""
     shot_threshold: float | None = None
     """Hard-cut detection: colour-histogram (Bhattacharyya) distance between consecutive sampled frames above
     which a new shot starts; None turns it off."""
@@ -66,7 +68,7 @@ class DecodeSpec:
         shot_threshold = None if keyframes else config.shot_threshold or None
         return cls(width=model.input_size[1], height=model.input_size[0], sampling=sampling,
                    chunk_frames=config.chunk_frames, clip=clip, shot_threshold=shot_threshold,
-                   thumbnails=config.thumbnails)
+                   thumbnails=config.thumbnails, resize=model.resize)
 
     @property
     def chunk_nbytes(self) -> int:
@@ -232,13 +234,7 @@ class VideoDecoder:
 
     def _prepare(self, frame: np.ndarray) -> np.ndarray:
         spec = self.spec
-        frame = _bgr(frame)
-        if frame.shape[1] != spec.width or frame.shape[0] != spec.height:
-            shrinking = frame.shape[1] > spec.width or frame.shape[0] > spec.height
-            frame = cv2.resize(
-                frame, (spec.width, spec.height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-            )
-        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(fit(_bgr(frame), spec.height, spec.width, spec.resize), cv2.COLOR_BGR2RGB)
 
     def _finish(self, last_timestamp: float, step: float) -> None:
         info = self.info
@@ -258,6 +254,23 @@ class VideoDecoder:
             info.duration_s = max(info.frames_decoded / info.fps, last_timestamp + 1.0 / info.fps)
         else:
             info.duration_s = last_timestamp + step
+
+
+def fit(image: np.ndarray, height: int, width: int, resize: str = "stretch") -> np.ndarray:
+    """`image` at (height, width): stretched, or with `center_crop` cropped to that aspect ratio first.
+    Shrinking uses area averaging (no aliasing), enlarging bilinear. Training and labeling share it."""
+    if resize == "center_crop":
+        h, w = image.shape[:2]
+        if w * height > h * width:  # too wide: keep the middle columns
+            keep = max(1, round(h * width / height))
+            image = image[:, (w - keep) // 2 : (w - keep) // 2 + keep]
+        elif w * height < h * width:  # too tall: keep the middle rows
+            keep = max(1, round(w * height / width))
+            image = image[(h - keep) // 2 : (h - keep) // 2 + keep]
+    if image.shape[1] != width or image.shape[0] != height:
+        shrinking = image.shape[1] > width or image.shape[0] > height
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return image
 
 
 def _bgr(frame: np.ndarray) -> np.ndarray:

@@ -1,0 +1,59 @@
+"""Tiny real frame encoders for tests: an int8 .tflite (made by TensorFlow's converter) and a .keras one.
+
+Both keep where things are in the frame (colour strengths on a 4x4 grid, no global pooling), so a sequence
+head can tell a ball moving left from one moving right.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+SHARED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))), "shared", "data", "weights")
+SHARED_EMBEDDER = os.path.join(SHARED_WEIGHTS, "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
+
+
+def tiny_encoder_model(size: int = 32, seed: int = 0):
+    """Hand-set weights, like the colour model: per-pixel redness, blueness and greenness (the synthetic classes'
+    colours), averaged over an 8x8 grid of cells, and their maxima over the frame: 195 features that say what is
+    where, and what is there at all."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = layers.Rescaling(1 / 255)(inputs)
+    colour = layers.Conv2D(3, 1, activation="relu", name="colour")
+    x = colour(x)
+    grid = layers.Flatten()(layers.AveragePooling2D(size // 8)(x))
+    model = keras.Model(inputs, layers.Concatenate()([grid, layers.GlobalMaxPooling2D()(x)]))
+    kernel = np.array([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0], [-0.5, 1.0, -0.5]], dtype="float32").T
+    colour.set_weights([kernel.reshape(1, 1, 3, 3), np.full(3, -0.2, "float32")])  # greyish backgrounds: 0
+    return model
+
+
+def make_keras_encoder(path: str, size: int = 32, seed: int = 0) -> str:
+    tiny_encoder_model(size, seed).save(path)
+    return path
+
+
+def make_tflite_encoder(path: str, size: int = 32, seed: int = 0) -> str:
+    """An int8 model with uint8 input and output, like the shared MobileNet embedder (only much smaller)."""
+    import tensorflow as tf
+
+    model = tiny_encoder_model(size, seed)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(seed)
+    # calibration pictures: solid random colours (the full range of every feature) and noise
+    converter.representative_dataset = lambda: (
+        [(np.ones((1, size, size, 3)) * rng.integers(0, 256, 3) if i % 2 else rng.integers(0, 256, (1, size, size, 3)))
+         .astype("float32")] for i in range(32))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    with open(path, "wb") as handle:
+        handle.write(converter.convert())
+    return path
