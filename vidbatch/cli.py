@@ -17,8 +17,10 @@ from typing import Sequence
 import vidbatch
 from vidbatch.core.config import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_FEATURE_CACHE,
     DEFAULT_FPS,
     DEFAULT_WINDOW,
+    SEQUENCE_HEADS,
     LabelConfig,
     RayOptions,
 )
@@ -149,13 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
     clips = kinds.add_parser("clips", help="a 3D CNN on clips of a labeled video manifest")
     clips.add_argument("--clip-len", type=int, default=10)
     clips.add_argument("--image-size", type=int, default=48)
-    for sub in (frames, clips):
+    sequence = kinds.add_parser("sequence", help="a CNN + RNN: a frozen encoder's features of consecutive sampled "
+                                "frames into a GRU (or LSTM, attention, mean) head, on a labeled video manifest")
+    sequence.add_argument("--encoder", required=True, help="frozen frame encoder: a .tflite or .keras file")
+    sequence.add_argument("--clip-len", type=int, default=8, help="sampled frames per window (default 8)")
+    sequence.add_argument("--clip-stride", type=int, default=None, help="sampled frames between training windows "
+                          "(default: half a window)")
+    sequence.add_argument("--head", default="gru", choices=SEQUENCE_HEADS, help="what reads the window (default gru)")
+    frames.add_argument("--encoder", default=None, help="train only a head on this frozen encoder's features "
+                        "(.tflite or .keras file); --backbone and --weights are then unused")
+    for sub in (frames, sequence):
+        sub.add_argument("--feature-cache", default=DEFAULT_FEATURE_CACHE,
+                         help=f"folder caching encoder features between runs, or 'none' (default {DEFAULT_FEATURE_CACHE})")
+        sub.add_argument("--holdout-groups", default=None,
+                         help="comma-separated values of the manifest's `group` column to hold out for testing "
+                         "(default: a stratified --test-fraction of the groups)")
+    for sub in (frames, clips, sequence):
         sub.add_argument("--data", required=True, help="image folder (frames only) or labeled video manifest")
         sub.add_argument("--out", required=True, help="bundle folder to write")
-        sub.add_argument("--epochs", type=int, default=10)
+        sub.add_argument("--epochs", type=int, default=30 if sub is sequence else 10)
         sub.add_argument("--batch-size", type=int, default=32)
         sub.add_argument("--learning-rate", type=float, default=1e-3)
-        sub.add_argument("--fps", type=float, default=5.0, help="video manifests: frames sampled per second")
+        sub.add_argument("--fps", type=float, default=8.0 if sub is sequence else 5.0,
+                         help="video manifests: frames sampled per second (default 5; sequence: 8)")
         sub.add_argument("--test-fraction", type=float, default=0.25)
         sub.add_argument("--width", type=int, default=32, help="channels of the first layer (small models)")
         sub.add_argument("--max-items-per-video", type=int, default=None)
@@ -198,17 +216,24 @@ def _train(args: argparse.Namespace) -> int:
     from vidbatch.apps.train.trainer import TrainConfig, train
 
     weights = getattr(args, "weights", "none")
+    cache = getattr(args, "feature_cache", None)
+    holdout = getattr(args, "holdout_groups", None)
     config = TrainConfig(
-        data=args.data, out=args.out, kind="frame" if args.kind == "frames" else "clip",
+        data=args.data, out=args.out, kind={"frames": "frame", "clips": "clip"}.get(args.kind, args.kind),
+        encoder=getattr(args, "encoder", None), head=getattr(args, "head", "gru"),
+        clip_stride=getattr(args, "clip_stride", None),
+        feature_cache=None if cache in (None, "none") else cache,
+        holdout_groups=tuple(g.strip() for g in holdout.split(",") if g.strip()) if holdout else None,
         backbone=getattr(args, "backbone", "small_cnn"), weights=None if weights in (None, "none") else weights,
-        image_size=args.image_size, epochs=args.epochs, fine_tune_epochs=getattr(args, "fine_tune_epochs", 0),
+        image_size=getattr(args, "image_size", 64), epochs=args.epochs, fine_tune_epochs=getattr(args, "fine_tune_epochs", 0),
         batch_size=args.batch_size, learning_rate=args.learning_rate, test_fraction=args.test_fraction, fps=args.fps,
         clip_len=getattr(args, "clip_len", 10), seed=args.seed, width=args.width,
         max_items_per_video=args.max_items_per_video, verbose=args.verbose,
     )
     metrics = train(config)
     data = metrics["data"]
-    print(f"test accuracy {metrics['test_accuracy']:.4f} on {data['test_items']} held-out items "
+    video = f"; video accuracy {metrics['video_accuracy']:.4f}" if metrics.get("video_accuracy") is not None else ""
+    print(f"test accuracy {metrics['test_accuracy']:.4f}{video} on {data['test_items']} held-out items "
           f"({data['train_items']} train); skipped {sum(data['skipped'].values())} broken input(s) {data['skipped']}; "
           f"{metrics['train_seconds']:.0f} s. Bundle: {args.out}")
     return 0

@@ -13,7 +13,7 @@ from PIL import Image
 
 from vidbatch.core.errors import ManifestError
 from vidbatch.io.manifest import Manifest
-from vidbatch.stages.decode import DecodeSpec
+from vidbatch.stages.decode import DecodeSpec, fit
 from vidbatch.stages.decode_job import DecodeJob, decode_to_arrays
 from vidbatch.stages.sampling import ClipSampling, FrameSampling
 
@@ -38,8 +38,9 @@ class Samples:
             self.skipped_examples.append(f"{example}: {reason}")
 
 
-def read_image(path: str, size: tuple[int, int]) -> np.ndarray | None:
-    """Decode any common image (JPEG, PNG, GIF, WebP...) to RGB uint8 at (height, width); None if it is not one."""
+def read_image(path: str, size: tuple[int, int], resize: str = "stretch") -> np.ndarray | None:
+    """Decode any common image (JPEG, PNG, GIF, WebP...) to RGB uint8 at (height, width), stretched or centre-cropped
+    the way `vidbatch label` brings video frames to a model (`decode.fit`); None if it is not an image."""
     with open(path, "rb") as handle:
         data = handle.read()
     if not data:
@@ -53,8 +54,7 @@ def read_image(path: str, size: tuple[int, int]) -> np.ndarray | None:
                 image = np.asarray(pil.convert("RGB"))
         except Exception:
             return None
-    interpolation = cv2.INTER_AREA if image.shape[0] > size[0] else cv2.INTER_LINEAR
-    return cv2.resize(image, (size[1], size[0]), interpolation=interpolation)
+    return fit(image, size[0], size[1], resize)
 
 
 def load_image_folder(root: str, size: tuple[int, int]) -> Samples:

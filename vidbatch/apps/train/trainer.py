@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -24,11 +25,19 @@ from vidbatch.apps.train.data import (
     load_video_manifest,
     split_by_group,
 )
+from vidbatch.apps.train.encoded import HEADS, train_encoded
+from vidbatch.apps.train.features import DEFAULT_CACHE, RESIZE
 from vidbatch.core.errors import ConfigError
 from vidbatch.model import architectures
 from vidbatch.model.architectures import FRAME_BACKBONES
 from vidbatch.model.bundle import BundleSpec, save_bundle
 from vidbatch.model.preprocessing import preprocessing_layer
+
+KINDS = ("frame", "clip", "sequence")
+"""frame: a CNN on single frames (or a head on an encoder's features); clip: a 3D CNN on pixels;
+sequence: a recurrent head over an encoder's features of consecutive sampled frames (CNN + RNN)."""
+HELDOUT_MANIFEST = "heldout.csv"
+"""Written beside the bundle: the held-out videos, ready for `vidbatch label` or `vidbatch eval`."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +64,28 @@ class TrainConfig:
     augment: bool = True
     verbose: int = 0
     storage_options: Mapping[str, Any] | None = None
+    encoder: str | None = None
+    """A frozen frame encoder (.tflite or .keras file): train only a head on its features (kinds frame, sequence)."""
+    head: str = "gru"
+    """Sequence models: gru, lstm, attention or mean (see `encoded.HEADS`)."""
+    clip_stride: int | None = None
+    """Sequence models: sampled frames between training windows (default: half the window)."""
+    holdout_groups: tuple[str, ...] | None = None
+    """Hold out these values of the manifest's `group` column (else a stratified `test_fraction` of groups)."""
+    feature_cache: str | None = DEFAULT_CACHE
+    """Where encoder features are cached between runs; None turns the cache off."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("frame", "clip"):
-            raise ConfigError(f"Invalid `kind`: expected 'frame' or 'clip'. Received: kind={self.kind!r}")
+        if self.kind not in KINDS:
+            raise ConfigError(f"Invalid `kind`: expected one of {KINDS}. Received: kind={self.kind!r}")
+        if self.kind == "sequence" and not self.encoder:
+            raise ConfigError("Invalid `encoder`: a sequence model runs on a frame encoder's features; pass one "
+                              "(e.g. --encoder mobilenet_v1_1.0_224_quant_embedding_extractor.tflite). Received: encoder=None")
+        if self.encoder and self.kind == "clip":
+            raise ConfigError("Invalid `encoder`: a 3D CNN learns from pixels; for a model over encoded frames, use "
+                              f"kind 'sequence'. Received: kind='clip', encoder={self.encoder!r}")
+        if self.encoder and self.head not in HEADS:
+            raise ConfigError(f"Invalid `head`: expected one of {HEADS}. Received: head={self.head!r}")
         if self.kind == "frame" and self.backbone not in FRAME_BACKBONES:
             raise ConfigError(f"Invalid `backbone`: expected one of {FRAME_BACKBONES}. Received: backbone={self.backbone!r}")
         for name in ("image_size", "epochs", "batch_size", "clip_len", "width"):
@@ -100,6 +127,8 @@ def _augmentation(kind: str, seed: int):
 
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train, evaluate on a held-out split, and write the bundle; returns the metrics."""
+    if config.encoder:
+        return _train_head(config)
     started = time.monotonic()
     keras.utils.set_random_seed(config.seed)
     samples = load_samples(config)
@@ -169,11 +198,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "data": {
             "source": config.data,
             "sources_seen": samples.sources,
-            "items": int(len(samples.x)),
+            "items": len(samples.x),
             "train_items": int(train_mask.sum()),
             "test_items": int(test_mask.sum()),
-            "train_groups": int(len(np.unique(samples.groups[train_mask]))),
-            "test_groups": int(len(np.unique(samples.groups[test_mask]))),
+            "train_groups": len(np.unique(samples.groups[train_mask])),
+            "test_groups": len(np.unique(samples.groups[test_mask])),
             "test_sources": sorted({samples.group_names[g] for g in np.unique(samples.groups[test_mask]) if g in samples.group_names}),
             "train_sources": sorted({samples.group_names[g] for g in np.unique(samples.groups[train_mask]) if g in samples.group_names}),
             "skipped": samples.skipped,
@@ -184,13 +213,45 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "history": history,
         "train_seconds": round(time.monotonic() - started, 1),
     }
-    with open(os.path.join(config.out, "metrics.json"), "w") as handle:
-        json.dump(metrics, handle, indent=2, default=str)
-    plot_history(history, os.path.join(config.out, "history.png"))
-    if report["confusion"]:
-        plot_confusion(report["confusion"], samples.classes, os.path.join(config.out, "confusion.png"),
-                       title=f"Test split: accuracy {report['accuracy']:.3f}")
+    _write_reports(config.out, metrics, report, samples.classes)
     return metrics
+
+
+def _train_head(config: TrainConfig) -> dict[str, Any]:
+    """A head on a frozen encoder's features (frame or sequence); the bundle holds both."""
+    head, encoder, metrics, data = train_encoded(config)
+    kind = "clip" if config.kind == "sequence" else "frame"
+    spec = BundleSpec(
+        classes=tuple(data.classes),
+        input_size=tuple(encoder.input_size),
+        kind=kind,
+        clip_len=config.clip_len if kind == "clip" else None,
+        name=f"{config.head + '-sequence' if kind == 'clip' else 'frame-head'}-{os.path.basename(config.out.rstrip('/'))}",
+        sample_fps=config.fps if kind == "clip" else None,
+        resize=RESIZE,
+        extra={"trained_on": config.data, "test_accuracy": metrics["test_accuracy"],
+               "video_accuracy": metrics["video_accuracy"], "encoder": os.path.basename(config.encoder)},
+    )
+    os.makedirs(config.out, exist_ok=True)
+    save_bundle(head, spec, config.out, encoder=encoder)
+    metrics["config"] = {k: v for k, v in config.__dict__.items() if k != "storage_options"}
+    if metrics["data"]["test_sources"] and not os.path.isdir(config.data):
+        # the held-out videos as a manifest: `vidbatch label` or `vidbatch eval` on what the head never saw
+        import pandas as pd
+
+        held = pd.DataFrame({"uri": metrics["data"]["test_sources"], "label": metrics["data"]["test_labels"]})
+        held.to_csv(os.path.join(config.out, HELDOUT_MANIFEST), index=False)
+    _write_reports(config.out, metrics, metrics["report"], data.classes)
+    return metrics
+
+
+def _write_reports(out: str, metrics: dict[str, Any], report: dict[str, Any], classes: list[str]) -> None:
+    with open(os.path.join(out, "metrics.json"), "w") as handle:
+        json.dump(metrics, handle, indent=2, default=str)
+    plot_history(metrics["history"], os.path.join(out, "history.png"))
+    if report["confusion"]:
+        plot_confusion(report["confusion"], classes, os.path.join(out, "confusion.png"),
+                       title=f"Test split: accuracy {report['accuracy']:.3f}")
 
 
 def _preprocess_numpy(x: np.ndarray, mode: str) -> np.ndarray:

@@ -1,0 +1,178 @@
+"""Heads trained on a frozen encoder's features: the tutorial's transfer learning, and the seeds' CNN + RNN.
+
+`train frames --encoder` trains a small dense head on one feature vector per
+image or sampled frame. `train sequence --encoder` trains a recurrent (or
+pooling) head on windows of `clip_len` consecutive sampled frames' features,
+the same windows `vidbatch label` makes from a video of any length. Both
+write one bundle: the encoder file plus the head (see `model.encoder`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers
+
+from vidbatch.apps.metrics import classification_report
+from vidbatch.apps.train.data import split_by_group
+from vidbatch.apps.train.features import (
+    FeatureSet,
+    encode_image_folder,
+    encode_manifest,
+)
+from vidbatch.core.config import SEQUENCE_HEADS
+from vidbatch.core.errors import ConfigError
+from vidbatch.model.encoder import FrameEncoder, open_encoder
+
+HEADS = SEQUENCE_HEADS
+
+
+def frame_head(features: int, num_classes: int, units: int = 256, dropout: float = 0.4) -> keras.Model:
+    """Features of one frame -> class probabilities."""
+    inputs = keras.Input(shape=(features,), name="features")
+    x = layers.LayerNormalization(name="norm")(inputs)
+    x = layers.Dropout(dropout / 2)(x)
+    x = layers.Dense(units, activation="relu", name="hidden")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name="frame_head")
+
+
+def sequence_head(clip_len: int, features: int, num_classes: int, head: str = "gru", units: int = 128,
+                  dropout: float = 0.4) -> keras.Model:
+    """Features of `clip_len` consecutive sampled frames -> class probabilities."""
+    if head not in HEADS:
+        raise ConfigError(f"Invalid `head`: expected one of {HEADS}. Received: head={head!r}")
+    inputs = keras.Input(shape=(clip_len, features), name="features")
+    x = layers.LayerNormalization(name="norm")(inputs)
+    x = layers.Dropout(dropout / 2)(x)
+    x = layers.Dense(units, activation="relu", name="project")(x)
+    if head == "gru":
+        x = layers.GRU(units, name="gru")(x)
+    elif head == "lstm":
+        x = layers.LSTM(units, name="lstm")(x)
+    elif head == "attention":
+        weights = layers.Softmax(axis=1, name="frame_weights")(layers.Dense(1, name="frame_score")(x))
+        x = layers.Dot(axes=1, name="attend")([weights, x])
+        x = layers.Flatten()(x)
+    else:
+        x = layers.GlobalAveragePooling1D(name="mean")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name=f"{head}_head")
+
+
+def windows(features: np.ndarray, clip_len: int, stride: int) -> np.ndarray:
+    """Windows [n, clip_len, F] of consecutive frames, a new one every `stride`; a short video gives one window,
+    padded by repeating its last frame (training only: labeling reports such a video as too short)."""
+    if len(features) < clip_len:
+        pad = np.repeat(features[-1:], clip_len - len(features), axis=0)
+        return np.concatenate([features, pad])[None]
+    starts = range(0, len(features) - clip_len + 1, stride)
+    return np.stack([features[s : s + clip_len] for s in starts])
+
+
+def load_features(config: Any, encoder: FrameEncoder) -> FeatureSet:
+    if os.path.isdir(config.data):
+        if config.kind == "sequence":
+            raise ConfigError(f"Sequence models train on a labeled video manifest, not an image folder. "
+                              f"Received: data={config.data!r}")
+        return encode_image_folder(config.data, encoder, cache_dir=config.feature_cache)
+    return encode_manifest(config.data, encoder, config.fps, config.storage_options, cache_dir=config.feature_cache)
+
+
+def split(data: FeatureSet, config: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Train/test masks over sources, never splitting a group: the named `holdout_groups`, or a stratified share."""
+    if config.holdout_groups:
+        held = np.isin(np.asarray(data.group_names, dtype=str), [str(g) for g in config.holdout_groups])
+        if not held.any() or held.all():
+            raise ConfigError(f"Invalid `holdout_groups`: they must name some groups of the data but not all. "
+                              f"Received: holdout_groups={list(config.holdout_groups)!r}; groups include "
+                              f"{sorted(set(data.group_names))[:10]}")
+        return ~held, held
+    return split_by_group(data.y, data.groups, config.test_fraction, config.seed)
+
+
+def items(data: FeatureSet, mask: np.ndarray, config: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training items (frames, or windows), their labels, and the source each came from."""
+    xs, ys, sources = [], [], []
+    for index in np.flatnonzero(mask):
+        feats = np.asarray(data.features[index], np.float32)
+        if config.kind == "sequence":
+            feats = windows(feats, config.clip_len, config.clip_stride or max(1, config.clip_len // 2))
+        xs.append(feats)
+        ys.append(np.full(len(feats), data.y[index], np.int64))
+        sources.append(np.full(len(feats), index, np.int64))
+    if not xs:
+        return np.zeros((0,)), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(sources)
+
+
+def train_encoded(config: Any) -> tuple[keras.Model, FrameEncoder, dict[str, Any], FeatureSet]:
+    """Encode the data once, train the head, evaluate on the held-out groups; returns the head, the encoder,
+    the metrics and the feature set (the caller writes the bundle)."""
+    started = time.monotonic()
+    keras.utils.set_random_seed(config.seed)
+    encoder = open_encoder(config.encoder)
+    data = load_features(config, encoder)
+    if len(data.features) == 0:
+        raise ConfigError(f"No usable training items in {config.data!r} (skipped: {data.skipped})")
+    encode_s = time.monotonic() - started
+    train_mask, test_mask = split(data, config)
+    x_train, y_train, _ = items(data, train_mask, config)
+    x_test, y_test, test_sources = items(data, test_mask, config)
+    num_classes = len(data.classes)
+    if config.kind == "sequence":
+        head = sequence_head(config.clip_len, encoder.features, num_classes, config.head)
+    else:
+        head = frame_head(encoder.features, num_classes)
+    steps = max(1, -(-len(x_train) // config.batch_size)) * config.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.05)
+    head.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fit_started = time.monotonic()
+    fit = head.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs, shuffle=True,
+                   validation_data=(x_test, y_test) if len(x_test) else None, verbose=config.verbose)
+    fit_s = time.monotonic() - fit_started
+    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    report = {"accuracy": float("nan"), "count": 0, "per_class": {}, "confusion": [], "classes": data.classes}
+    video_report = None
+    if len(x_test):
+        probs = head.predict(x_test, batch_size=256, verbose=0)
+        report = classification_report(y_test, probs.argmax(axis=1), data.classes)
+        if not os.path.isdir(config.data):  # per video: the mean of its items' probabilities, as `label` does
+            videos = np.unique(test_sources)
+            mean = np.stack([probs[test_sources == v].mean(axis=0) for v in videos])
+            video_report = classification_report(data.y[videos], mean.argmax(axis=1), data.classes)
+    metrics = {
+        "test_accuracy": report["accuracy"],
+        "report": report,
+        "video_accuracy": video_report["accuracy"] if video_report else None,
+        "video_report": video_report,
+        "epochs": config.epochs,
+        "parameters": {"head": int(head.count_params()), "encoder_file_bytes": len(encoder.data)},
+        "encoder": {"file": config.encoder, "runtime": encoder.runtime, "features": encoder.features,
+                    "input_size": list(encoder.input_size), "sources_from_cache": data.cached,
+                    "encode_seconds": round(encode_s, 1)},
+        "data": {
+            "source": config.data,
+            "sources_seen": data.sources,
+            "items": int(len(x_train) + len(x_test)),
+            "train_items": len(x_train),
+            "test_items": len(x_test),
+            "train_groups": len(np.unique(data.groups[train_mask])),
+            "test_groups": len(np.unique(data.groups[test_mask])),
+            "test_sources": [data.names[i] for i in np.flatnonzero(test_mask)],
+            "test_labels": [data.classes[data.y[i]] for i in np.flatnonzero(test_mask)],
+            "skipped": data.skipped,
+            "skipped_examples": data.skipped_examples,
+            "classes": data.classes,
+        },
+        "history": history,
+        "fit_seconds": round(fit_s, 1),
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
+    return head, encoder, metrics, data
