@@ -181,6 +181,8 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
             "preprocessing_source": bundle.preprocessing_source,
             "notes": list(bundle.notes),
             "clip_len": bundle.spec.clip_len,
+            "encoder": ({**bundle.spec.encoder, "runtime": bundle.encoder.runtime}
+                        if bundle.encoder is not None else None),
         },
         "versions": package_versions(),
         "host": socket.gethostname(),

@@ -23,8 +23,9 @@ from vidbatch.stages.assemble import assemble_failed, assemble_ok
 from vidbatch.stages.decode import DecodeSpec
 
 COLUMNS = ("frame_index", "timestamp_s", "shot_cut")
-"""What travels with each classified item besides its probabilities; with `--thumbnails`, also `thumb`."""
-OPTIONAL_COLUMNS = ("thumb",)
+"""What travels with each classified item besides its probabilities; with `--thumbnails`, also `thumb`, and with
+`--embeddings`, `embedding` (from the classify stage)."""
+OPTIONAL_COLUMNS = ("thumb", "embedding")
 
 
 @dataclass
@@ -94,7 +95,7 @@ class VideoCollector:
         outcome = assemble_ok(
             task.video_id, task.key, self.bundle.classes, columns["frame_index"], columns["timestamp_s"],
             np.concatenate(state.probs), state.info, self.config, self.bundle.display_name, time.monotonic() - state.started,
-            shot_cut=columns["shot_cut"], thumbs=columns.get("thumb"),
+            shot_cut=columns["shot_cut"], thumbs=columns.get("thumb"), embeddings=columns.get("embedding"),
         )
         self._commit(state, outcome)
         self.counters.videos_ok += 1

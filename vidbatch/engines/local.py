@@ -65,7 +65,8 @@ class LocalEngine(Engine):
         self.pool.workers = self.config.workers(inference_on_cpu=not on_accelerator)
         self.pool.start(len(tasks))  # decoders start up while the inference model is built
         try:
-            self._predictor = Predictor(self.bundle, self.config.batch_size, precision=self.config.precision)
+            self._predictor = Predictor(self.bundle, self.config.batch_size, precision=self.config.precision,
+                                        embeddings=self.config.embeddings)
             model_items_per_s = self._predictor.warm_up()
         except BaseException:
             self.pool.close()
@@ -92,6 +93,10 @@ class LocalEngine(Engine):
         layout = {"decode_workers": self.pool.workers, "inference_device": "accelerator" if on_accelerator else "cpu",
                   "precision": self.config.precision, "batch_size": self.config.batch_size,
                   "model_items_per_s_at_start": round(model_items_per_s, 1)}
+        if self._predictor.encoder is not None:  # a clip's frames shared with the one before are encoded once
+            layout["encoder"] = {"runtime": self._predictor.encoder.runtime,
+                                 "frames_encoded": self._predictor.frames_encoded,
+                                 "encode_s": round(self._predictor.encode_s, 3)}
         return {**self.counters.as_dict(), "engine": "local", "layout": layout}
 
     def _handle(self, event: DecodeEvent) -> None:
@@ -135,13 +140,16 @@ class LocalEngine(Engine):
                 taken += need
         self._pending_items -= taken
         started = time.monotonic()
-        probs = self._predictor.predict(np.concatenate([p[1] for p in pieces]))
+        result = self._predictor.predict_all(np.concatenate([p[1] for p in pieces]))
+        probs, embedding = result["probs"], result.get("embedding")
         self.counters.inference_s += time.monotonic() - started
         self.counters.inference_batches += -(-taken // batch)
         self.counters.classified(taken)
         offset, touched = 0, []
         for key, frames, columns in pieces:
             state = self.collector.videos[key]
+            if embedding is not None:
+                columns = {**columns, "embedding": embedding[offset : offset + len(frames)]}
             state.add(probs[offset : offset + len(frames)], columns)
             self._in_flight[key] -= len(frames)
             offset += len(frames)

@@ -125,13 +125,13 @@ class RayPredictor:
 
     def __init__(self, model: str, batch_size: int, storage_options: Mapping[str, Any], trust_model_code: bool,
                  classes: str | None = None, precision: str = "float32", preprocessing: str | None = None,
-                 channel_order: str | None = None) -> None:
+                 channel_order: str | None = None, embeddings: bool = False) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from vidbatch.stages.classify import Predictor
 
         self.predictor = Predictor(model, batch_size=batch_size, storage_options=storage_options,
                                    trust_model_code=trust_model_code, classes=classes, precision=precision,
-                                   preprocessing=preprocessing, channel_order=channel_order)
+                                   preprocessing=preprocessing, channel_order=channel_order, embeddings=embeddings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.predictor(batch)
@@ -198,7 +198,7 @@ class RayEngine(Engine):
                                    "storage_options": dict(self.config.storage_options),
                                    "trust_model_code": self.config.trust_model_code, "classes": self.config.classes,
                                    "precision": self.config.precision, "preprocessing": self.config.preprocessing,
-                                   "channel_order": self.config.channel_order},
+                                   "channel_order": self.config.channel_order, "embeddings": self.config.embeddings},
             batch_size=self.config.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=actor_gpus, num_cpus=inference_cpus,
         )
@@ -237,7 +237,8 @@ class RayEngine(Engine):
             mine = keys == key
             rows = mine & ~last
             if rows.any():  # a retried task may send rows again: deduplicate by frame index
-                state.add(batch["probs"][rows], {name: batch[name][rows] for name in COLUMNS}, deduplicate=True)
+                names = COLUMNS + (("embedding",) if "embedding" in batch else ())
+                state.add(batch["probs"][rows], {name: batch[name][rows] for name in names}, deduplicate=True)
             terminal = np.flatnonzero(mine & last)
             if terminal.size:
                 row = terminal[0]

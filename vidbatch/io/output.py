@@ -4,13 +4,16 @@ Layout (for 10^7 videos the object count grows with batches, not videos):
 
     frames/part-<batch>.parquet      the frames of one batch of videos, sorted by (video_id, frame_index), in row
                                      groups whose statistics let a one-video filter skip every other group
+    thumbnails/part-<batch>.parquet  with --thumbnails: a small JPEG per segment
+    embeddings/part-<batch>.parquet  with --embeddings: each video's mean feature vector (the per-item vectors are
+                                     the frames shards' `embedding` column)
     _vidbatch/commits/<batch>.json   the commit record of that batch: each video's summary row, segments and shots
     _vidbatch/identity.json          the model fingerprint and options that shape the labels (resume must match)
     summary.parquet, segments.parquet, shots.parquet, run.json   rebuilt from the commit records at the end
 
 The commit protocol:
 
-1. A batch's frames shard is written atomically (a hidden temporary renamed
+1. A batch's shards (frames, and thumbnails or embeddings when asked for) are written atomically (a hidden temporary renamed
    into place locally; one PUT on object stores).
 2. Its commit record is then written atomically. That write is the commit: a
    video counts as done exactly when a commit record lists it. When several do
@@ -41,6 +44,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
@@ -54,10 +58,12 @@ from vidbatch.io.schema import (
     SHOTS_SCHEMA,
     SUMMARY_SCHEMA,
     THUMBNAILS_SCHEMA,
+    embeddings_schema,
 )
 
 FRAMES_DIR = "frames"
 THUMBNAILS_DIR = "thumbnails"
+EMBEDDINGS_DIR = "embeddings"
 COMMITS_DIR = "_vidbatch/commits"
 IDENTITY_FILE = "_vidbatch/identity.json"
 COMMIT_FORMAT = "vidbatch.commit/1"
@@ -66,6 +72,8 @@ ROW_GROUP_ROWS = 65536
 """Frames rows per Parquet row group: small enough that a one-video filter reads little, large enough to compress."""
 MIN_FREE_BYTES = 64 * 1024 * 1024
 PROBE_PREFIX = ".probe-"
+SHARDS = ((FRAMES_DIR, "frames_file"), (THUMBNAILS_DIR, "thumbnails_file"), (EMBEDDINGS_DIR, "embeddings_file"))
+"""Each shard folder and the commit record's key that names its files."""
 
 
 @dataclass
@@ -80,6 +88,8 @@ class VideoOutcome:
     segments: list[dict[str, Any]] = field(default_factory=list)
     shots: list[dict[str, Any]] = field(default_factory=list)
     thumbnails: list[dict[str, Any]] = field(default_factory=list)
+    embedding: np.ndarray | None = None
+    """With --embeddings: the mean feature vector of the video's items."""
 
     @property
     def ok(self) -> bool:
@@ -248,17 +258,31 @@ class RunOutput:
             thumbs = storage.join(THUMBNAILS_DIR, f"{SHARD_PREFIX}{batch}.parquet")
             table = pa.Table.from_pylist(pictures, schema=THUMBNAILS_SCHEMA)
             storage.atomic_write_bytes(self.fs, self._p(thumbs), table_to_parquet_bytes(table))
+        means = [o for o in outcomes if o.embedding is not None]
+        vectors = None
+        if means:
+            vectors = storage.join(EMBEDDINGS_DIR, f"{SHARD_PREFIX}{batch}.parquet")
+            features = len(means[0].embedding)
+            table = pa.table({
+                "video_id": pa.array([o.video_id for o in means], pa.string()),
+                "items": pa.array([o.record["frames_classified"] for o in means], pa.int32()),
+                "embedding": pa.FixedSizeListArray.from_arrays(
+                    pa.array(np.concatenate([o.embedding for o in means]).astype(np.float32)), features),
+            }, schema=embeddings_schema(features)).sort_by("video_id")
+            storage.atomic_write_bytes(self.fs, self._p(vectors), table_to_parquet_bytes(table))
         videos = [{**o.record, "key": o.key, "segments": o.segments, "shots_table": o.shots} for o in outcomes]
         record = {"format": COMMIT_FORMAT, "batch": batch, "frames_file": shard, "videos": videos}
         if thumbs:
             record["thumbnails_file"] = thumbs
+        if vectors:
+            record["embeddings_file"] = vectors
         storage.atomic_write_bytes(self.fs, self._p(COMMITS_DIR, batch + ".json"), json.dumps(record, allow_nan=True).encode())
         return batch
 
     def _remove_uncommitted_shards(self) -> None:
         """Delete shards that no commit record names: a run killed between writing a shard and its record."""
         records = self._records()
-        for folder, key in ((FRAMES_DIR, "frames_file"), (THUMBNAILS_DIR, "thumbnails_file")):
+        for folder, key in SHARDS:
             try:
                 shards = [p for p in self.fs.ls(self._p(folder), detail=False)
                           if p.rsplit("/", 1)[-1].startswith(SHARD_PREFIX)]
@@ -270,27 +294,28 @@ class RunOutput:
                     self.fs.rm_file(path)
 
     def _drop_superseded_frames(self, records: list[dict[str, Any]]) -> None:
-        """A video committed twice (a retried task) keeps only its latest rows in frames/."""
+        """A video committed twice (a retried task) keeps only its latest rows in frames/ (and embeddings/)."""
         latest = {}
         for record in records:
             for entry in record["videos"]:
                 latest[entry["key"]] = record["batch"]
         for record in records:
-            if not record.get("frames_file"):
-                continue
             ok_ids = {e["video_id"]: e["key"] for e in record["videos"] if e.get("status") == "ok"}
             stale = {vid for vid, key in ok_ids.items() if latest[key] != record["batch"]}
             if not stale:
                 continue
-            path = self._p(record["frames_file"])
-            if not self.fs.exists(path):
-                continue
-            if stale == set(ok_ids):
-                self.fs.rm_file(path)
-                continue
-            table = pq.read_table(io.BytesIO(self.fs.cat_file(path)))
-            keep = pa.compute.invert(pa.compute.is_in(table.column("video_id"), pa.array(sorted(stale))))
-            storage.atomic_write_bytes(self.fs, path, table_to_parquet_bytes(table.filter(keep), ROW_GROUP_ROWS))
+            for key in ("frames_file", "embeddings_file"):
+                if not record.get(key):
+                    continue
+                path = self._p(record[key])
+                if not self.fs.exists(path):
+                    continue
+                if stale == set(ok_ids):
+                    self.fs.rm_file(path)
+                    continue
+                table = pq.read_table(io.BytesIO(self.fs.cat_file(path)))
+                keep = pa.compute.invert(pa.compute.is_in(table.column("video_id"), pa.array(sorted(stale))))
+                storage.atomic_write_bytes(self.fs, path, table_to_parquet_bytes(table.filter(keep), ROW_GROUP_ROWS))
 
     # -- at the end ----------------------------------------------------------
     def finalize(self, manifest: Manifest, run_record: Mapping[str, Any]) -> pa.Table:

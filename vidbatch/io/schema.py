@@ -61,6 +61,17 @@ FRAMES_OPTIONAL_FIELDS = {
 }
 """Frames columns added only when asked for, after the fixed ones."""
 
+
+def frame_embedding_type(features: int) -> pa.DataType:
+    """`frames/` column `embedding` (--embeddings): each item's feature vector, half precision (plenty for cosine
+    search, half the bytes)."""
+    return pa.list_(pa.float16(), features)
+
+
+def embeddings_schema(features: int) -> pa.Schema:
+    """`embeddings/` (--embeddings): one row per video, the mean of its items' feature vectors."""
+    return pa.schema([("video_id", pa.string()), ("items", pa.int32()), ("embedding", pa.list_(pa.float32(), features))])
+
 SEGMENTS_SCHEMA = pa.schema(
     [
         ("video_id", pa.string()),

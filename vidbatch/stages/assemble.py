@@ -79,6 +79,7 @@ def assemble_ok(
     elapsed_s: float,
     shot_cut: np.ndarray | None = None,
     thumbs: np.ndarray | None = None,
+    embeddings: np.ndarray | None = None,
 ) -> VideoOutcome:
     order = np.argsort(frame_index, kind="stable")
     frame_index, timestamp_s, probs = frame_index[order], timestamp_s[order], probs[order]
@@ -127,6 +128,13 @@ def assemble_ok(
             FRAMES_OPTIONAL_FIELDS["top_k"]))
     if options.keep_probs:
         frames = frames.append_column("probs", pa.array(list(probs.astype(np.float32)), FRAMES_OPTIONAL_FIELDS["probs"]))
+    video_embedding = None
+    if embeddings is not None:
+        embeddings = np.asarray(embeddings, np.float32)[order]
+        features = embeddings.shape[1]
+        frames = frames.append_column("embedding", pa.FixedSizeListArray.from_arrays(
+            pa.array(embeddings.astype(np.float16).ravel(), pa.float16()), features))
+        video_embedding = embeddings.mean(axis=0)
     video_score = float(top_score[0])
     pred_label = str(classes[top_index[0]])
     if options.video_threshold is not None and video_score < options.video_threshold:
@@ -147,7 +155,7 @@ def assemble_ok(
     shots = find_shots(video_id, classes, probs, timestamp_s, cuts, end_s, options)
     pictures = thumbnails.per_segment(video_id, segments, timestamp_s, thumbs[order]) if thumbs is not None else []
     return VideoOutcome(video_id=video_id, key=key, record=record, frames=frames, segments=segments, shots=shots,
-                        thumbnails=pictures)
+                        thumbnails=pictures, embedding=video_embedding)
 
 
 def assemble_failed(
