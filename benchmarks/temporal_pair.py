@@ -20,7 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(work: str, train_per_class: int = 16, test_per_class: int = 8, epochs: int = 12, size: int = 32,
-        clip_len: int = 8, fps: float = 10.0) -> dict:
+        clip_len: int = 8, fps: float = 10.0, encoder: str | None = None) -> dict:
+    """Video accuracy of the frame CNN and the 3D CNN (and, given a frame `encoder`, of a CNN + GRU over it)."""
     sys.path.insert(0, ROOT)
     import vidbatch
     from vidbatch.apps.synth import TEMPORAL_CLASSES, SynthSpec, make_dataset
@@ -31,10 +32,11 @@ def run(work: str, train_per_class: int = 16, test_per_class: int = 8, epochs: i
     train_set = make_dataset(os.path.join(work, "train"), TEMPORAL_CLASSES, train_per_class, seed=31, spec=spec)
     test_set = make_dataset(os.path.join(work, "test"), TEMPORAL_CLASSES, test_per_class, seed=32, spec=spec)
     results = {}
-    for kind in ("frame", "clip"):
+    for kind in ("frame", "clip") + (("sequence",) if encoder else ()):
         bundle = os.path.join(work, f"{kind}-model")
-        metrics = train(TrainConfig(data=train_set, out=bundle, kind=kind, image_size=size, epochs=epochs, fps=fps,
-                                    clip_len=clip_len, width=16, batch_size=16, augment=False))
+        extra = dict(encoder=encoder, epochs=3 * epochs, feature_cache=None) if kind == "sequence" else {}
+        metrics = train(TrainConfig(**{**dict(data=train_set, out=bundle, kind=kind, image_size=size, epochs=epochs, fps=fps,
+                                              clip_len=clip_len, width=16, batch_size=16, augment=False), **extra}))
         summary = vidbatch.label(test_set, bundle, os.path.join(work, f"{kind}-labels"), fps=fps, window=16,
                                  clip_stride=2, shot_threshold=None, progress=False, overwrite=True).summary_frame()
         results[kind] = {

@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                 # full run (about 15-25 min on 2 cores)
     python benchmarks/throughput.py --quick         # smoke run (a few minutes)
     KERAS_BACKEND=jax python benchmarks/throughput.py --no-ray --jit   # e.g. on a GPU machine without TF/Ray
+    python benchmarks/throughput.py --encoders      # int8 TFLite encoder (LiteRT) vs float Keras MobileNetV2 only
 
 Every mode runs in a fresh child process (so its peak RSS, process tree
 included, is measured by sampling with psutil), first once to warm up, then
@@ -27,6 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.path.join(ROOT, "..", "shared", "data", "videos")
+EMBEDDER = os.path.join(ROOT, "..", "shared", "data", "weights", "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
 SHARED_CLIPS = ("bikes.mp4", "carphone_pristine.mp4", "realshort.mp4", "test.webm", "cockatoo.mp4", "vtest_h264.avi")
 
 
@@ -91,8 +93,19 @@ def prepare(work: str, quick: bool, model_name: str, size: int) -> dict:
             keras_model, _, preprocessing = backbone_model(model_name, (size, size, 3), 3, None)
         save_bundle(keras_model, BundleSpec(classes=("a", "b", "c"), input_size=(size, size), preprocessing=preprocessing,
                                             name=model_name), model)
+    encoder_model = os.path.join(work, "model-int8-encoder")
+    if os.path.exists(EMBEDDER) and not os.path.exists(os.path.join(encoder_model, "bundle.json")):
+        import keras
+
+        from vidbatch.model.bundle import BundleSpec, save_bundle
+        from vidbatch.model.encoder import open_encoder
+
+        encoder = open_encoder(EMBEDDER)  # a pretrained int8 MobileNetV1 and an untrained head: speed only
+        head = keras.Sequential([keras.Input((encoder.features,)), keras.layers.Dense(3, activation="softmax")])
+        save_bundle(head, BundleSpec(classes=("a", "b", "c"), input_size=encoder.input_size, name="int8_encoder"),
+                    encoder_model, encoder=encoder)
     return {"manifest": manifest, "memory": memory, "model": model, "trivial_model": trivial, "videos": len(rows),
-            "work": work}
+            "work": work, "encoder_model": encoder_model if os.path.exists(EMBEDDER) else None}
 
 
 # ------------------------------------------------------------ child modes ---
@@ -103,11 +116,12 @@ def child(mode: str, workload: dict, options: dict) -> dict:
 
     if mode == "tutorial":
         return tutorial_loop(pd.read_csv(workload["manifest"]).uri.tolist(), workload["model"], options)
-    if mode == "model_only":
+    if mode in ("model_only", "model_only_encoder"):
         from vidbatch.model.bundle import load_bundle
         from vidbatch.stages.classify import Predictor
 
-        predictor = Predictor(load_bundle(workload["model"]), batch_size=options["batch_size"],
+        model = workload["encoder_model"] if mode.endswith("_encoder") else workload["model"]
+        predictor = Predictor(load_bundle(model), batch_size=options["batch_size"],
                               precision=options["precision"])
         items = np.random.default_rng(0).integers(0, 256, (options["model_items"], *predictor.spec.item_shape), np.uint8)
         predictor.predict(items[: options["batch_size"]])  # warm-up: trace/compile
@@ -127,6 +141,7 @@ def child(mode: str, workload: dict, options: dict) -> dict:
         fps = 0.0 if mode.endswith(("_all", "_near_free")) else options["fps"]
         manifest = workload["memory"][mode[4:]] if mode.startswith("mem_") else workload["manifest"]
         model = workload["trivial_model"] if mode.endswith("_near_free") else workload["model"]
+        model = workload["encoder_model"] if mode.endswith("_encoder") else model
         if engine == "ray":
             import ray
 
@@ -371,6 +386,8 @@ def main() -> None:
     parser.add_argument("--decode-workers", type=int, default=None)
     parser.add_argument("--tutorial-frames", type=int, default=100, help="frames per video for the (slow) tutorial loop")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--encoders", action="store_true",
+                        help="only compare the shared int8 TFLite encoder with the float Keras model (needs ../shared)")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "vidbatch-bench"))
     parser.add_argument("--results", default=os.path.join(HERE, "results"))
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -395,6 +412,10 @@ def main() -> None:
              "local_near_free", "mem_short", "mem_long", "labels_check"]
     if not args.no_ray:
         modes[8:8] = ["ray_all", "ray_sampled"]
+    if args.encoders:
+        if not workload["encoder_model"]:
+            raise SystemExit(f"--encoders needs the shared embedder at {EMBEDDER}")
+        modes = ["model_only", "model_only_encoder", "local_sampled", "local_sampled_encoder"]
     results: dict[str, dict] = {}
     for mode in modes:
         runs = [run_child(mode, workload, options) for _ in range(1 if mode.startswith(("mem_", "labels")) else repeat)]
@@ -414,9 +435,9 @@ def main() -> None:
             results[mode]["startup_s"] = median_of([r["stages"]["startup_s"] for r in runs])
         print(f"{mode:>15}: {results[mode]['items_per_s']:8.1f} items/s, {results[mode]['video_frames_per_s']:8.1f} "
               f"video frames/s, peak RSS {results[mode]['peak_rss_mb']:.0f} MB", flush=True)
-    report = summarise(results, workload, options, args)
+    report = summarise_encoders(results, options, args) if args.encoders else summarise(results, workload, options, args)
     os.makedirs(args.results, exist_ok=True)
-    name = "quick" if args.quick else platform.node() or "machine"
+    name = ("quick" if args.quick else platform.node() or "machine") + ("-encoders" if args.encoders else "")
     with open(os.path.join(args.results, f"{name}.json"), "w") as handle:
         json.dump(report, handle, indent=2, default=str)
     with open(os.path.join(args.results, f"{name}.md"), "w") as handle:
@@ -491,6 +512,24 @@ def summarise(results: dict, workload: dict, options: dict, args) -> dict:
     return {"machine": info, "options": options, "results": results, "ratios": ratios, "labels_equal": labels_equal,
             "labels_check": check,
             "markdown": "\n".join(lines) + "\n"}
+
+
+def summarise_encoders(results: dict, options: dict, args) -> dict:
+    """What a quantised encoder buys on the CPU: items/s of the int8 TFLite MobileNetV1 embedder (LiteRT) against
+    the float Keras model (`--model`, MobileNetV2 by default), alone and inside the labeling job."""
+    info = machine()
+    ratios = {"model_only_int8_vs_float": results["model_only_encoder"]["items_per_s"] / results["model_only"]["items_per_s"],
+              "labeling_int8_vs_float": results["local_sampled_encoder"]["items_per_s"] / results["local_sampled"]["items_per_s"]}
+    names = {"model_only": f"model only: Keras {args.model} float32", "model_only_encoder": "model only: int8 TFLite encoder + head",
+             "local_sampled": f"vidbatch local, default sampling: Keras {args.model}",
+             "local_sampled_encoder": "vidbatch local, default sampling: int8 TFLite encoder + head"}
+    lines = [f"Machine: {info['cpus']} CPUs ({info['processor']}), {info['memory_gb']} GB; Keras {info.get('keras')} on "
+             f"{info['keras_backend']}; {args.size}x{args.size}, batch {options['batch_size']}; medians of {args.repeat} runs.",
+             "", "| mode | items/s | peak RSS (MB) |", "|---|---:|---:|"]
+    lines += [f"| {names[m]} | {r['items_per_s']:.1f} | {r['peak_rss_mb']:.0f} |" for m, r in results.items()]
+    lines += ["", f"int8 encoder / float model: {ratios['model_only_int8_vs_float']:.1f}x alone, "
+              f"{ratios['labeling_int8_vs_float']:.1f}x in the labeling job."]
+    return {"machine": info, "options": options, "results": results, "ratios": ratios, "markdown": "\n".join(lines) + "\n"}
 
 
 if __name__ == "__main__":
