@@ -3,7 +3,7 @@ import os
 import pytest
 
 from vidbatch import ConfigError, LabelConfig
-from vidbatch.core.config import RayOptions
+from vidbatch.core.config import DEFAULT_FPS, RayOptions
 
 
 def make(**kw):
@@ -33,7 +33,10 @@ def test_config_is_frozen_and_defaults_are_sane():
     config = make()
     with pytest.raises(Exception):
         config.fps = 1  # type: ignore[misc]
-    assert config.fps > 0 and config.window >= 1 and config.workers() >= 1
+    assert config.fps is None and config.window >= 1 and config.workers() >= 1
+    # fps is settled once the model is known: the user's, else a clip model's training rate, else the default
+    assert config.for_model(None).fps == DEFAULT_FPS and config.for_model(8.0).fps == 8.0
+    assert make(fps=1).for_model(8.0).fps == 1.0 and make(fps=0).for_model(8.0).fps == 0.0
 
 
 def test_record_redacts_credentials():

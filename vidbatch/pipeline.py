@@ -140,6 +140,7 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
                          preprocessing=config.preprocessing, channel_order=config.channel_order)
     for note in bundle.notes:  # said once, before the work; kept in run.json
         log.warning(note)
+    config = config.for_model(bundle.spec.sample_fps if bundle.spec.kind == "clip" else None)
     if config.sampling == "keyframes" and bundle.spec.kind != "frame":
         raise ConfigError("Invalid `sampling`: key frames are seconds apart, so they cannot make the clips of "
                           f"consecutive frames a {bundle.spec.kind} model reads; use sampling='rate'. "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -163,7 +164,9 @@ class LabelConfig:
     manifest: str = option(help="CSV or Parquet manifest (local path or URL) with a `uri` column")
     model: str = option(help="model bundle folder or .keras file (local or URL)")
     out: str = option(help="output folder or URL (rerun into it to resume)")
-    fps: float = option(DEFAULT_FPS, answer=True, help=f"frames sampled per second; 0 = every frame (default {DEFAULT_FPS:g})")
+    fps: float | None = option(None, answer=True,
+                               help=f"frames sampled per second; 0 = every frame (default {DEFAULT_FPS:g}, or the rate a "
+                                    "clip or sequence model was trained at)")
     sampling: str = option("rate", answer=True, choices=SAMPLINGS,
                            help="rate: --fps frames per second of video (default); keyframes: only the key frames, "
                                 "decoded with PyAV (pip install 'vidbatch[keyframes]'): fastest, coarse; no shot "
@@ -232,7 +235,8 @@ class LabelConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 _fail(name, value, "a non-empty path or URL")
-        _check_positive_number("fps", self.fps, allow_zero=True)
+        if self.fps is not None:
+            _check_positive_number("fps", self.fps, allow_zero=True)
         if self.preprocessing is not None and self.preprocessing not in PREPROCESSING:
             _fail("preprocessing", self.preprocessing, f"one of {PREPROCESSING}, or None")
         if self.channel_order is not None and self.channel_order not in CHANNEL_ORDERS:
@@ -267,8 +271,15 @@ class LabelConfig:
         if not isinstance(self.ray, RayOptions):
             _fail("ray", type(self.ray).__name__, "a RayOptions")
         # one spelling per meaning, so equal settings give equal run identities
-        object.__setattr__(self, "fps", float(self.fps))
+        object.__setattr__(self, "fps", None if self.fps is None else float(self.fps))
         object.__setattr__(self, "shot_threshold", self.shot_threshold or None)
+
+    def for_model(self, sample_fps: float | None) -> "LabelConfig":
+        """This config with `fps` settled: the user's, else the rate a clip model was trained at, else the default.
+        A model over windows of frames expects them as far apart as in training."""
+        if self.fps is not None:
+            return self
+        return dataclasses.replace(self, fps=sample_fps if sample_fps else DEFAULT_FPS)
 
     def workers(self, inference_on_cpu: bool = True, model_items_per_s: float | None = None) -> int:
         return self.decode_workers or default_decode_workers(inference_on_cpu, model_items_per_s)
