@@ -1,7 +1,7 @@
 """Action recognition on real clips: each model family vidbatch trains, on five UCF101 classes, held out by group.
 
     python benchmarks/action.py                 # about 20-30 min on 2 cores; needs ../shared/data/ucf101 and weights
-    python benchmarks/action.py --only seq_gru  # one model (names below)
+    python benchmarks/action.py --only seq_gru  # one model (names below), merged into the committed results
 
 Every model trains on the clips of groups g12-g25 and is judged the way users
 meet it: `vidbatch label` on the clips of groups g08-g11, which no model saw
@@ -34,11 +34,15 @@ ENCODER_PARAMETERS = 3_228_864
 
 MODELS = {
     # name: (family, TrainConfig fields)
-    "frame_cnn": ("frame CNN from scratch (64x64)", dict(kind="frame", backbone="small_cnn", image_size=64, epochs=12,
-                                                          max_items_per_video=24, width=32)),
+    "frame_cnn": ("frame CNN from scratch (64x64)", dict(kind="frame", backbone="small_cnn", image_size=64, epochs=10,
+                                                          max_items_per_video=8, width=32)),
     "frame_encoder": ("frame head on the int8 MobileNet encoder", dict(kind="frame", encoder=EMBEDDER, epochs=15)),
-    "clip_3d_cnn": ("3D CNN from scratch (8 x 48x48)", dict(kind="clip", image_size=48, clip_len=8, epochs=12,
-                                                            max_items_per_video=12, width=32)),
+    "clip_3d_cnn": ("3D CNN from scratch (8 x 48x48)", dict(kind="clip", image_size=48, clip_len=8, epochs=10,
+                                                            max_items_per_video=4, width=32)),
+    **{f"clip_{arch}": (f"{label} from scratch (8 x 48x48)", dict(kind="clip", arch=arch, image_size=48, clip_len=8,
+                                                                   epochs=10, max_items_per_video=4, width=32))
+       for arch, label in (("early_fusion", "early fusion"), ("late_fusion", "late fusion (first and last frame)"),
+                           ("r2plus1d", "(2+1)D CNN"), ("slowfast", "SlowFast-style two-pathway CNN"))},
     "seq_gru": ("CNN + GRU (encoder, 8-frame windows)", dict(kind="sequence", encoder=EMBEDDER, head="gru", clip_len=8)),
     "seq_attention": ("CNN + attention pooling (encoder)", dict(kind="sequence", encoder=EMBEDDER, head="attention",
                                                                 clip_len=8)),
@@ -144,8 +148,14 @@ def main() -> None:
     import pandas as pd
 
     started = time.monotonic()
+    name = f"action_{platform.node() or 'machine'}"
     results = {"machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
                "train_videos": len(pd.read_csv(train_csv)), "test_videos": len(pd.read_csv(test_csv)), "models": {}}
+    previous = os.path.join(args.results, name + ".json")
+    if args.only is not None and os.path.exists(previous):  # a partial run updates the committed table
+        with open(previous) as handle:
+            earlier = json.load(handle)
+        results["models"], results["temporal"] = earlier.get("models", {}), earlier.get("temporal")
     for name in MODELS:
         if args.only is None or name in args.only:
             results["models"][name] = run_model(name, args.work, train_csv, test_csv)
@@ -155,10 +165,10 @@ def main() -> None:
     if args.only is None or "temporal" in args.only:
         results["temporal"] = run_temporal(args.work)
         print(json.dumps(results["temporal"], indent=1), flush=True)
+    results["models"] = {k: results["models"][k] for k in MODELS if k in results["models"]}  # table order
     results["seconds"] = round(time.monotonic() - started, 1)
     results["markdown"] = markdown(results)
     os.makedirs(args.results, exist_ok=True)
-    name = f"action_{platform.node() or 'machine'}"
     with open(os.path.join(args.results, name + ".json"), "w") as handle:
         json.dump(results, handle, indent=2, default=str)
     with open(os.path.join(args.results, name + ".md"), "w") as handle:

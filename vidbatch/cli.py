@@ -16,6 +16,7 @@ from typing import Sequence
 
 import vidbatch
 from vidbatch.core.config import (
+    CLIP_ARCHITECTURES,
     DEFAULT_BATCH_SIZE,
     DEFAULT_FEATURE_CACHE,
     DEFAULT_FPS,
@@ -148,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     frames.add_argument("--weights", default="none", help="imagenet | none | PATH to a weights file")
     frames.add_argument("--image-size", type=int, default=64)
     frames.add_argument("--fine-tune-epochs", type=int, default=0)
-    clips = kinds.add_parser("clips", help="a 3D CNN on clips of a labeled video manifest")
+    clips = kinds.add_parser("clips", help="a clip model (3D CNN, early or late fusion, (2+1)D, SlowFast) on clips "
+                             "of a labeled video manifest")
+    clips.add_argument("--arch", default="3d_cnn", choices=CLIP_ARCHITECTURES,
+                       help="the model family (default 3d_cnn; see the README's guide)")
     clips.add_argument("--clip-len", type=int, default=10)
     clips.add_argument("--image-size", type=int, default=48)
     sequence = kinds.add_parser("sequence", help="a CNN + RNN: a frozen encoder's features of consecutive sampled "
@@ -220,7 +224,7 @@ def _train(args: argparse.Namespace) -> int:
     holdout = getattr(args, "holdout_groups", None)
     config = TrainConfig(
         data=args.data, out=args.out, kind={"frames": "frame", "clips": "clip"}.get(args.kind, args.kind),
-        encoder=getattr(args, "encoder", None), head=getattr(args, "head", "gru"),
+        encoder=getattr(args, "encoder", None), head=getattr(args, "head", "gru"), arch=getattr(args, "arch", "3d_cnn"),
         clip_stride=getattr(args, "clip_stride", None),
         feature_cache=None if cache in (None, "none") else cache,
         holdout_groups=tuple(g.strip() for g in holdout.split(",") if g.strip()) if holdout else None,

@@ -34,13 +34,17 @@ def describe_bundle(path: str, storage_options=None, classes: str | None = None)
         f"model bundle: {path}",
         f"  name:          {spec.name or '-'}",
         f"  kind:          {spec.kind}" + (f" (clips of {spec.clip_len} frames)" if spec.kind == "clip" else ""),
-        f"  input size:    {spec.input_size[0]}x{spec.input_size[1]} (height x width), {spec.channel_order.upper()}",
+        f"  input size:    {spec.input_size[0]}x{spec.input_size[1]} (height x width), {spec.channel_order.upper()}"
+        + (", centre-cropped to that aspect ratio" if spec.resize == "center_crop" else ""),
         f"  preprocessing: {spec.preprocessing} ({_SOURCES[bundle.preprocessing_source]})",
         f"  outputs:       {spec.outputs}",
         f"  classes ({len(spec.classes)}): {', '.join(spec.classes)}",
         f"  parameters:    {bundle.model.count_params():,}",
         f"  fingerprint:   {bundle.fingerprint[:16]}",
     ]
+    if bundle.encoder is not None:
+        lines.append(f"  encoder:       {spec.encoder['file']} ({spec.encoder['format']}, {bundle.encoder.runtime}), "
+                     f"{spec.encoder['features']} features per frame; the parameters above are the head's")
     lines += [f"  note:          {note}" for note in bundle.notes]
     if spec.sample_fps:
         lines.append(f"  trained at:    {spec.sample_fps:g} sampled frames/s")

@@ -11,9 +11,11 @@ import os
 import keras
 from keras import layers
 
+from vidbatch.core.config import CLIP_ARCHITECTURES
 from vidbatch.core.errors import ConfigError
 
 FRAME_BACKBONES = ("small_cnn", "mobilenet_v2", "resnet50", "efficientnet_b0")
+
 _APPLICATIONS = {
     "mobilenet_v2": ("MobileNetV2", "symmetric"),
     "resnet50": ("ResNet50", "caffe"),
@@ -83,3 +85,91 @@ def clip_cnn(input_shape: tuple[int, int, int, int], num_classes: int, width: in
     x = layers.Dropout(0.3)(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name="clip_cnn")
+
+
+def _conv_block(x, filters: int, kernel, name: str, strides=1):
+    conv = layers.Conv3D if len(kernel) == 3 else layers.Conv2D
+    x = conv(filters, kernel, strides=strides, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def _head(x, num_classes: int, dropout: float = 0.3):
+    x = layers.Dropout(dropout)(x)
+    return layers.Dense(num_classes, activation="softmax", name="probs")(x)
+
+
+def early_fusion(input_shape: tuple[int, int, int, int], num_classes: int, width: int = 16):
+    """Frames stacked along the channels: (T, H, W, 3) -> (H, W, 3T), then a 2D CNN."""
+    t, h, w, c = input_shape
+    inputs = keras.Input(shape=input_shape, name="clip")
+    x = layers.Reshape((h, w, t * c))(layers.Permute((2, 3, 1, 4))(inputs))
+    for i, filters in enumerate((width * 2, width * 4, width * 8)):
+        x = _conv_block(x, filters, (3, 3), f"conv{i}")
+        x = layers.MaxPooling2D(2)(x)
+    return keras.Model(inputs, _head(layers.GlobalAveragePooling2D()(x), num_classes), name="early_fusion")
+
+
+def late_fusion(input_shape: tuple[int, int, int, int], num_classes: int, width: int = 16):
+    """One 2D CNN, shared, on two frames half a clip apart (the first and the middle one); the two feature maps
+    meet only at the top."""
+    t, h, w, c = input_shape
+    inputs = keras.Input(shape=input_shape, name="clip")
+    frame = keras.Input(shape=(h, w, c))
+    x = frame
+    for i, filters in enumerate((width * 2, width * 4, width * 8)):
+        x = _conv_block(x, filters, (3, 3), f"conv{i}")
+        x = layers.MaxPooling2D(2)(x)
+    tower = keras.Model(frame, x, name="tower")  # a feature map: where things are is what the top compares
+    first = layers.Reshape((h, w, c))(layers.Cropping3D(((0, t - 1), (0, 0), (0, 0)), name="first")(inputs))
+    gap = max(1, t // 2)  # frames half a clip apart: far enough to move, near enough not to pass a scene's cycle
+    last = layers.Reshape((h, w, c))(layers.Cropping3D(((gap, t - 1 - gap), (0, 0), (0, 0)), name="later")(inputs))
+    # the towers meet only at the top: one convolution over both maps side by side, so what moved where is
+    # read the same way anywhere in the frame (Karpathy et al. fuse with fully connected layers; on small data
+    # those learnt each position separately and stayed near chance on the temporal pair)
+    x = layers.Concatenate(name="fuse_maps")([tower(first), tower(last)])
+    x = _conv_block(x, width * 8, (3, 3), "fuse")
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, _head(x, num_classes), name="late_fusion")
+
+
+def r2plus1d(input_shape: tuple[int, int, int, int], num_classes: int, width: int = 16):
+    """(2+1)D: every 3x3x3 convolution factored into a spatial 1x3x3 and a temporal 3x1x1 one."""
+    inputs = keras.Input(shape=input_shape, name="clip")
+    x = inputs
+    for i, filters in enumerate((width, width * 2, width * 4)):
+        x = _conv_block(x, filters, (1, 3, 3), f"conv{i}_space")
+        x = _conv_block(x, filters, (3, 1, 1), f"conv{i}_time")
+        x = layers.MaxPooling3D((1, 2, 2) if i == 0 else (2, 2, 2), padding="same")(x)
+    return keras.Model(inputs, _head(layers.GlobalAveragePooling3D()(x), num_classes), name="r2plus1d")
+
+
+def slowfast(input_shape: tuple[int, int, int, int], num_classes: int, width: int = 16):
+    """A slow pathway (every `alpha`-th frame, wide) and a fast one (every frame, `beta` of the channels), with
+    lateral connections from fast to slow after each stage (Feichtenhofer et al., 2019), scaled down."""
+    t = input_shape[0]
+    alpha = 4 if t % 4 == 0 and t >= 8 else 2 if t % 2 == 0 else 1
+    thin = max(4, width // 4)
+    inputs = keras.Input(shape=input_shape, name="clip")
+    slow = _conv_block(inputs, width, (1, 3, 3), "slow_stem", strides=(alpha, 2, 2))  # every alpha-th frame
+    fast = _conv_block(inputs, thin, (3, 3, 3), "fast_stem", strides=(1, 2, 2))
+    for i, factor in enumerate((1, 2, 4)):
+        lateral = layers.Conv3D(2 * thin * factor, (5, 1, 1), strides=(alpha, 1, 1), padding="same",
+                                name=f"lateral{i}")(fast)
+        slow = layers.Concatenate(name=f"join{i}")([slow, lateral])
+        slow = _conv_block(slow, width * factor * 2, (1, 3, 3) if i == 0 else (3, 3, 3), f"slow{i}")
+        fast = _conv_block(fast, thin * factor * 2, (3, 3, 3), f"fast{i}")
+        if i < 2:
+            slow = layers.MaxPooling3D((1, 2, 2), padding="same")(slow)
+            fast = layers.MaxPooling3D((1, 2, 2), padding="same")(fast)
+    x = layers.Concatenate()([layers.GlobalAveragePooling3D()(slow), layers.GlobalAveragePooling3D()(fast)])
+    return keras.Model(inputs, _head(x, num_classes), name="slowfast")
+
+
+def clip_model(arch: str, input_shape: tuple[int, int, int, int], num_classes: int, width: int = 16):
+    """The clip model of family `arch` (see `CLIP_ARCHITECTURES`)."""
+    builders = {"3d_cnn": clip_cnn, "early_fusion": early_fusion, "late_fusion": late_fusion, "r2plus1d": r2plus1d,
+                "slowfast": slowfast}
+    if arch not in builders:
+        raise ConfigError(f"Invalid `arch`: expected one of {CLIP_ARCHITECTURES}. Received: arch={arch!r}")
+    return builders[arch](input_shape, num_classes, width=width)

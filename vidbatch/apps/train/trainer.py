@@ -27,6 +27,7 @@ from vidbatch.apps.train.data import (
 )
 from vidbatch.apps.train.encoded import HEADS, train_encoded
 from vidbatch.apps.train.features import DEFAULT_CACHE, RESIZE
+from vidbatch.core.config import CLIP_ARCHITECTURES
 from vidbatch.core.errors import ConfigError
 from vidbatch.model import architectures
 from vidbatch.model.architectures import FRAME_BACKBONES
@@ -66,6 +67,8 @@ class TrainConfig:
     storage_options: Mapping[str, Any] | None = None
     encoder: str | None = None
     """A frozen frame encoder (.tflite or .keras file): train only a head on its features (kinds frame, sequence)."""
+    arch: str = "3d_cnn"
+    """Clip models: the family (see `CLIP_ARCHITECTURES`)."""
     head: str = "gru"
     """Sequence models: gru, lstm, attention or mean (see `encoded.HEADS`)."""
     clip_stride: int | None = None
@@ -84,6 +87,8 @@ class TrainConfig:
         if self.encoder and self.kind == "clip":
             raise ConfigError("Invalid `encoder`: a 3D CNN learns from pixels; for a model over encoded frames, use "
                               f"kind 'sequence'. Received: kind='clip', encoder={self.encoder!r}")
+        if self.kind == "clip" and self.arch not in CLIP_ARCHITECTURES:
+            raise ConfigError(f"Invalid `arch`: expected one of {CLIP_ARCHITECTURES}. Received: arch={self.arch!r}")
         if self.encoder and self.head not in HEADS:
             raise ConfigError(f"Invalid `head`: expected one of {HEADS}. Received: head={self.head!r}")
         if self.kind == "frame" and self.backbone not in FRAME_BACKBONES:
@@ -142,7 +147,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     base = None
     if config.kind == "clip":
-        core = architectures.clip_cnn(item_shape, num_classes, width=max(8, config.width // 2))
+        core = architectures.clip_model(config.arch, item_shape, num_classes, width=max(8, config.width // 2))
         preprocessing = "unit"
     elif config.backbone == "small_cnn":
         core = architectures.small_cnn(item_shape, num_classes, width=config.width)
@@ -184,7 +189,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         kind=config.kind,
         clip_len=config.clip_len if config.kind == "clip" else None,
         preprocessing=preprocessing,
-        name=f"{config.backbone if config.kind == 'frame' else 'clip_cnn'}-{os.path.basename(config.out.rstrip('/'))}",
+        name=f"{config.backbone if config.kind == 'frame' else config.arch}-{os.path.basename(config.out.rstrip('/'))}",
         sample_fps=config.fps if config.kind == "clip" else None,
         extra={"trained_on": config.data, "test_accuracy": report["accuracy"]},
     )
