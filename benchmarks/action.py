@@ -68,7 +68,7 @@ def split_manifests(work: str) -> tuple[str, str]:
     return paths
 
 
-def run_model(name: str, work: str, train_csv: str, test_csv: str) -> dict:
+def run_model(name: str, work: str, train_csv: str, test_csv: str, reuse: bool = False) -> dict:
     sys.path.insert(0, ROOT)
     import keras
 
@@ -79,7 +79,12 @@ def run_model(name: str, work: str, train_csv: str, test_csv: str) -> dict:
     bundle = os.path.join(work, name)
     config = TrainConfig(data=train_csv, out=bundle, fps=FPS, test_fraction=0.15, batch_size=32,
                          feature_cache=os.path.join(work, "features"), **fields)
-    metrics = train(config)
+    saved = os.path.join(bundle, "metrics.json")
+    if reuse and os.path.exists(saved):  # --reuse: a bundle this work folder already trained
+        with open(saved) as handle:
+            metrics = json.load(handle)
+    else:
+        metrics = train(config)
     labeled = vidbatch.label(test_csv, bundle, os.path.join(work, f"{name}-labels"), fps=FPS, window=8,
                              shot_threshold=None, progress=False, overwrite=True)
     summary = labeled.summary_frame()  # the manifest's columns (label) pass through
@@ -93,12 +98,13 @@ def run_model(name: str, work: str, train_csv: str, test_csv: str) -> dict:
         "test_videos": int(len(summary)),
         "failed_videos": int((summary.status != "ok").sum()),
         "validation_item_accuracy": metrics["test_accuracy"],
-        "inference_items_per_s": stages["items_classified"] / max(stages["inference_s"], 1e-9),
+        "inference_items_per_s": stages["inference_items_per_busy_s"],
         "labeling_videos_per_s": len(summary) / labeled.elapsed_s,
         "items_classified": stages["items_classified"],
         "parameters": head + (ENCODER_PARAMETERS if encoded else 0),
         "trained_parameters": head,
         "train_seconds": metrics["train_seconds"],
+        "items_per_video": (stages["items_classified"] / max(1, len(summary))),
         "encode_seconds": metrics.get("encoder", {}).get("encode_seconds"),
     }
 
@@ -136,6 +142,7 @@ def main() -> None:
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "vidbatch-action"))
     parser.add_argument("--only", nargs="*", default=None, choices=sorted(MODELS) + ["temporal"])
     parser.add_argument("--results", default=os.path.join(HERE, "results"))
+    parser.add_argument("--reuse", action="store_true", help="label with bundles already trained in --work")
     args = parser.parse_args()
     if not (os.path.exists(UCF) and os.path.exists(EMBEDDER)):
         raise SystemExit(f"needs {UCF} and {EMBEDDER}")
@@ -158,7 +165,7 @@ def main() -> None:
         results["models"], results["temporal"] = earlier.get("models", {}), earlier.get("temporal")
     for name in MODELS:
         if args.only is None or name in args.only:
-            results["models"][name] = run_model(name, args.work, train_csv, test_csv)
+            results["models"][name] = run_model(name, args.work, train_csv, test_csv, reuse=args.reuse)
             r = results["models"][name]
             print(f"{name:>14}: video accuracy {r['video_accuracy']:.1%}, {r['inference_items_per_s']:.0f} items/s, "
                   f"{r['train_seconds']:.0f} s training", flush=True)

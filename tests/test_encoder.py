@@ -5,7 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from tests.support.encoders import SHARED_EMBEDDER, make_keras_encoder, make_tflite_encoder, tiny_encoder_model
+from tests.support.encoders import (
+    SHARED_EMBEDDER,
+    make_keras_encoder,
+    make_tflite_encoder,
+    tiny_encoder_model,
+)
 from vidbatch.core.errors import ModelBundleError
 from vidbatch.model.encoder import open_encoder
 

@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -39,11 +40,17 @@ def mixed_manifest(synth_set, folder, extra=()):
 
 def test_ray_engine_matches_local_engine(ray_local, synth_set, colour_bundle, tmp_path):
     manifest = mixed_manifest(synth_set, str(tmp_path / "in"))
-    options = dict(fps=5, window=4, batch_size=8, progress=False)
+    options = dict(fps=5, window=4, batch_size=8, progress=False, embeddings=True)
     ray_result = vidbatch.label(manifest, colour_bundle, str(tmp_path / "ray"), engine="ray", **options)
     local_result = vidbatch.label(manifest, colour_bundle, str(tmp_path / "local"), **options)
     assert (ray_result.ok, ray_result.failed) == (local_result.ok, local_result.failed) == (6, 4)
     assert_same_answers(tmp_path / "ray", tmp_path / "local")
+    # --embeddings: the same vectors from both engines
+    ray_vectors, local_vectors = (pd.read_parquet(tmp_path / name / "embeddings").sort_values("video_id")
+                                  for name in ("ray", "local"))
+    assert list(ray_vectors.video_id) == list(local_vectors.video_id) and len(ray_vectors) == 6
+    np.testing.assert_allclose(np.stack(ray_vectors.embedding.to_numpy()), np.stack(local_vectors.embedding.to_numpy()),
+                               atol=1e-4)
     import json
 
     run = json.load(open(tmp_path / "ray" / "run.json"))

@@ -83,6 +83,7 @@ def test_holdout_groups_hold_out_exactly_those_groups(tmp_path, tiny_encoder):
     metrics = train(TrainConfig(data=data, out=str(tmp_path / "b"), encoder=tiny_encoder, epochs=2, fps=4,
                                 holdout_groups=("g0",), feature_cache=None))
     held = pd.read_csv(os.path.join(tmp_path, "b", "heldout.csv"))
+    assert metrics["data"]["test_groups"] == 3  # g0 of each of the three classes: a group is a (class, group) pair
     names = sorted(os.path.basename(u) for u in held.uri)
     assert names == sorted(os.path.basename(u) for u, g in zip(table.uri, table.group) if g == "g0")
     with pytest.raises(ConfigError, match="holdout_groups.*Received: holdout_groups=\\['g9'\\]"):

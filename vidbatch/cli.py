@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     evalp.add_argument("--manifest", required=True, help="manifest with a `label` column")
     evalp.add_argument("--model", required=True)
     evalp.add_argument("--out", required=True, help="folder for metrics.json, confusion.png/.csv, flicker.png/.csv, labels/")
-    evalp.add_argument("--fps", type=float, default=DEFAULT_FPS)
+    evalp.add_argument("--fps", type=float, default=None,
+                       help=f"frames sampled per second (default {DEFAULT_FPS:g}, or a clip model's training rate)")
     evalp.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     evalp.add_argument("--windows", default="1,4,8,16,32,64", help="window sizes for the flicker table (1 = raw)")
     evalp.add_argument("--overwrite", action="store_true")
