@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -85,8 +86,9 @@ def run_model(name: str, work: str, train_csv: str, test_csv: str, reuse: bool =
             metrics = json.load(handle)
     else:
         metrics = train(config)
-    labeled = vidbatch.label(test_csv, bundle, os.path.join(work, f"{name}-labels"), fps=FPS, window=8,
-                             shot_threshold=None, progress=False, overwrite=True)
+    out = os.path.join(work, f"{name}-labels")
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run (an equal earlier one would only be resumed)
+    labeled = vidbatch.label(test_csv, bundle, out, fps=FPS, window=8, shot_threshold=None, progress=False)
     summary = labeled.summary_frame()  # the manifest's columns (label) pass through
     run = json.load(open(os.path.join(work, f"{name}-labels", "run.json")))
     stages = run["stages"]
