@@ -42,7 +42,7 @@ MODELS = {
                                                             max_items_per_video=4, width=32)),
     **{f"clip_{arch}": (f"{label} from scratch (8 x 48x48)", dict(kind="clip", arch=arch, image_size=48, clip_len=8,
                                                                    epochs=10, max_items_per_video=4, width=32))
-       for arch, label in (("early_fusion", "early fusion"), ("late_fusion", "late fusion (first and last frame)"),
+       for arch, label in (("early_fusion", "early fusion"), ("late_fusion", "late fusion (two frames half a clip apart)"),
                            ("r2plus1d", "(2+1)D CNN"), ("slowfast", "SlowFast-style two-pathway CNN"))},
     "seq_gru": ("CNN + GRU (encoder, 8-frame windows)", dict(kind="sequence", encoder=EMBEDDER, head="gru", clip_len=8)),
     "seq_attention": ("CNN + attention pooling (encoder)", dict(kind="sequence", encoder=EMBEDDER, head="attention",
@@ -121,12 +121,15 @@ def run_temporal(work: str) -> dict:
 def markdown(results: dict) -> str:
     lines = [f"UCF101, 5 classes; trained on groups g12-g25 ({results['train_videos']} clips), labeled by `vidbatch label` "
              f"on groups g08-g11 ({results['test_videos']} clips), {FPS:g} fps. {results['machine']}.", "",
-             "| model | video accuracy | inference items/s | parameters (trained) | training time |",
+             "| model | video accuracy | inference frames/s | parameters (trained) | training time |",
              "|---|---:|---:|---:|---:|"]
     for name, r in results["models"].items():
-        encode = f" (of which encoding {r['encode_seconds']:.0f} s)" if r.get("encode_seconds") else ""
+        fields = MODELS[name][1] if name in MODELS else {}
+        per_item = fields.get("clip_len", 1) if fields.get("kind") in ("clip", "sequence") else 1
+        encode = (f" (encoding {r['encode_seconds']:.0f} s)" if (r.get("encode_seconds") or 0) >= 1
+                  else " (features from the cache)" if fields.get("encoder") else "")
         lines.append(f"| {r['family']} | {r['video_accuracy']:.1%} ({r['test_videos']} clips) | "
-                     f"{r['inference_items_per_s']:.0f} | {r['parameters'] / 1e6:.2f}M ({r['trained_parameters'] / 1e3:.0f}k) | "
+                     f"{r['inference_items_per_s'] * per_item:.0f} | {r['parameters'] / 1e6:.2f}M ({r['trained_parameters'] / 1e3:.0f}k) | "
                      f"{r['train_seconds']:.0f} s{encode} |")
     lines += ["", "Published figures (other subsets and splits; for scale, not a like-for-like comparison):", "",
               "| model | accuracy | source |", "|---|---:|---|"]
@@ -157,10 +160,10 @@ def main() -> None:
     import pandas as pd
 
     started = time.monotonic()
-    name = f"action_{platform.node() or 'machine'}"
+    stem = f"action_{platform.node() or 'machine'}"
     results = {"machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
                "train_videos": len(pd.read_csv(train_csv)), "test_videos": len(pd.read_csv(test_csv)), "models": {}}
-    previous = os.path.join(args.results, name + ".json")
+    previous = os.path.join(args.results, stem + ".json")
     if args.only is not None and os.path.exists(previous):  # a partial run updates the committed table
         with open(previous) as handle:
             earlier = json.load(handle)
@@ -178,9 +181,9 @@ def main() -> None:
     results["seconds"] = round(time.monotonic() - started, 1)
     results["markdown"] = markdown(results)
     os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, name + ".json"), "w") as handle:
+    with open(os.path.join(args.results, stem + ".json"), "w") as handle:
         json.dump(results, handle, indent=2, default=str)
-    with open(os.path.join(args.results, name + ".md"), "w") as handle:
+    with open(os.path.join(args.results, stem + ".md"), "w") as handle:
         handle.write(results["markdown"])
     print(results["markdown"])
 
