@@ -43,7 +43,8 @@ MODELS = {
     **{f"clip_{arch}": (f"{label} from scratch (8 x 48x48)", dict(kind="clip", arch=arch, image_size=48, clip_len=8,
                                                                    epochs=10, max_items_per_video=4, width=32))
        for arch, label in (("early_fusion", "early fusion"), ("late_fusion", "late fusion (two frames half a clip apart)"),
-                           ("r2plus1d", "(2+1)D CNN"), ("slowfast", "SlowFast-style two-pathway CNN"))},
+                           ("r2plus1d", "(2+1)D CNN"), ("slowfast", "SlowFast-style two-pathway CNN"),
+                           ("two_stream", "two-stream (middle RGB frame + stacked optical flow)"))},
     "seq_gru": ("CNN + GRU (encoder, 8-frame windows)", dict(kind="sequence", encoder=EMBEDDER, head="gru", clip_len=8)),
     "seq_attention": ("CNN + attention pooling (encoder)", dict(kind="sequence", encoder=EMBEDDER, head="attention",
                                                                 clip_len=8)),

@@ -21,6 +21,6 @@ def test_frame_cnn_is_at_chance_and_every_clip_family_separates_the_pair(tmp_pat
     assert 0.2 <= frame["video_accuracy"] <= 0.8  # about chance (16 videos: 50% +- 12.5%)
     families = {name: r["video_accuracy"] for name, r in results.items()
                 if isinstance(r, dict) and name not in ("frame", "sequence")}
-    assert sorted(families) == ["clip", "early_fusion", "late_fusion", "r2plus1d", "slowfast"]
+    assert sorted(families) == ["clip", "early_fusion", "late_fusion", "r2plus1d", "slowfast", "two_stream"]
     assert all(r["test_videos"] == 16 for name, r in results.items() if isinstance(r, dict))
     assert min(families.values()) >= 0.9, families

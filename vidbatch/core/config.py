@@ -39,14 +39,21 @@ RESIZES = ("stretch", "center_crop")
 input's aspect ratio first (what ImageNet encoders saw in training). A bundle says which its model was trained on."""
 CHANNEL_ORDERS = ("rgb", "bgr")
 """The channel order a model was trained on: many tutorials train on `cv2.imread` images, which are BGR."""
-CLIP_ARCHITECTURES = ("3d_cnn", "early_fusion", "late_fusion", "r2plus1d", "slowfast")
+CLIP_ARCHITECTURES = ("3d_cnn", "early_fusion", "late_fusion", "r2plus1d", "slowfast", "two_stream")
 """Training, clip models over clips of consecutive sampled frames (the seed articles' families):
 3d_cnn: 3D convolutions throughout ("slow fusion");
 early_fusion: the frames stacked along the channels, so the first 2D layer sees pixel motion;
 late_fusion: one shared 2D CNN on the first and the last frame, fused only at the top;
 r2plus1d: each 3D convolution split into a spatial (1x3x3) and a temporal (3x1x1) one;
 slowfast: a slow, wide pathway on every 4th frame and a fast, thin one on every frame, joined by lateral
-connections."""
+connections;
+two_stream: an RGB stream on the middle frame and a stream on the clip's stacked optical flow, fused at the top
+(the decode stage computes the flow for it)."""
+FLOW_CHANNELS = 2
+FLOW_STEPS_PER_PIXEL = 4.0
+FLOW_ZERO = 128
+"""Optical flow (two-stream bundles) travels as 2 uint8 channels beside the RGB ones: 1/4 pixel per step around
+128, so +-32 pixels. The decode stage packs it and the model unpacks it: part of the bundle format."""
 SEQUENCE_HEADS = ("gru", "lstm", "attention", "mean")
 """Training, sequence models: what reads a window of encoded frames. A GRU or an LSTM (frame order matters),
 attention pooling (a learned weight per frame, order ignored) or the plain mean of the window's features."""

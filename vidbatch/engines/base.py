@@ -126,6 +126,9 @@ class VideoCollector:
     def _commit(self, state: VideoState, outcome: VideoOutcome) -> None:
         self.committer.add(outcome)
         self.counters.frames_decoded += int(outcome.record.get("frames_decoded") or 0)
+        if state.info.get("flow_s"):  # two-stream models: what the flow cost the decoders
+            self.counters.flow_s += float(state.info["flow_s"])
+            self.counters.flow_frames += int(state.info.get("frames_sampled") or 0)
         state.closed = True
         state.probs, state.columns, state.seen = [], {name: [] for name in COLUMNS}, set()
         self.progress.video_done()

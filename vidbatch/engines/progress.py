@@ -22,6 +22,9 @@ class StageCounters:
     write_s: float = 0.0
     """Seconds the commit thread spent writing (off the inference loop)."""
     commits: int = 0
+    flow_s: float = 0.0
+    """Decoder seconds spent on optical flow (two-stream models), and the sampled frames it was computed for."""
+    flow_frames: int = 0
     started: float = field(default_factory=time.monotonic)
     first_item_at: float | None = None
     """When the first classified item arrived: what comes before is start-up (workers, model load, tracing)."""
@@ -48,6 +51,8 @@ class StageCounters:
             "write_busy_s": round(self.write_s, 3),
             "commits": self.commits,
             "decoded_frames_per_s": round(self.frames_decoded / wall, 2),
+            **({"flow_s": round(self.flow_s, 3), "flow_frames": self.flow_frames,
+                "flow_ms_per_frame": round(1000 * self.flow_s / self.flow_frames, 3)} if self.flow_frames else {}),
             "classified_items_per_s": round(self.items_classified / wall, 2),
             "inference_items_per_busy_s": round(self.items_classified / self.inference_s, 2) if self.inference_s else None,
         }

@@ -9,9 +9,15 @@ from __future__ import annotations
 import os
 
 import keras
+import numpy as np
 from keras import layers
 
-from vidbatch.core.config import CLIP_ARCHITECTURES
+from vidbatch.core.config import (
+    CLIP_ARCHITECTURES,
+    FLOW_CHANNELS,
+    FLOW_STEPS_PER_PIXEL,
+    FLOW_ZERO,
+)
 from vidbatch.core.errors import ConfigError
 
 FRAME_BACKBONES = ("small_cnn", "mobilenet_v2", "resnet50", "efficientnet_b0")
@@ -166,10 +172,43 @@ def slowfast(input_shape: tuple[int, int, int, int], num_classes: int, width: in
     return keras.Model(inputs, _head(x, num_classes), name="slowfast")
 
 
+def two_stream(input_shape: tuple[int, int, int, int], num_classes: int, width: int = 16):
+    """Two streams (Simonyan and Zisserman, 2014), scaled down: a 2D CNN on the clip's middle RGB frame, and one
+    on the optical flow of all its frames stacked along the channels, fused at the top.
+
+    The input is what the decode stage sends (`flow` bundles): uint8 RGB plus 2 packed flow channels per frame.
+    Two fixed 1x1x1 convolutions unpack them (RGB / 255; flow in pixels), so the saved model needs no code."""
+    t, h, w, c = input_shape
+    if c != 3 + FLOW_CHANNELS:
+        raise ConfigError(f"Invalid input for two_stream: expected {3 + FLOW_CHANNELS} channels (RGB and flow). "
+                          f"Received: input_shape={input_shape}")
+    inputs = keras.Input(shape=input_shape, name="clip")
+    unpack_rgb = layers.Conv3D(3, 1, use_bias=False, trainable=False, name="unpack_rgb")
+    unpack_flow = layers.Conv3D(FLOW_CHANNELS, 1, trainable=False, name="unpack_flow")
+    rgb, flow = unpack_rgb(inputs), unpack_flow(inputs)
+    middle = t // 2
+    x = layers.Reshape((h, w, 3))(layers.Cropping3D(((middle, t - 1 - middle), (0, 0), (0, 0)), name="middle")(rgb))
+    y = layers.Reshape((h, w, t * FLOW_CHANNELS))(layers.Permute((2, 3, 1, 4))(flow))
+    for i, filters in enumerate((width * 2, width * 4, width * 8)):
+        x = layers.MaxPooling2D(2)(_conv_block(x, filters, (3, 3), f"rgb{i}"))
+        y = layers.MaxPooling2D(2)(_conv_block(y, filters, (3, 3), f"flow{i}"))
+    x = layers.Concatenate()([layers.GlobalAveragePooling2D()(x), layers.GlobalAveragePooling2D()(y)])
+    model = keras.Model(inputs, _head(x, num_classes), name="two_stream")
+    pick_rgb = np.zeros((1, 1, 1, c, 3), "float32")
+    pick_flow = np.zeros((1, 1, 1, c, FLOW_CHANNELS), "float32")
+    for i in range(3):
+        pick_rgb[..., i, i] = 1 / 255
+    for j in range(FLOW_CHANNELS):
+        pick_flow[..., 3 + j, j] = 1 / FLOW_STEPS_PER_PIXEL
+    unpack_rgb.set_weights([pick_rgb])
+    unpack_flow.set_weights([pick_flow, np.full(FLOW_CHANNELS, -FLOW_ZERO / FLOW_STEPS_PER_PIXEL, "float32")])
+    return model
+
+
 def clip_model(arch: str, input_shape: tuple[int, int, int, int], num_classes: int, width: int = 16):
     """The clip model of family `arch` (see `CLIP_ARCHITECTURES`)."""
     builders = {"3d_cnn": clip_cnn, "early_fusion": early_fusion, "late_fusion": late_fusion, "r2plus1d": r2plus1d,
-                "slowfast": slowfast}
+                "slowfast": slowfast, "two_stream": two_stream}
     if arch not in builders:
         raise ConfigError(f"Invalid `arch`: expected one of {CLIP_ARCHITECTURES}. Received: arch={arch!r}")
     return builders[arch](input_shape, num_classes, width=width)

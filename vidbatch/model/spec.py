@@ -14,7 +14,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vidbatch.core.config import CHANNEL_ORDERS, PREPROCESSING, RESIZES  # noqa: F401  (part of the bundle format)
+from vidbatch.core.config import (  # noqa: F401  (part of the bundle format)
+    CHANNEL_ORDERS,
+    FLOW_CHANNELS,
+    PREPROCESSING,
+    RESIZES,
+)
 from vidbatch.core.errors import ModelBundleError
 
 BUNDLE_FORMAT = "vidbatch.bundle/1"
@@ -37,6 +42,9 @@ class BundleSpec:
     channel_order: str = "rgb"
     """The channel order the model was trained on; `bgr` flips frames (decoded as RGB) before scaling."""
     outputs: str = "probabilities"
+    flow: bool = False
+    """A two-stream model: each frame of a clip comes with 2 more channels, its optical flow to the next decoded
+    frame, packed as uint8 (`core.config.FLOW_*`); the model unpacks and scales everything itself."""
     resize: str = "stretch"
     """How frames were brought to `input_size` in training: `stretch` or `center_crop` (see `RESIZES`)."""
     name: str = ""
@@ -79,6 +87,12 @@ class BundleSpec:
         if self.channel_order not in CHANNEL_ORDERS:
             raise ModelBundleError(
                 f"{source}: `channel_order` must be one of {CHANNEL_ORDERS}. Received: channel_order={self.channel_order!r}")
+        if self.flow not in (False, True):
+            raise ModelBundleError(f"{source}: `flow` must be true or false. Received: flow={self.flow!r}")
+        if self.flow and (self.kind != "clip" or self.preprocessing != "none" or self.encoder is not None):
+            raise ModelBundleError(
+                f"{source}: a flow (two-stream) model must be kind 'clip', preprocessing 'none' (it unpacks its own "
+                f"input) and have no encoder. Received: kind={self.kind!r}, preprocessing={self.preprocessing!r}")
         if self.resize not in RESIZES:
             raise ModelBundleError(f"{source}: `resize` must be one of {RESIZES}. Received: resize={self.resize!r}")
         if self.outputs not in OUTPUTS:
@@ -103,7 +117,7 @@ class BundleSpec:
     @property
     def item_shape(self) -> tuple[int, ...]:
         """Shape of one model input: (H, W, 3) or (T, H, W, 3)."""
-        frame = (self.input_size[0], self.input_size[1], 3)
+        frame = (self.input_size[0], self.input_size[1], 3 + (FLOW_CHANNELS if self.flow else 0))
         return (self.clip_len, *frame) if self.kind == "clip" else frame
 
     def to_json(self) -> str:
@@ -115,7 +129,7 @@ class BundleSpec:
             del record["encoder"]  # left out when absent, like channel_order
         else:
             record["encoder"] = dict(self.encoder)
-        for name, default in (("channel_order", "rgb"), ("resize", "stretch")):
+        for name, default in (("channel_order", "rgb"), ("resize", "stretch"), ("flow", False)):
             if record[name] == default:
                 del record[name]  # defaults are left out, so bundles stay readable by earlier versions
         return json.dumps(record, indent=2, sort_keys=True)

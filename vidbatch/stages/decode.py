@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, NamedTuple
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from vidbatch.core.errors import VideoError
 from vidbatch.stages import thumbnails
+from vidbatch.stages.flow import FLOW_CHANNELS, OpticalFlow
 from vidbatch.stages.probe import check_file, describe_unopenable, sniff_non_video
 from vidbatch.stages.sampling import (
     ClipAssembler,
@@ -52,6 +54,9 @@ class DecodeSpec:
     """Keep small JPEGs of sampled frames (about one a second) for `--thumbnails`: a `thumb` column in each chunk."""
     resize: str = "stretch"
     """`stretch` to the input size, or `center_crop` to its aspect ratio first (the model's bundle says which)."""
+    flow: bool = False
+    """Also compute optical flow (two-stream models): each item gets 2 more channels, the flow from the sampled
+    frame to its successor in the video, packed as uint8 (see `stages.flow`)."""
     shot_threshold: float | None = None
     """Hard-cut detection: colour-histogram (Bhattacharyya) distance between consecutive sampled frames above
     which a new shot starts; None turns it off."""
@@ -68,13 +73,18 @@ class DecodeSpec:
         shot_threshold = None if keyframes else config.shot_threshold or None
         return cls(width=model.input_size[1], height=model.input_size[0], sampling=sampling,
                    chunk_frames=config.chunk_frames, clip=clip, shot_threshold=shot_threshold,
-                   thumbnails=config.thumbnails, resize=model.resize)
+                   thumbnails=config.thumbnails, resize=model.resize, flow=model.flow)
 
     @property
     def chunk_nbytes(self) -> int:
         """Bytes of one full chunk of uint8 RGB items (frames, or clips of `clip_len` frames)."""
         frames_per_item = self.clip.clip_len if self.clip else 1
-        return self.chunk_frames * frames_per_item * self.height * self.width * 3
+        return self.chunk_frames * frames_per_item * self.height * self.width * self.channels
+
+    @property
+    def channels(self) -> int:
+        """Channels of one item's frame: RGB, plus the 2 of the flow when asked for."""
+        return 3 + (FLOW_CHANNELS if self.flow else 0)
 
 
 @dataclass
@@ -89,6 +99,8 @@ class VideoInfo:
     frames_sampled: int = 0
     duration_s: float = math.nan
     codec: str = ""
+    flow_s: float = 0.0
+    """Seconds spent computing optical flow (with `flow`), for run.json."""
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -162,7 +174,9 @@ class VideoDecoder:
             yield SampledFrame(index, timestamp, item, cut, bgr if keep_original else None)
 
     def _sampled(self) -> Iterator[tuple[int, float, np.ndarray, np.ndarray]]:
-        """(index, timestamp, model-size RGB item, decoded BGR frame) per sampled frame."""
+        """(index, timestamp, model-size RGB item, decoded BGR frame) per sampled frame; with `flow`, the item
+        has the flow to the frame's successor in the video as 2 more channels (so a sampled frame waits for the
+        next decoded one, which is retrieved even when it is not sampled itself)."""
         if self._capture is None:
             self.open()
         capture = self._capture
@@ -170,21 +184,42 @@ class VideoDecoder:
         step = 1.0 / (self.info.fps if math.isfinite(self.info.fps) else _FALLBACK_FPS)
         index = -1
         timestamp = -math.inf
+        flow = OpticalFlow() if self.spec.flow else None
+        waiting = None  # with flow: the sampled frame whose successor comes next
         while True:
             if not capture.grab():
                 break
             index += 1
             timestamp = self._timestamp(capture, index, timestamp, step)
-            if not sampler.keep(timestamp):
+            keep = sampler.keep(timestamp)
+            if not keep and waiting is None:
                 continue
             ok, frame = capture.retrieve()
             if not ok or frame is None:
                 break
-            self.info.frames_sampled += 1
             bgr = _bgr(frame)
-            yield index, timestamp, self._prepare(bgr), bgr
+            item = self._prepare(bgr)
+            if waiting is not None:
+                yield self._with_flow(flow, waiting, item)
+                waiting = None
+            if not keep:
+                continue
+            self.info.frames_sampled += 1
+            if flow is not None:
+                waiting = (index, timestamp, item, bgr)
+                continue
+            yield index, timestamp, item, bgr
+        if waiting is not None:  # the last frame has no successor: no motion
+            yield self._with_flow(flow, waiting, None)
         self.info.frames_decoded = index + 1
         self._finish(timestamp, step)
+
+    def _with_flow(self, flow: "OpticalFlow", waiting: tuple, successor: np.ndarray | None) -> tuple:
+        index, timestamp, item, bgr = waiting
+        started = time.perf_counter()
+        packed = flow.packed(item, successor)
+        self.info.flow_s += time.perf_counter() - started
+        return index, timestamp, np.concatenate([item, packed], axis=-1), bgr
 
     def chunks(self) -> Iterator[dict[str, np.ndarray]]:
         """Chunks of at most `chunk_frames` items (frames, or clips of consecutive sampled frames)."""

@@ -96,8 +96,10 @@ def load_video_manifest(
     clip_stride: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
     max_items_per_video: int | None = None,
+    flow: bool = False,
 ) -> Samples:
-    """Frames (or clips) sampled from each labeled video; all of a video's items share one split group."""
+    """Frames (or clips) sampled from each labeled video; all of a video's items share one split group.
+    With `flow`, each frame has its optical flow as 2 more channels (two-stream models)."""
     manifest = Manifest.from_path(manifest_url, storage_options)
     if not manifest.has_labels:
         raise ManifestError(f"Manifest {manifest_url!r} has no 'label' column; training needs one label per video")
@@ -106,7 +108,7 @@ def load_video_manifest(
     if len(classes) < 2:
         raise ManifestError(f"Manifest {manifest_url!r}: training needs at least two classes; found {classes}")
     clip = ClipSampling(clip_len, clip_stride or max(1, clip_len // 2)) if clip_len else None
-    spec = DecodeSpec(width=size[1], height=size[0], sampling=FrameSampling(fps), chunk_frames=64, clip=clip)
+    spec = DecodeSpec(width=size[1], height=size[0], sampling=FrameSampling(fps), chunk_frames=64, clip=clip, flow=flow)
     samples = Samples(np.zeros(0), np.zeros(0), np.zeros(0), classes)
     xs, ys, gs = [], [], []
     for group, (task, label) in enumerate(zip(manifest.tasks, labels)):
@@ -128,7 +130,7 @@ def load_video_manifest(
         ys.append(np.full(len(items), classes.index(str(label)), np.int64))
         gs.append(np.full(len(items), group, np.int64))
         samples.group_names[group] = task.uri
-    item_shape = spec.clip and (clip_len, size[0], size[1], 3) or (size[0], size[1], 3)
+    item_shape = spec.clip and (clip_len, size[0], size[1], spec.channels) or (size[0], size[1], spec.channels)
     samples.x = np.concatenate(xs) if xs else np.zeros((0, *item_shape), np.uint8)
     samples.y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
     samples.groups = np.concatenate(gs) if gs else np.zeros(0, np.int64)

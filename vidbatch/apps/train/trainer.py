@@ -108,7 +108,8 @@ def load_samples(config: TrainConfig) -> Samples:
         if is_folder:
             raise ConfigError(f"Clip models train on a labeled video manifest, not an image folder. Received: data={config.data!r}")
         return load_video_manifest(config.data, size, config.fps, clip_len=config.clip_len,
-                                   storage_options=config.storage_options, max_items_per_video=config.max_items_per_video)
+                                   storage_options=config.storage_options, max_items_per_video=config.max_items_per_video,
+                                   flow=config.arch == "two_stream")
     if is_folder:
         return load_image_folder(config.data, size)
     return load_video_manifest(config.data, size, config.fps, storage_options=config.storage_options,
@@ -148,7 +149,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     base = None
     if config.kind == "clip":
         core = architectures.clip_model(config.arch, item_shape, num_classes, width=max(8, config.width // 2))
-        preprocessing = "unit"
+        preprocessing = "none" if config.arch == "two_stream" else "unit"  # two_stream unpacks its own input
     elif config.backbone == "small_cnn":
         core = architectures.small_cnn(item_shape, num_classes, width=config.width)
         preprocessing = "unit"
@@ -189,6 +190,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         kind=config.kind,
         clip_len=config.clip_len if config.kind == "clip" else None,
         preprocessing=preprocessing,
+        flow=config.kind == "clip" and config.arch == "two_stream",
         name=f"{config.backbone if config.kind == 'frame' else config.arch}-{os.path.basename(config.out.rstrip('/'))}",
         sample_fps=config.fps if config.kind == "clip" else None,
         extra={"trained_on": config.data, "test_accuracy": report["accuracy"]},
