@@ -54,9 +54,10 @@ FLOW_STEPS_PER_PIXEL = 4.0
 FLOW_ZERO = 128
 """Optical flow (two-stream bundles) travels as 2 uint8 channels beside the RGB ones: 1/4 pixel per step around
 128, so +-32 pixels. The decode stage packs it and the model unpacks it: part of the bundle format."""
-SEQUENCE_HEADS = ("gru", "lstm", "attention", "mean")
+SEQUENCE_HEADS = ("gru", "lstm", "attention", "mean", "late_fusion")
 """Training, sequence models: what reads a window of encoded frames. A GRU or an LSTM (frame order matters),
-attention pooling (a learned weight per frame, order ignored) or the plain mean of the window's features."""
+attention pooling (a learned weight per frame, order ignored), the plain mean of the window's features, or late
+fusion (the features of two frames half a window apart, and their difference, fused at the top)."""
 DEFAULT_FEATURE_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "vidbatch", "features")
 """Training with an encoder: where features are cached between runs (another head or window starts in seconds)."""
 ENGINES = ("local", "ray")

@@ -55,6 +55,12 @@ def sequence_head(clip_len: int, features: int, num_classes: int, head: str = "g
         x = layers.GRU(units, name="gru")(x)
     elif head == "lstm":
         x = layers.LSTM(units, name="lstm")(x)
+    elif head == "late_fusion":  # the seeds' late fusion over a pretrained encoder: two frames, fused at the top
+        gap = max(1, clip_len // 2)
+        first = layers.Flatten()(layers.Cropping1D((0, clip_len - 1), name="first")(x))
+        later = layers.Flatten()(layers.Cropping1D((gap, clip_len - 1 - gap), name="later")(x))
+        x = layers.Concatenate()([first, later, layers.Subtract(name="change")([later, first])])
+        x = layers.Dense(units, activation="relu", name="fuse")(x)
     elif head == "attention":
         weights = layers.Softmax(axis=1, name="frame_weights")(layers.Dense(1, name="frame_score")(x))
         x = layers.Dot(axes=1, name="attend")([weights, x])
