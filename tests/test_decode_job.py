@@ -41,3 +41,26 @@ def test_remote_videos_are_fetched_ahead_and_cleaned_up(synth_set):
     assert outcomes[2].message.startswith("not found")
     assert not any(os.path.exists(f) for f in fetched)  # each fetched copy is removed once decoded
     prefetcher.close()
+
+
+def test_videos_too_large_to_copy_ahead_are_fetched_when_due(synth_set):
+    folder = os.path.join(os.path.dirname(synth_set), "videos")
+    memory = fsspec.filesystem("memory")
+    sizes = {}
+    for name in ("ball_000.mp4", "box_000.mp4"):
+        data = open(os.path.join(folder, name), "rb").read()
+        memory.pipe_file(f"/capped/{name}", data)
+        sizes[name] = len(data)
+    jobs = [job("ball", "memory://capped/ball_000.mp4"), job("box", "memory://capped/box_000.mp4")]
+    prefetcher = Prefetcher(max_bytes=min(sizes.values()) - 1)  # both too large to copy ahead
+    for queued in jobs:
+        prefetcher.ahead(queued)
+    assert [prefetcher._pending[j.key].result() for j in jobs] == [None, None] and prefetcher.skipped == 2
+    outcomes = [list(decode_job(j, prefetcher))[-1] for j in jobs]
+    assert [type(o).__name__ for o in outcomes] == ["Finished", "Finished"]  # fetched on their turn instead
+    # and a copy ahead must leave room: with more free space demanded than any disk has, nothing is copied ahead
+    roomy = Prefetcher(min_free_bytes=2**62)
+    roomy.ahead(jobs[0])
+    assert roomy._pending["ball"].result() is None and list(decode_job(jobs[0], roomy))[-1].info["frames_decoded"] == 50
+    prefetcher.close()
+    roomy.close()

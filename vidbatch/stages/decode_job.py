@@ -107,17 +107,32 @@ def _suffix(job: DecodeJob) -> str:
     return os.path.splitext(job.location.split("?", 1)[0])[1]
 
 
+PREFETCH_MAX_BYTES = 2 * 1024**3
+"""Videos up to this size are copied ahead of their turn (most of an archive); larger ones when they are due."""
+PREFETCH_MIN_FREE_BYTES = 4 * 1024**3
+"""A copy ahead must leave this much free in the temporary folder."""
+
+
 class Prefetcher:
     """Downloads the next queued videos from a remote store while the current one decodes.
 
     A decoder reading from S3 would otherwise wait for each download before it
     decodes: the round trip and the transfer overlap decoding instead. Local
     files are never copied. One download thread per decoder process.
+
+    A copy ahead costs disk: a video larger than `max_bytes`, or one that would
+    leave less than `min_free_bytes` free in the temporary folder, is not
+    fetched ahead but when its turn comes (its size is read on the download
+    thread, off the decoding path).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = PREFETCH_MAX_BYTES, min_free_bytes: int = PREFETCH_MIN_FREE_BYTES) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidbatch-prefetch")
         self._pending: dict[str, Future] = {}
+        self.max_bytes = max_bytes
+        self.min_free_bytes = min_free_bytes
+        self.skipped = 0
+        """Videos not fetched ahead because of their size."""
 
     def ahead(self, job: DecodeJob) -> None:
         if job.key in self._pending:
@@ -129,8 +144,15 @@ class Prefetcher:
         if not storage.is_local(fs):
             self._pending[job.key] = self._pool.submit(self._fetch, fs, path, _suffix(job))
 
-    @staticmethod
-    def _fetch(fs, path: str, suffix: str) -> tuple[str, str]:
+    def _fetch(self, fs, path: str, suffix: str) -> tuple[str, str] | None:
+        try:
+            size = fs.size(path)
+        except (OSError, ValueError):
+            size = None  # the download below reports a missing video
+        if size is not None and (size > self.max_bytes
+                                 or shutil.disk_usage(tempfile.gettempdir()).free - size < self.min_free_bytes):
+            self.skipped += 1
+            return None  # fetched when its turn comes, after the current video's copy is gone
         folder = tempfile.mkdtemp(prefix="vidbatch-")
         local = os.path.join(folder, "input" + (suffix or os.path.splitext(path)[1]))
         try:
@@ -144,11 +166,13 @@ class Prefetcher:
     def local_path(self, job: DecodeJob) -> Iterator[str]:
         """The video as a local file: fetched ahead if it was queued, else now; removed afterwards."""
         future = self._pending.pop(job.key, None)
-        if future is None:
+        # a failed download raises here, inside decode_job's error handling; None: not fetched ahead (too large)
+        fetched = future.result() if future is not None else None
+        if fetched is None:
             with storage.local_copy(job.location, job.storage_options, suffix=_suffix(job)) as path:
                 yield path
             return
-        folder, path = future.result()  # a failed download raises here, inside decode_job's error handling
+        folder, path = fetched
         try:
             yield path
         finally:
@@ -156,7 +180,7 @@ class Prefetcher:
 
     def close(self) -> None:
         for future in self._pending.values():
-            if future.done() and future.exception() is None:
+            if future.done() and future.exception() is None and future.result() is not None:
                 shutil.rmtree(future.result()[0], ignore_errors=True)
         self._pending.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
