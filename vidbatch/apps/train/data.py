@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import cv2
 import numpy as np
@@ -57,31 +57,46 @@ def read_image(path: str, size: tuple[int, int], resize: str = "stretch") -> np.
     return fit(image, size[0], size[1], resize)
 
 
-def load_image_folder(root: str, size: tuple[int, int]) -> Samples:
-    """One sub-folder per class (the tutorial's layout); every readable file is an example."""
+def image_folder(root: str) -> tuple[list[str], Iterator[tuple[int, str]]]:
+    """The tutorial's layout: the class names (one sub-folder each), and (label, path) of every file in them."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no such folder: {root}")
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if len(classes) < 2:
         raise ValueError(f"{root!r} needs at least two class sub-folders; found {classes}")
+
+    def files() -> Iterator[tuple[int, str]]:
+        for label, name in enumerate(classes):
+            folder = os.path.join(root, name)
+            for file in sorted(os.listdir(folder)):
+                path = os.path.join(folder, file)
+                if not file.startswith(".") and os.path.isfile(path):
+                    yield label, path
+
+    return classes, files()
+
+
+def image_or_reason(path: str, size: tuple[int, int], resize: str = "stretch") -> tuple[np.ndarray | None, str]:
+    """The image (see `read_image`), or None and why it was skipped."""
+    if os.path.getsize(path) == 0:
+        return None, "empty file"
+    image = read_image(path, size, resize)
+    return image, "" if image is not None else "not a readable image"
+
+
+def load_image_folder(root: str, size: tuple[int, int]) -> Samples:
+    """One sub-folder per class (the tutorial's layout); every readable file is an example."""
+    classes, files = image_folder(root)
     xs, ys = [], []
     samples = Samples(np.zeros(0), np.zeros(0), np.zeros(0), classes)
-    for label, name in enumerate(classes):
-        folder = os.path.join(root, name)
-        for file in sorted(os.listdir(folder)):
-            path = os.path.join(folder, file)
-            if file.startswith(".") or not os.path.isfile(path):
-                continue
-            samples.sources += 1
-            if os.path.getsize(path) == 0:
-                samples.skip("empty file", path)
-                continue
-            image = read_image(path, size)
-            if image is None:
-                samples.skip("not a readable image", path)
-                continue
-            xs.append(image)
-            ys.append(label)
+    for label, path in files:
+        samples.sources += 1
+        image, reason = image_or_reason(path, size)
+        if image is None:
+            samples.skip(reason, path)
+            continue
+        xs.append(image)
+        ys.append(label)
     samples.x = np.stack(xs) if xs else np.zeros((0, size[0], size[1], 3), np.uint8)
     samples.y = np.asarray(ys, dtype=np.int64)
     samples.groups = np.arange(len(ys))

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vidbatch.apps.train.data import read_image
+from vidbatch.apps.train.data import image_folder, image_or_reason
 from vidbatch.core.config import DEFAULT_FEATURE_CACHE
 from vidbatch.core.errors import ManifestError
 from vidbatch.io.manifest import Manifest, VideoTask
@@ -100,11 +100,7 @@ class FeatureCache:
 def encode_image_folder(root: str, encoder: FrameEncoder, cache_dir: str | None = DEFAULT_CACHE,
                         batch: int = 64) -> FeatureSet:
     """One sub-folder per class (the tutorial's layout); each readable image becomes one feature vector."""
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"no such folder: {root}")
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
-    if len(classes) < 2:
-        raise ValueError(f"{root!r} needs at least two class sub-folders; found {classes}")
+    classes, files = image_folder(root)
     out = FeatureSet([], np.zeros(0, np.int64), np.zeros(0, np.int64), classes, [])
     cache = FeatureCache(cache_dir, encoder, kind="image", size=list(encoder.input_size), resize=RESIZE)
     labels: list[int] = []
@@ -117,27 +113,22 @@ def encode_image_folder(root: str, encoder: FrameEncoder, cache_dir: str | None 
             cache.put(path, vector[None])
         todo.clear()
 
-    for label, name in enumerate(classes):
-        folder = os.path.join(root, name)
-        for file in sorted(os.listdir(folder)):
-            path = os.path.join(folder, file)
-            if file.startswith(".") or not os.path.isfile(path):
+    for label, path in files:
+        out.sources += 1
+        cached = cache.get(path)
+        if cached is None:
+            image, reason = image_or_reason(path, encoder.input_size, RESIZE)
+            if image is None:
+                out.skip(reason, path)
                 continue
-            out.sources += 1
-            cached = cache.get(path)
-            if cached is None:
-                image = read_image(path, encoder.input_size, RESIZE) if os.path.getsize(path) else None
-                if image is None:
-                    out.skip("empty file" if not os.path.getsize(path) else "not a readable image", path)
-                    continue
-                todo.append((len(out.features), path, image))
-            else:
-                out.cached += 1
-            out.features.append(cached)
-            out.names.append(path)
-            labels.append(label)
-            if len(todo) >= batch:
-                flush()
+            todo.append((len(out.features), path, image))
+        else:
+            out.cached += 1
+        out.features.append(cached)
+        out.names.append(path)
+        labels.append(label)
+        if len(todo) >= batch:
+            flush()
     if todo:
         flush()
     out.y = np.asarray(labels, np.int64)
