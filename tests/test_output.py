@@ -237,3 +237,72 @@ def test_an_option_added_later_and_left_unset_still_resumes(tmp_path):
     RunOutput(str(tmp_path / "out")).prepare({"model_fingerprint": "aa", "window": 8, "channel_order": None})
     with pytest.raises(OutputError, match="channel_order None there, 'bgr' here"):
         RunOutput(str(tmp_path / "out")).prepare({"model_fingerprint": "aa", "window": 8, "channel_order": "bgr"})
+
+
+def range_outcomes(task, splitter_seed=0):
+    """A 20-item video cut into ranges of 6 (overlap 1): one decode's range outcomes, and the video whole."""
+    from vidbatch.stages.assemble import assemble_range
+    from vidbatch.stages.ranges import RangeSplitter
+
+    rng = np.random.default_rng(7)
+    probs = rng.dirichlet([1, 1], size=20).astype(np.float32)
+    arrays = {"frames": np.zeros((20, 1), np.uint8), "frame_index": np.arange(20) * 2, "timestamp_s": np.arange(20) * 0.5,
+              "shot_cut": np.arange(20) == 9}
+    info = {"fps": 4.0, "frames_decoded": 40, "duration_s": 10.0, "width": 8, "height": 8}
+    splitter = RangeSplitter(range_items=6, overlap=1)
+    units = splitter.push(arrays) + [splitter.finish()]
+    parts = [assemble_range(task.video_id, task.key, ["a", "b"], u, probs[u.frame_index // 2], info, OPTIONS, "m", 0.1)
+             for u in units]
+    whole = assemble_ok(task.video_id, task.key, ["a", "b"], arrays["frame_index"], arrays["timestamp_s"], probs, info,
+                        OPTIONS, "m", 0.1, shot_cut=arrays["shot_cut"])
+    return parts, whole
+
+
+def test_ranges_of_a_retried_decode_and_a_retried_commit_leave_one_copy_of_each_row(tmp_path):
+    """Decode A commits two of its four ranges and dies; decode B commits all four, one of them twice (a retried
+    write task), in batches shared with another video committed twice. The tables hold each row once, and equal
+    those of the unsplit video."""
+    manifest = Manifest.from_records([{"uri": "long.mp4"}, {"uri": "short.mp4"}], base_dir=str(tmp_path))
+    long, short = manifest.tasks
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({"x": 1})
+    attempt_a, whole = range_outcomes(long)
+    attempt_b, _ = range_outcomes(long)
+    assert len(attempt_b) == 4 and attempt_a[0].record["attempt"] != attempt_b[0].record["attempt"]
+    out.commit_batch(attempt_a[:2] + [outcome_ok(short)])
+    assert long.key not in out.committed()  # an incomplete set is not a video: a resume would redo it
+    out.commit_batch([attempt_a[0], attempt_b[0], attempt_b[1]])  # A's range 0 again, next to B's: same rows
+    out.commit_batch(attempt_b[1:] + [outcome_ok(short)])
+    assert out.committed()[long.key]["status"] == "ok"
+    out.finalize(manifest, {})
+    frames = pd.read_parquet(tmp_path / "out" / "frames")
+    assert not frames.duplicated(["video_id", "frame_index"]).any()
+    mine = frames[frames.video_id == long.video_id].sort_values("frame_index").reset_index(drop=True)
+    expected = whole.frames.to_pandas()
+    assert mine[["frame_index", "raw_label", "smoothed_label", "shot_index"]].equals(
+        expected[["frame_index", "raw_label", "smoothed_label", "shot_index"]])
+    assert len(frames[frames.video_id == short.video_id]) == 3
+    summary = pd.read_parquet(tmp_path / "out" / "summary.parquet").set_index("video_id")
+    assert summary.loc[long.video_id, "pred_label"] == whole.record["pred_label"]
+    assert summary.loc[long.video_id, "shots"] == whole.record["shots"] == 2
+    segments = pd.read_parquet(tmp_path / "out" / "segments.parquet")
+    assert segments[segments.video_id == long.video_id][["start_s", "end_s", "label"]].values.tolist() == \
+        [[s["start_s"], s["end_s"], s["label"]] for s in whole.segments]
+    # finalizing again (a rerun of a finished run) changes nothing
+    before = sorted(os.listdir(tmp_path / "out" / "_vidbatch" / "commits"))
+    out.finalize(manifest, {})
+    assert sorted(os.listdir(tmp_path / "out" / "_vidbatch" / "commits")) == before
+    assert len(pd.read_parquet(tmp_path / "out" / "frames")) == len(frames)
+
+
+def test_a_video_that_fails_after_some_ranges_keeps_no_rows(tmp_path):
+    manifest = Manifest.from_records([{"uri": "long.mp4"}], base_dir=str(tmp_path))
+    (long,) = manifest.tasks
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({"x": 1})
+    parts, _ = range_outcomes(long)
+    out.commit_batch(parts[:2])
+    out.commit_batch([assemble_failed(long.video_id, long.key, "decoder crashed (signal 11) on this video", {}, "m", 0.0)])
+    out.finalize(manifest, {})
+    assert pd.read_parquet(tmp_path / "out" / "summary.parquet").status.tolist() == ["failed"]
+    assert len(pd.read_parquet(tmp_path / "out" / "frames")) == 0

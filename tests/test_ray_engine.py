@@ -91,3 +91,44 @@ def test_ray_engine_s3_round_trip(ray_local, s3, synth_set, colour_bundle, tmp_p
     assert len(pd.read_parquet(f"{out}/frames", storage_options=options)) == summary.frames_classified.sum()
     assert b"testing-secret" not in fs.cat_file(f"{bucket}/labels/ray/run.json")
     assert json.loads(fs.cat_file(f"{bucket}/labels/ray/run.json"))["engine"] == "ray"
+
+
+def test_videos_cut_into_time_ranges_give_the_unsplit_answers(ray_local, synth_set, colour_bundle, tmp_path):
+    """Ranges of 3 items (the synthetic videos have 10-20 at 5 fps), a window of 4: every ok video is split, its
+    ranges classified and assembled apart and merged; the tables equal the local engine's, which never splits."""
+    import json
+
+    from vidbatch.core.config import RayOptions
+    from vidbatch.io.output import RunOutput
+
+    manifest = mixed_manifest(synth_set, str(tmp_path / "in"))
+    options = dict(fps=5, window=4, batch_size=8, progress=False, embeddings=True, keep_probs=True)
+    split = vidbatch.label(manifest, colour_bundle, str(tmp_path / "ray"), engine="ray",
+                           ray=RayOptions(range_items=3), **options)
+    whole = vidbatch.label(manifest, colour_bundle, str(tmp_path / "local"), **options)
+    assert (split.ok, split.failed) == (whole.ok, whole.failed) == (6, 4)
+    assert_same_answers(tmp_path / "ray", tmp_path / "local")
+    shots = [pd.read_parquet(tmp_path / name / "shots.parquet").drop(columns="score") for name in ("ray", "local")]
+    pd.testing.assert_frame_equal(*shots)
+    frames = pd.read_parquet(tmp_path / "ray" / "frames")
+    assert not frames.duplicated(["video_id", "frame_index"]).any()
+    assert len(frames) == split.summary.to_pandas().frames_classified.sum()
+    records = RunOutput(str(tmp_path / "ray"))._records()
+    partial = [e for r in records for e in r["videos"] if e["status"] == "range"]
+    assert len({e["video_id"] for e in partial}) == 6 and len(partial) > 18  # every ok video, in several ranges
+    merged = [e for r in records for e in r["videos"] if e.get("merged_from")]
+    assert len(merged) == 6  # written once, by finalize
+    ray_vectors, local_vectors = (pd.read_parquet(tmp_path / name / "embeddings").sort_values("video_id")
+                                  for name in ("ray", "local"))
+    assert list(ray_vectors.video_id) == list(local_vectors.video_id) and len(ray_vectors) == 6
+    np.testing.assert_allclose(np.stack(ray_vectors.embedding.to_numpy()), np.stack(local_vectors.embedding.to_numpy()),
+                               atol=1e-4)
+    run = json.load(open(tmp_path / "ray" / "run.json"))
+    assert run["stages"]["layout"]["range_items"] == 3
+    assert run["stages"]["items_classified"] == run["counts"]["frames_classified"]
+    # a rerun resumes every video, split ones included, and leaves the tables as they were
+    again = vidbatch.label(manifest, colour_bundle, str(tmp_path / "ray"), engine="ray", ray=RayOptions(range_items=3),
+                           **options)
+    assert again.resumed == 6
+    assert_same_answers(tmp_path / "ray", tmp_path / "local")
+    assert len([e for r in RunOutput(str(tmp_path / "ray"))._records() for e in r["videos"] if e.get("merged_from")]) == 6

@@ -154,6 +154,11 @@ class RayOptions:
     object_store_memory: float | None = option(
         None, flag="--ray-object-store-gb", convert=lambda gb: gb * 1e9 if gb else None,
         help="object store budget of the pipeline in GB, backpressure beyond it (default: Ray Data's share)")
+    range_items: int | None = option(
+        None, help="sampled items per time range of a long video: a longer one is cut into ranges, classified and "
+                   "assembled apart, and merged (default: 64 MiB of model input, e.g. 445 items at 224x224)")
+    committers: int | None = option(None, help="write tasks that assemble and commit at once (default: 1 per 32 "
+                                               "cluster CPUs, at least 2)")
 
     def __post_init__(self) -> None:
         _check_positive_number("ray.decode_cpus", self.decode_cpus, allow_zero=False)
@@ -166,6 +171,10 @@ class RayOptions:
             _check_int("ray.max_decode_in_flight", self.max_decode_in_flight, 1)
         if self.object_store_memory is not None:
             _check_positive_number("ray.object_store_memory", self.object_store_memory, allow_zero=False)
+        if self.range_items is not None:
+            _check_int("ray.range_items", self.range_items, 1)
+        if self.committers is not None:
+            _check_int("ray.committers", self.committers, 1)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from vidbatch.core.config import LabelConfig
 from vidbatch.engines.progress import Progress, StageCounters
 from vidbatch.io.manifest import VideoTask
 from vidbatch.io.output import BatchCommitter, RunOutput, VideoOutcome
+from vidbatch.io.ranges import NO_FRAMES
 from vidbatch.model.spec import ModelBundle
 from vidbatch.stages.assemble import assemble_failed, assemble_ok
 from vidbatch.stages.decode import DecodeSpec
@@ -88,7 +89,7 @@ class VideoCollector:
         if state.closed:
             return
         if not state.probs:
-            self.finish_failed(state, "no frames: nothing was sampled from this video", state.info)
+            self.finish_failed(state, NO_FRAMES, state.info)
             return
         task = state.task
         columns = {name: np.concatenate(values) for name, values in state.columns.items()}

@@ -1,117 +1,142 @@
-"""The Ray engine: the same stages as the local engine, scheduled by Ray Data.
+"""The Ray engine: the same stages as the local engine, scheduled by Ray Data, every per-video step on workers.
 
-    manifest rows --map_batches(RayDecoder, CPU actors)--> chunks of uint8 frames
-                  --map_batches(RayPredictor, GPU/CPU actor pool)--> class probabilities
-                  --> driver: per-video assembly and ledger commit (shared with the local engine)
+    manifest rows --map_batches(RayDecoder, CPU actor pool)--> units: one row per video, or per time range of a
+                                                                long one, its frames a variable-shaped tensor
+                  --map_batches(RayPredictor, GPU/CPU actor pool)--> the same rows, probabilities for frames
+                  --write_datasink(CommitSink, write tasks)--> each unit assembled (smoothing, segments, shots)
+                                                               and committed with its batch, on the worker
+                  --> driver: one small result per committed batch
 
 Decoding and inference stream and overlap; Ray Data's backpressure bounds the
 object store by its budget, not by the archive. Only sampled, resized uint8
-frames travel. Each decode actor keeps one decoder *process* (the local
-engine's pool), so a segfaulting or hanging decoder fails only its video; a
-lost actor or node is restarted by Ray and its work retried, and the driver
-drops any duplicate rows a retry produces.
+frames travel, and a row is never split, so whoever holds a row holds a whole
+unit. The driver does no per-video work: it schedules, and receives the
+counters of each committed batch. Each decode actor keeps one decoder
+*process* (the local engine's pool), so a segfaulting or hanging decoder fails
+only its video; a lost actor, task or node is restarted by Ray and its work
+retried, and a video committed twice keeps its latest commit (`RunOutput`).
+
+A video of more than `range_items` sampled items is cut, as it decodes, into
+time ranges (`stages.ranges`) that are classified, assembled and committed
+apart; `io.ranges.merge` combines their small records (tested: a split video's
+tables equal its unsplit ones).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import ray
+from ray.data import Datasink
+from ray.data.block import BlockAccessor
 
-from vidbatch.engines.base import COLUMNS, Engine, VideoCollector
-from vidbatch.engines.decode_pool import DecodePool
-from vidbatch.engines.progress import Progress
+from vidbatch.core.config import LabelConfig
+from vidbatch.core.errors import OutputError
+from vidbatch.engines.base import Engine
 from vidbatch.io.manifest import VideoTask
+from vidbatch.io.output import BatchCommitter, RunOutput
+from vidbatch.io.ranges import NO_FRAMES
+from vidbatch.stages.assemble import assemble_failed, assemble_ok, assemble_range
 from vidbatch.stages.decode import DecodeSpec
-from vidbatch.stages.decode_job import (
-    Chunk,
-    DecodeJob,
-    Failed,
-    Started,
-)
+from vidbatch.stages.decode_job import Chunk, DecodeJob, Failed, Started
+from vidbatch.stages.ranges import ARRAYS, RangeSplitter, RangeUnit, default_range_items
 
 VIDEOS_PER_BLOCK = 64
 MIN_BLOCKS = 16
 VIDEOS_PER_DECODE_CALL = 8
 """Videos one decode call takes at most: its decoder process decodes them back to back (a lost actor retries
 them all); small jobs take fewer, so that every decoder gets several calls."""
+COMMITTER_CPUS = 32
+"""One write task (assembly and commit) per this many cluster CPUs, at least `MIN_COMMITTERS`."""
+MIN_COMMITTERS = 2
+LOST = "lost: no result came back from the cluster for this video"
 
 
-def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+def _objects(values: list) -> np.ndarray:
+    """A column of per-row arrays of different lengths (Ray Data stores it as a variable-shaped tensor)."""
+    column = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        column[i] = value
+    return column
 
 
 class RayDecoder:
-    """Ray Data callable class: video rows in; for each video its chunks' rows, then one terminal row.
+    """Ray Data callable class: video rows in; one row per unit out (a whole video, or one range of a long one).
 
-    Every output row has the same columns (`frames` always holds one item, a
-    blank one on the terminal row), so batches of any mix of videos stack.
+    A unit's arrays are cells of variable-shaped columns; a failed video's last row has empty arrays. Rows leave
+    in few, larger batches (Ray Data pays per batch, not per row).
     """
 
     def __init__(self, spec: DecodeSpec, item_shape: Sequence[int], timeout_s: float | None,
-                 storage_options: Mapping[str, Any]) -> None:
+                 storage_options: Mapping[str, Any], range_items: int, overlap: int, flush_items: int) -> None:
+        from vidbatch.engines.decode_pool import DecodePool
+
         self.spec = spec
         self.item_shape = tuple(item_shape)
         self.storage_options = dict(storage_options)
+        self.range_items = range_items
+        self.overlap = overlap
         self.pool = DecodePool(workers=1, timeout_s=timeout_s, persistent=True, slot_bytes=spec.chunk_nbytes)
-        self.flush_items = 4 * spec.chunk_frames
+        self.flush_items = flush_items
 
     def __call__(self, batch: dict[str, np.ndarray]):
-        """Decode the batch's videos through one run of the pool (its decoder stays busy between videos), and
-        yield their rows in few, larger batches: Ray Data pays per batch, not per row."""
         jobs = [
             DecodeJob(key=str(batch["key"][row]), video_id=str(batch["video_id"][row]), uri=str(batch["uri"][row]),
                       location=str(batch["location"][row]), spec=self.spec, storage_options=self.storage_options)
             for row in range(len(batch["key"]))
         ]
         by_key = {job.key: job for job in jobs}
-        items = {job.key: 0 for job in jobs}
+        splitters: dict[str, RangeSplitter] = {}
+        started: dict[str, float] = {}
         infos: dict[str, dict] = {}
-        pending: list[dict[str, np.ndarray]] = []
+        pending: list[dict[str, Any]] = []
         pending_items = 0
         for event in self.pool.run(jobs):
             job = by_key[event.key]
+            started.setdefault(job.key, time.time())
+            splitter = splitters.setdefault(job.key, RangeSplitter(self.range_items, self.overlap))
             if isinstance(event, Started):
                 infos[job.key] = event.info
                 continue
             if isinstance(event, Chunk):
-                chunk = event.arrays
-                count = len(event)
-                items[job.key] += count
-                pending.append(self._rows(job, chunk["frames"], chunk["frame_index"], chunk["timestamp_s"], count,
-                                          chunk["shot_cut"]))
-                pending_items += count
+                units = splitter.push(event.arrays)
+                status, error, info = "", "", infos.get(job.key)
+            elif isinstance(event, Failed):
+                units = [RangeUnit(self._empty(), splitter.attempt, splitter.finish().range_index, last=True)]
+                status, error, info = "failed", event.message, event.info or infos.get(job.key)
             else:
-                failed = isinstance(event, Failed)
-                blank = np.zeros((1, *self.item_shape), np.uint8)
-                pending.append(self._rows(job, blank, np.array([-1]), np.array([0.0]), 1, np.array([False]), last=True,
-                                          status="failed" if failed else "done", error=event.message if failed else "",
-                                          info=event.info or infos.get(job.key), items=items[job.key]))
-                pending_items += 1
+                units = [splitter.finish()]
+                status, error, info = "done", "", event.info or infos.get(job.key)
+            for unit in units:
+                pending.append(self._row(job, unit, status if unit.last else "", error, info, started[job.key]))
+                pending_items += len(unit)
             if pending_items >= self.flush_items:
-                yield _concat(pending)
+                yield self._batch(pending)
                 pending, pending_items = [], 0
         if pending:
-            yield _concat(pending)
+            yield self._batch(pending)
+
+    def _empty(self) -> dict[str, np.ndarray]:
+        return {"frames": np.zeros((0, *self.item_shape), np.uint8), "frame_index": np.zeros(0, np.int64),
+                "timestamp_s": np.zeros(0, np.float64), "shot_cut": np.zeros(0, bool)}
+
+    def _row(self, job: DecodeJob, unit: RangeUnit, status: str, error: str, info, started: float) -> dict[str, Any]:
+        arrays = unit.arrays if len(unit) else self._empty()
+        return {"key": job.key, "video_id": job.video_id, "attempt": unit.attempt, "range_index": unit.range_index,
+                "last": unit.last, "overlap": unit.overlap, "shot_base": unit.shot_base, "status": status,
+                "error": error, "info": json.dumps(info or {}), "started": started,
+                "frames": arrays["frames"], "frame_index": np.asarray(arrays["frame_index"], np.int64),
+                "timestamp_s": np.asarray(arrays["timestamp_s"], np.float64),
+                "shot_cut": np.asarray(arrays["shot_cut"], bool)}
 
     @staticmethod
-    def _rows(job, frames, index, stamps, count, cuts, last=False, status="", error="", info=None, items=0):
-        return {
-            "shot_cut": np.asarray(cuts, bool),
-            "key": np.array([job.key] * count),
-            "video_id": np.array([job.video_id] * count),
-            "frames": frames,
-            "frame_index": np.asarray(index, np.int64),
-            "timestamp_s": np.asarray(stamps, np.float64),
-            "last": np.array([last] * count),
-            "status": np.array([status] * count),
-            "error": np.array([error] * count),
-            "info": np.array([json.dumps(info or {})] * count),
-            "items": np.array([items] * count, np.int64),
-        }
+    def _batch(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        return {name: (_objects([r[name] for r in rows]) if name in ARRAYS else np.array([r[name] for r in rows]))
+                for name in rows[0]}
 
     def __del__(self) -> None:
         try:
@@ -121,7 +146,7 @@ class RayDecoder:
 
 
 class RayPredictor:
-    """Ray Data callable class: loads the bundle once per actor; frames in, probabilities out."""
+    """Ray Data callable class: loads the bundle once per actor; each unit's frames in, its probabilities out."""
 
     def __init__(self, model: str, batch_size: int, storage_options: Mapping[str, Any], trust_model_code: bool,
                  classes: str | None = None, precision: str = "float32", preprocessing: str | None = None,
@@ -134,7 +159,104 @@ class RayPredictor:
                                    preprocessing=preprocessing, channel_order=channel_order, embeddings=embeddings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.predictor(batch)
+        """All the batch's units in as few model batches as they fill; `frames` replaced by `probs` per unit."""
+        units = list(batch["frames"])
+        sizes = [len(u) for u in units]
+        result = {name: value for name, value in batch.items() if name != "frames"}
+        if sum(sizes):
+            predicted = self.predictor.predict_all(np.concatenate([u for u in units if len(u)]))
+        else:  # only failed videos: empty columns of the right widths, so every block has the same columns
+            blank = np.zeros((1, *self.predictor.spec.item_shape), np.uint8)
+            predicted = {name: values[:0] for name, values in self.predictor.predict_all(blank).items()}
+        bounds = np.cumsum(sizes)[:-1]
+        for name, values in predicted.items():
+            if values is not None:
+                result[name] = _objects(np.split(values, bounds))
+        return result
+
+
+class CommitSink(Datasink):
+    """Ray Data datasink: each write task assembles its units (`stages.assemble`) and commits them as one batch
+    (`RunOutput.commit_batch`) on the worker; the driver gets back one small dict of counters per batch.
+
+    Ray Data gives a write task at least `commit_videos` rows (units), so batches are as large as asked.
+    """
+
+    def __init__(self, output: RunOutput, classes: Sequence[str], config: LabelConfig, model: str) -> None:
+        self.output = output
+        self.classes = list(classes)
+        self.config = config
+        self.model = model
+        self.results: list[dict[str, Any]] = []
+
+    @property
+    def min_rows_per_write(self) -> int:
+        return self.config.commit_videos
+
+    def write(self, blocks, ctx) -> dict[str, Any]:
+        stats = {"videos_ok": 0, "videos_failed": 0, "units": 0, "items": 0, "frames_decoded": 0, "flow_s": 0.0,
+                 "flow_frames": 0, "assemble_s": 0.0, "write_s": 0.0, "first_started": None}
+        outcomes, seen = [], set()
+        began = time.perf_counter()
+        for block in blocks:
+            columns = BlockAccessor.for_block(block).to_numpy()
+            for row in range(len(columns["key"])):
+                unit = {name: values[row] for name, values in columns.items()}
+                identity = (str(unit["key"]), str(unit["attempt"]), int(unit["range_index"]), bool(unit["last"]))
+                if identity in seen:  # a retried task sent it twice
+                    continue
+                seen.add(identity)
+                outcomes.append(self._outcome(unit, stats))
+        stats["assemble_s"] = time.perf_counter() - began
+        began = time.perf_counter()
+        self.output.commit_batch(outcomes)
+        stats["write_s"] = time.perf_counter() - began
+        return stats
+
+    def _outcome(self, row: dict[str, Any], stats: dict[str, Any]):
+        key, video_id = str(row["key"]), str(row["video_id"])
+        info = json.loads(str(row["info"]))
+        started = float(row["started"])
+        stats["first_started"] = min(started, stats["first_started"] or started)
+        elapsed = time.time() - started
+        last, status = bool(row["last"]), str(row["status"])
+        stats["units"] += 1
+        if last:
+            stats["frames_decoded"] += int(info.get("frames_decoded") or 0)
+            if info.get("flow_s"):
+                stats["flow_s"] += float(info["flow_s"])
+                stats["flow_frames"] += int(info.get("frames_sampled") or 0)
+        arrays = {name: np.asarray(row[name]) for name in ("frame_index", "timestamp_s", "shot_cut")}
+        unit = RangeUnit(arrays, str(row["attempt"]), int(row["range_index"]), last, int(row["overlap"]),
+                         int(row["shot_base"]))
+        probs = np.asarray(row["probs"], np.float32).reshape(len(unit), len(self.classes))
+        embeddings = np.asarray(row["embedding"], np.float32) if "embedding" in row else None
+        if last and (status == "failed" or (unit.whole and not len(unit))):
+            stats["videos_failed"] += 1
+            return assemble_failed(video_id, key, str(row["error"]) if status == "failed" else NO_FRAMES, info,
+                                   self.model, elapsed)
+        stats["items"] += len(unit) - unit.overlap
+        if unit.whole:
+            stats["videos_ok"] += 1
+            return assemble_ok(video_id, key, self.classes, unit.frame_index, unit.timestamp_s, probs, info,
+                               self.config, self.model, elapsed, shot_cut=unit.shot_cut, embeddings=embeddings)
+        stats["videos_ok"] += int(last)
+        return assemble_range(video_id, key, self.classes, unit, probs, info, self.config, self.model, elapsed,
+                              embeddings=embeddings)
+
+    def on_write_complete(self, write_result) -> None:
+        self.results = list(write_result.write_returns)
+
+
+def _output_error(exc: BaseException) -> OutputError | None:
+    """The OutputError (a storage write failed) inside Ray's wrappers, if that is what stopped the job."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OutputError):
+            return exc
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    return None
 
 
 def _cluster_resources() -> tuple[float, float]:
@@ -158,7 +280,7 @@ class RayEngine(Engine):
         return started_here
 
     def plan(self, tasks: Sequence[VideoTask]):
-        """The Ray Data pipeline for `tasks` (lazy; nothing runs until it is iterated)."""
+        """The Ray Data pipeline for `tasks` up to the commit stage (lazy; nothing runs until it is written)."""
         cpus, gpus = _cluster_resources()
         ray_options = self.config.ray
         actor_gpus = ray_options.inference_gpus if ray_options.inference_gpus is not None else (1.0 if gpus >= 1 else 0.0)
@@ -168,18 +290,21 @@ class RayEngine(Engine):
             1, int((cpus - (0 if actor_gpus else inference_cpus * actors)) // ray_options.decode_cpus)
         )
         decoders = min(decoders, max(1, len(tasks)))
+        overlap = self.config.window - 1
+        item_nbytes = int(np.prod(self.bundle.spec.item_shape))
+        range_items = ray_options.range_items or default_range_items(item_nbytes, overlap)
+        committers = ray_options.committers or max(MIN_COMMITTERS, int(cpus // COMMITTER_CPUS))
         context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # the driver shows its own per-video progress
+        context.enable_progress_bars = bool(self.config.progress)  # Ray Data's own bars: rows through each stage
         context.print_on_execution_start = False
         if ray_options.object_store_memory:
             limits = context.execution_options.resource_limits
             context.execution_options.resource_limits = limits.copy(object_store_memory=ray_options.object_store_memory)
         # Actor pools restart lost actors and retry their tasks without limit (Ray Data's default for
-        # map_batches with a callable class); the driver drops rows a retry sends twice.
+        # map_batches with a callable class); a unit committed twice keeps its latest commit.
         rows = [{"key": t.key, "video_id": t.video_id, "uri": t.uri, "location": t.location} for t in tasks]
         # blocks of many videos (Ray Data's costs are per block and per batch, not per row), yet at least two per
-        # decode actor so that every actor has work, and at least MIN_BLOCKS: results reach the driver (and its
-        # commits) block by block, so a small job still streams in steps of a few videos, not in one lump
+        # decode actor so that every actor has work, and at least MIN_BLOCKS, so that a small job streams in steps
         blocks = max(-(-len(rows) // VIDEOS_PER_BLOCK), 2 * decoders, MIN_BLOCKS)
         # a small job still spreads over every decoder in several calls (results then arrive steadily)
         per_call = max(1, min(VIDEOS_PER_DECODE_CALL, len(rows) // (4 * decoders)))
@@ -188,10 +313,13 @@ class RayEngine(Engine):
             RayDecoder,
             fn_constructor_kwargs={"spec": self.spec, "item_shape": self.bundle.spec.item_shape,
                                    "timeout_s": self.config.video_timeout,
-                                   "storage_options": dict(self.config.storage_options)},
+                                   "storage_options": dict(self.config.storage_options),
+                                   "range_items": range_items, "overlap": overlap,
+                                   "flush_items": max(4 * self.spec.chunk_frames, self.config.batch_size)},
             batch_size=per_call, compute=ray.data.ActorPoolStrategy(size=decoders),
             num_cpus=ray_options.decode_cpus,
         )
+        # batch_size=None: one decoder output block per call, whole units of about `flush_items` items
         predicted = decoded.map_batches(
             RayPredictor,
             fn_constructor_kwargs={"model": self.config.model, "batch_size": self.config.batch_size,
@@ -199,59 +327,61 @@ class RayEngine(Engine):
                                    "trust_model_code": self.config.trust_model_code, "classes": self.config.classes,
                                    "precision": self.config.precision, "preprocessing": self.config.preprocessing,
                                    "channel_order": self.config.channel_order, "embeddings": self.config.embeddings},
-            batch_size=self.config.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+            batch_size=None, compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=actor_gpus, num_cpus=inference_cpus,
         )
         self.layout = {"decode_actors": decoders, "inference_actors": actors, "gpus_per_inference_actor": actor_gpus,
-                       "cluster_cpus": cpus, "cluster_gpus": gpus}
+                       "committers": committers, "range_items": range_items, "cluster_cpus": cpus,
+                       "cluster_gpus": gpus}
         return predicted
 
     def run(self, tasks: Sequence[VideoTask]) -> dict[str, Any]:
         if not tasks:
             return {**self.counters.as_dict(), "engine": "ray"}
         started_here = self._connect()
-        progress = Progress(len(tasks), self.config.progress, self.counters)
-        self.collector = VideoCollector(tasks, self.bundle, self.config, self.output, self.counters, progress)
-        self._terminal: dict[str, dict[str, Any]] = {}
+        sink = CommitSink(self.output, self.bundle.classes, self.config, self.bundle.display_name)
         try:
-            for batch in self.plan(tasks).iter_batches(batch_size=None, batch_format="numpy"):
-                self._absorb(batch)
-            self.collector.finish_missing("lost: no result came back from the cluster for this video")
+            # write tasks take no CPU slot: decoders and inference actors hold every slot for the whole job, and
+            # assembly is a few ms per batch of videos (`concurrency` bounds them)
+            self.plan(tasks).write_datasink(sink, ray_remote_args={"num_cpus": 0}, concurrency=self.layout["committers"])
+        except Exception as exc:
+            error = _output_error(exc)
+            if error is not None:
+                raise error from None
+            raise
         finally:
-            try:
-                self.collector.close()  # every finished video is committed, even after an error or Ctrl-C
-            finally:
-                progress.close()
             if started_here:
                 ray.shutdown()
+        self._count(sink.results)
+        self._fail_lost(tasks)
         return {**self.counters.as_dict(), "engine": "ray", "layout": self.layout}
 
-    def _absorb(self, batch: dict[str, np.ndarray]) -> None:
-        keys = batch["key"]
-        last = batch["last"].astype(bool)
-        self.counters.classified(int((~last).sum()))
-        for key in np.unique(keys):
-            state = self.collector.videos.get(str(key))
-            if state is None or state.closed:
-                continue
-            mine = keys == key
-            rows = mine & ~last
-            if rows.any():  # a retried task may send rows again: deduplicate by frame index
-                names = COLUMNS + (("embedding",) if "embedding" in batch else ())
-                state.add(batch["probs"][rows], {name: batch[name][rows] for name in names}, deduplicate=True)
-            terminal = np.flatnonzero(mine & last)
-            if terminal.size:
-                row = terminal[0]
-                self._terminal[state.task.key] = {"status": str(batch["status"][row]), "error": str(batch["error"][row]),
-                                                  "items": int(batch["items"][row])}
-                state.info = json.loads(str(batch["info"][row]))
-            self._maybe_finish(state)
+    def _count(self, results: list[dict[str, Any]]) -> None:
+        counters = self.counters
+        for stats in results:
+            counters.videos_ok += stats["videos_ok"]
+            counters.videos_failed += stats["videos_failed"]
+            counters.items_classified += stats["items"]
+            counters.frames_decoded += stats["frames_decoded"]
+            counters.flow_s += stats["flow_s"]
+            counters.flow_frames += stats["flow_frames"]
+            counters.write_s += stats["write_s"]
+            counters.commits += 1
+        firsts = [s["first_started"] for s in results if s["first_started"]]
+        if firsts:  # start-up ends when the first video started decoding
+            counters.first_item_at = time.monotonic() - (time.time() - min(firsts))
 
-    def _maybe_finish(self, state) -> None:
-        terminal = self._terminal.get(state.task.key)
-        if terminal is None:
+    def _fail_lost(self, tasks: Sequence[VideoTask]) -> None:
+        """Whatever happened, every video gets a row (read from the commit records, once, at the end)."""
+        committed = self.output.committed()
+        lost = [t for t in tasks if t.key not in committed]
+        if not lost:
             return
-        if terminal["status"] == "failed":
-            self.collector.finish_failed(state, terminal["error"], state.info)
-        elif len(state.seen) >= terminal["items"]:
-            self.collector.finish_ok(state)
+        committer = BatchCommitter(self.output, max_videos=self.config.commit_videos)
+        try:
+            for task in lost:
+                committer.add(assemble_failed(task.video_id, task.key, LOST, None, self.bundle.display_name, 0.0))
+        finally:
+            committer.close()
+        self.counters.videos_failed += len(lost)
+        self.counters.commits += committer.batches

@@ -50,7 +50,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from vidbatch.core.errors import OutputError
-from vidbatch.io import storage
+from vidbatch.io import ranges, storage
 from vidbatch.io.manifest import Manifest
 from vidbatch.io.schema import (
     FRAMES_SCHEMA,
@@ -233,12 +233,9 @@ class RunOutput:
         return records
 
     def committed(self) -> dict[str, dict[str, Any]]:
-        """The committed entry of every video, by output key; the latest commit wins."""
-        entries: dict[str, dict[str, Any]] = {}
-        for record in self._records():
-            for entry in record["videos"]:
-                entries[entry["key"]] = entry
-        return entries
+        """The committed entry of every video, by output key; the latest commit wins. A video split into time
+        ranges counts once every range of one decode is committed (its entry is their merge)."""
+        return _resolve(self._records())[0]
 
     def commit_batch(self, outcomes: Iterable[VideoOutcome]) -> str | None:
         """Commit finished videos together: their frames in one shard, then one commit record. Returns the batch id."""
@@ -294,35 +291,52 @@ class RunOutput:
                     self.fs.rm_file(path)
 
     def _drop_superseded_frames(self, records: list[dict[str, Any]]) -> None:
-        """A video committed twice (a retried task) keeps only its latest rows in frames/ (and embeddings/)."""
-        latest = {}
+        """A video committed twice (a retried task, a redone decode) keeps only its latest rows in frames/ (and
+        embeddings/): rows of entries that lost to a later one are removed from their shards."""
+        _, live = _resolve(records)
         for record in records:
-            for entry in record["videos"]:
-                latest[entry["key"]] = record["batch"]
-        for record in records:
-            ok_ids = {e["video_id"]: e["key"] for e in record["videos"] if e.get("status") == "ok"}
-            stale = {vid for vid, key in ok_ids.items() if latest[key] != record["batch"]}
+            owners = [e for e in record["videos"] if e.get("status") in ("ok", ranges.PARTIAL)]
+            stale = [e for e in owners if (record["batch"], e["key"], e.get("range")) not in live]
             if not stale:
                 continue
+            kept = [e for e in owners if (record["batch"], e["key"], e.get("range")) in live]
             for key in ("frames_file", "embeddings_file"):
                 if not record.get(key):
                     continue
                 path = self._p(record[key])
                 if not self.fs.exists(path):
                     continue
-                if stale == set(ok_ids):
+                if not kept:
                     self.fs.rm_file(path)
                     continue
                 table = pq.read_table(io.BytesIO(self.fs.cat_file(path)))
-                keep = pa.compute.invert(pa.compute.is_in(table.column("video_id"), pa.array(sorted(stale))))
-                storage.atomic_write_bytes(self.fs, path, table_to_parquet_bytes(table.filter(keep), ROW_GROUP_ROWS))
+                table = _without(table, stale, kept, by_frame=key == "frames_file")
+                storage.atomic_write_bytes(self.fs, path, table_to_parquet_bytes(table, ROW_GROUP_ROWS))
+
+    def _commit_merges(self, ledger: Mapping[str, dict[str, Any]]) -> None:
+        """Write the merged entries of split videos that no commit record holds yet (with --embeddings, their mean
+        vectors too), so that readers of commit records and of embeddings/ see each video once."""
+        fresh = [e for e in ledger.values() if e.pop(_MERGED_NOW, False)]
+        if not fresh:
+            return
+        outcomes = []
+        for entry in fresh:
+            vector = entry.pop("embedding", None)
+            record = {k: v for k, v in entry.items() if k not in ("key", "segments", "shots_table")}
+            outcomes.append(VideoOutcome(video_id=entry["video_id"], key=entry["key"], record=record,
+                                         segments=entry["segments"], shots=entry["shots_table"],
+                                         embedding=np.asarray(vector, np.float32) if vector is not None else None))
+        self.commit_batch(outcomes)
 
     # -- at the end ----------------------------------------------------------
     def finalize(self, manifest: Manifest, run_record: Mapping[str, Any]) -> pa.Table:
         """Rebuild summary.parquet, segments.parquet, shots.parquet and run.json from the commit records."""
-        commits = self._records()
-        self._drop_superseded_frames(commits)
-        ledger = {entry["key"]: entry for record in commits for entry in record["videos"]}
+        # every writer has stopped: what a killed worker left half-written goes now, not at the next run
+        storage.remove_stale_temporaries(self.fs, self.path, prefixes=(storage.TEMPORARY_PREFIX,))
+        self._remove_uncommitted_shards()
+        ledger = self.committed()
+        self._commit_merges(ledger)
+        self._drop_superseded_frames(self._records())
         missing = [t.video_id for t in manifest.tasks if t.key not in ledger]
         if missing:
             raise OutputError(f"Cannot finish {self.url!r}: {len(missing)} video(s) have no commit record, e.g. {missing[:3]}")
@@ -342,6 +356,64 @@ class RunOutput:
             self.fs, self._p("run.json"), json.dumps(run_record, indent=2, sort_keys=True, default=str).encode()
         )
         return summary
+
+
+_MERGED_NOW = "_merged_now"
+"""Marks a merged entry `committed()` computed from range entries, not yet written as one (`_commit_merges`)."""
+
+
+def _resolve(records: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], set[tuple[str, str, Any]]]:
+    """Replay the commit records in order: each video's winning entry, and which entries' rows are live, as
+    (batch, key, range or None). A whole-video entry replaces what came before; a split video's entry appears when
+    the last missing range of one decode commits (a retried range replaces its earlier copy)."""
+    winners: dict[str, dict[str, Any]] = {}
+    owner: dict[str, set[tuple[str, str, Any]]] = {}
+    parts: dict[str, dict[str, dict[int, tuple[str, dict[str, Any]]]]] = {}
+    for record in records:
+        for entry in record["videos"]:
+            key = entry["key"]
+            if entry.get("status") != ranges.PARTIAL:
+                winners[key] = entry
+                if entry.get("merged_from"):  # a merge written by an earlier finalize: its ranges keep their rows
+                    attempt = parts.get(key, {}).get(entry["merged_from"], {})
+                    owner[key] = {(batch, key, i) for i, (batch, _) in attempt.items()} | {(record["batch"], key, None)}
+                else:
+                    owner[key] = {(record["batch"], key, None)}
+                continue
+            attempt = parts.setdefault(key, {}).setdefault(entry["attempt"], {})
+            attempt[entry["range"]] = (record["batch"], entry)
+            if ranges.complete({i: e for i, (_, e) in attempt.items()}):
+                winners[key] = {**ranges.merge({i: e for i, (_, e) in attempt.items()}), _MERGED_NOW: True}
+                owner[key] = {(batch, key, i) for i, (batch, _) in attempt.items()}
+    live = set().union(*owner.values()) if owner else set()
+    return winners, live
+
+
+def _without(table: pa.Table, stale: list[dict[str, Any]], kept: list[dict[str, Any]], by_frame: bool) -> pa.Table:
+    """`table` without the rows of the `stale` entries, keeping those of the `kept` ones (a range's rows are its
+    video's rows from its first to its last own frame_index); rows left twice keep one copy."""
+    if not by_frame:  # the embeddings shard: one row per whole video
+        gone = {e["video_id"] for e in stale} - {e["video_id"] for e in kept}
+        return table.filter(pa.compute.invert(pa.compute.is_in(table.column("video_id"), pa.array(sorted(gone)))))
+
+    def rows_of(entries):
+        mask = np.zeros(table.num_rows, bool)
+        video = table.column("video_id").to_numpy(zero_copy_only=False)
+        index = table.column("frame_index").to_numpy()
+        for e in entries:
+            mine = video == e["video_id"]
+            if e.get("status") == ranges.PARTIAL:
+                mine &= (index >= e["first_index"]) & (index <= e["last_index"]) if e["items"] else False
+            mask |= mine
+        return mask
+
+    table = table.filter(pa.array(~rows_of(stale) | rows_of(kept)))
+    table = table.sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
+    video = table.column("video_id").to_numpy(zero_copy_only=False)
+    index = table.column("frame_index").to_numpy()
+    repeat = np.zeros(table.num_rows, bool)
+    repeat[1:] = (video[1:] == video[:-1]) & (index[1:] == index[:-1])
+    return table.filter(pa.array(~repeat))
 
 
 def build_summary(records: Iterable[Mapping[str, Any]], passthrough: pa.Table) -> pa.Table:

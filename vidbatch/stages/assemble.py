@@ -9,17 +9,20 @@ frame_top_k, keep_probs); `model` is the name written in the summary.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from vidbatch.core.config import LabelConfig
+from vidbatch.io import ranges
 from vidbatch.io.output import VideoOutcome
 from vidbatch.io.schema import FRAMES_OPTIONAL_FIELDS, FRAMES_SCHEMA
 from vidbatch.stages import thumbnails
-from vidbatch.stages.segments import find_segments
-from vidbatch.stages.smooth import label_frames, video_top_k
+from vidbatch.stages.ranges import RangeUnit
+from vidbatch.stages.segments import find_segments, runs
+from vidbatch.stages.smooth import FrameLabels, label_frames, video_top_k
 
 
 def _info_fields(info: dict[str, Any] | None) -> dict[str, Any]:
@@ -66,6 +69,81 @@ def find_shots(video_id: str, classes: Sequence[str], probs: np.ndarray, timesta
     return shots
 
 
+@dataclass(frozen=True)
+class _Labeled:
+    """One unit's items (a whole video, or a range with the items before it) in order, labeled."""
+
+    frame_index: np.ndarray
+    timestamp_s: np.ndarray
+    probs: np.ndarray
+    cuts: np.ndarray
+    labels: FrameLabels
+    raw_names: np.ndarray
+    smoothed_names: np.ndarray
+    margin: np.ndarray
+    """How far each item's smoothed top class is ahead of the second: the review queue's "nearest the boundary"."""
+    embeddings: np.ndarray | None
+    thumbs: np.ndarray | None
+
+
+def _label(classes, frame_index, timestamp_s, probs, shot_cut, options: LabelConfig, embeddings=None,
+           thumbs=None) -> _Labeled:
+    order = np.argsort(frame_index, kind="stable")
+    probs = np.asarray(probs)[order]
+    cuts = np.zeros(len(probs), bool) if shot_cut is None else np.asarray(shot_cut, bool)[order]
+    labels = label_frames(probs, options.window, resets=cuts)
+    unknown = options.unknown_label
+    ranked = np.sort(labels.smoothed_probs, axis=1)
+    return _Labeled(
+        frame_index=np.asarray(frame_index)[order], timestamp_s=np.asarray(timestamp_s)[order], probs=probs, cuts=cuts,
+        labels=labels,
+        raw_names=_names(classes, labels.raw_index, labels.raw_score, options.frame_threshold, unknown),
+        smoothed_names=_names(classes, labels.smoothed_index, labels.smoothed_score, options.frame_threshold, unknown),
+        margin=ranked[:, -1] - ranked[:, -2] if ranked.shape[1] > 1 else ranked[:, -1],
+        embeddings=None if embeddings is None else np.asarray(embeddings, np.float32)[order],
+        thumbs=None if thumbs is None else np.asarray(thumbs, dtype=object)[order],
+    )
+
+
+def _frames_table(video_id: str, classes: Sequence[str], unit: _Labeled, own: slice, shot_index: np.ndarray,
+                  options: LabelConfig) -> pa.Table:
+    """The frames rows of the unit's own items (`own`)."""
+    labels = unit.labels
+    count = len(unit.frame_index[own])
+    columns = {
+        "video_id": pa.array([video_id] * count, pa.string()),
+        "frame_index": pa.array(unit.frame_index[own], pa.int64()),
+        "timestamp_s": pa.array(unit.timestamp_s[own], pa.float64()),
+        "raw_label": pa.array(unit.raw_names[own].tolist(), pa.string()),
+        "raw_score": pa.array(labels.raw_score[own], pa.float32()),
+        "smoothed_label": pa.array(unit.smoothed_names[own].tolist(), pa.string()),
+        "smoothed_score": pa.array(labels.smoothed_score[own], pa.float32()),
+        "shot_index": pa.array(shot_index.astype(np.int32), pa.int32()),
+    }
+    frames = pa.table(columns, schema=FRAMES_SCHEMA)
+    smoothed = labels.smoothed_probs[own]
+    if options.frame_top_k:
+        k = min(options.frame_top_k, len(classes))
+        best = np.argsort(-smoothed, axis=1, kind="stable")[:, :k]
+        frames = frames.append_column("top_k", pa.array(
+            [[{"label": str(classes[i]), "score": float(p[i])} for i in row] for row, p in zip(best, smoothed)],
+            FRAMES_OPTIONAL_FIELDS["top_k"]))
+    if options.keep_probs:
+        frames = frames.append_column("probs", pa.array(list(unit.probs[own].astype(np.float32)),
+                                                        FRAMES_OPTIONAL_FIELDS["probs"]))
+    if unit.embeddings is not None:
+        embeddings = unit.embeddings[own]
+        frames = frames.append_column("embedding", pa.FixedSizeListArray.from_arrays(
+            pa.array(embeddings.astype(np.float16).ravel(), pa.float16()), embeddings.shape[1]))
+    return frames
+
+
+def _segment_keys(unit: _Labeled, shot_index: np.ndarray) -> np.ndarray:
+    """Segments follow the reported smoothed labels (an `unknown` stretch is a segment of its own) and never span a
+    cut: a key per item that changes exactly where a segment starts."""
+    return np.unique(unit.smoothed_names.astype(str), return_inverse=True)[1] * 2 + (shot_index % 2)
+
+
 def assemble_ok(
     video_id: str,
     key: str,
@@ -81,64 +159,33 @@ def assemble_ok(
     thumbs: np.ndarray | None = None,
     embeddings: np.ndarray | None = None,
 ) -> VideoOutcome:
-    order = np.argsort(frame_index, kind="stable")
-    frame_index, timestamp_s, probs = frame_index[order], timestamp_s[order], probs[order]
-    cuts = np.zeros(len(probs), bool) if shot_cut is None else np.asarray(shot_cut, bool)[order]
-    labels = label_frames(probs, options.window, resets=cuts)
-    unknown = options.unknown_label
-    raw_names = _names(classes, labels.raw_index, labels.raw_score, options.frame_threshold, unknown)
-    smoothed_names = _names(classes, labels.smoothed_index, labels.smoothed_score, options.frame_threshold, unknown)
+    unit = _label(classes, frame_index, timestamp_s, probs, shot_cut, options, embeddings, thumbs)
+    timestamp_s, probs, cuts, labels = unit.timestamp_s, unit.probs, unit.cuts, unit.labels
+    shot_index = np.cumsum(cuts)
+    everything = slice(None)
     top_index, top_score = video_top_k(probs, options.top_k)
     fields = _info_fields(info)
     end_s = fields["duration_s"] if fields["duration_s"] is not None else float(timestamp_s[-1])
-    # segments follow the reported smoothed labels (an `unknown` stretch is a segment of its own) and never span a cut
-    segment_keys = np.unique(smoothed_names.astype(str), return_inverse=True)[1] * 2 + (np.cumsum(cuts) % 2)
-    # how far each frame's smoothed top class is ahead of the second: the review queue's "nearest the boundary"
-    ranked = np.sort(labels.smoothed_probs, axis=1)
-    frame_margin = ranked[:, -1] - ranked[:, -2] if ranked.shape[1] > 1 else ranked[:, -1]
-    margins = find_segments(segment_keys, frame_margin, timestamp_s, end_s)
+    segment_keys = _segment_keys(unit, shot_index)
+    margins = find_segments(segment_keys, unit.margin, timestamp_s, end_s)
     segments = [
         {
             "video_id": video_id,
             "segment_index": s.index,
             "start_s": s.start_s,
             "end_s": s.end_s,
-            "label": str(smoothed_names[np.searchsorted(timestamp_s, s.start_s)]),
+            "label": str(unit.smoothed_names[np.searchsorted(timestamp_s, s.start_s)]),
             "score": s.score,
             "margin": m.score,
         }
         for s, m in zip(find_segments(segment_keys, labels.smoothed_score, timestamp_s, end_s), margins)
     ]
-    columns = {
-        "video_id": pa.array([video_id] * len(probs), pa.string()),
-        "frame_index": pa.array(frame_index, pa.int64()),
-        "timestamp_s": pa.array(timestamp_s, pa.float64()),
-        "raw_label": pa.array(raw_names.tolist(), pa.string()),
-        "raw_score": pa.array(labels.raw_score, pa.float32()),
-        "smoothed_label": pa.array(smoothed_names.tolist(), pa.string()),
-        "smoothed_score": pa.array(labels.smoothed_score, pa.float32()),
-        "shot_index": pa.array(np.cumsum(cuts).astype(np.int32), pa.int32()),
-    }
-    frames = pa.table(columns, schema=FRAMES_SCHEMA)
-    if options.frame_top_k:
-        k = min(options.frame_top_k, len(classes))
-        best = np.argsort(-labels.smoothed_probs, axis=1, kind="stable")[:, :k]
-        frames = frames.append_column("top_k", pa.array(
-            [[{"label": str(classes[i]), "score": float(p[i])} for i in row] for row, p in zip(best, labels.smoothed_probs)],
-            FRAMES_OPTIONAL_FIELDS["top_k"]))
-    if options.keep_probs:
-        frames = frames.append_column("probs", pa.array(list(probs.astype(np.float32)), FRAMES_OPTIONAL_FIELDS["probs"]))
-    video_embedding = None
-    if embeddings is not None:
-        embeddings = np.asarray(embeddings, np.float32)[order]
-        features = embeddings.shape[1]
-        frames = frames.append_column("embedding", pa.FixedSizeListArray.from_arrays(
-            pa.array(embeddings.astype(np.float16).ravel(), pa.float16()), features))
-        video_embedding = embeddings.mean(axis=0)
+    frames = _frames_table(video_id, classes, unit, everything, shot_index, options)
+    video_embedding = unit.embeddings.mean(axis=0) if unit.embeddings is not None else None
     video_score = float(top_score[0])
     pred_label = str(classes[top_index[0]])
     if options.video_threshold is not None and video_score < options.video_threshold:
-        pred_label = unknown
+        pred_label = options.unknown_label
     record = {
         "video_id": video_id,
         "status": "ok",
@@ -153,9 +200,72 @@ def assemble_ok(
         "elapsed_s": float(elapsed_s),
     }
     shots = find_shots(video_id, classes, probs, timestamp_s, cuts, end_s, options)
-    pictures = thumbnails.per_segment(video_id, segments, timestamp_s, thumbs[order]) if thumbs is not None else []
+    pictures = thumbnails.per_segment(video_id, segments, timestamp_s, unit.thumbs) if unit.thumbs is not None else []
     return VideoOutcome(video_id=video_id, key=key, record=record, frames=frames, segments=segments, shots=shots,
                         thumbnails=pictures, embedding=video_embedding)
+
+
+def assemble_range(
+    video_id: str,
+    key: str,
+    classes: Sequence[str],
+    unit: RangeUnit,
+    probs: np.ndarray,
+    info: dict[str, Any] | None,
+    options: LabelConfig,
+    model: str,
+    elapsed_s: float,
+    embeddings: np.ndarray | None = None,
+) -> VideoOutcome:
+    """One time range of a long video: its own items' final frames rows, and a partial record (sums, not means)
+    that `io.ranges.merge` combines with the video's other ranges into the video's summary, segments and shots.
+
+    The unit holds `unit.overlap` items before the range, so the rolling average at its first own item is the
+    whole video's; the decoder saw every item, so `unit.shot_base` (cuts before the unit) numbers shots exactly.
+    """
+    labeled = _label(classes, unit.frame_index, unit.timestamp_s, probs, unit.shot_cut, options, embeddings)
+    own = slice(unit.overlap, None)
+    shot_index = unit.shot_base + np.cumsum(labeled.cuts)
+    stamps, cuts, own_probs = labeled.timestamp_s[own], labeled.cuts[own], labeled.probs[own].astype(np.float64)
+    own_shots = shot_index[own]
+    segments = []
+    starts, stops = runs(_segment_keys(labeled, shot_index)[own])
+    for a, b in zip(starts, stops):
+        segments.append({"start_s": float(stamps[a]), "label": str(labeled.smoothed_names[own][a]), "count": int(b - a),
+                         "score_sum": float(labeled.labels.smoothed_score[own][a:b].astype(np.float64).sum()),
+                         "margin_sum": float(labeled.margin[own][a:b].astype(np.float64).sum())})
+    shots = []
+    starts, stops = runs(own_shots)
+    for a, b in zip(starts, stops):
+        shots.append({"shot": int(own_shots[a]), "start_s": float(stamps[a]), "count": int(b - a),
+                      "prob_sum": own_probs[a:b].sum(axis=0).tolist()})
+    record = {
+        "video_id": video_id,
+        "status": ranges.PARTIAL,
+        "error": None,
+        "attempt": unit.attempt,
+        "range": unit.range_index,
+        "ranges": unit.range_index + 1 if unit.last else None,
+        "items": int(len(stamps)),
+        "cuts": int(cuts.sum()),
+        "first_cut": bool(cuts[0]) if len(cuts) else False,
+        "first_index": int(labeled.frame_index[own][0]) if len(stamps) else None,
+        "last_index": int(labeled.frame_index[own][-1]) if len(stamps) else None,
+        "last_s": float(stamps[-1]) if len(stamps) else None,
+        "prob_sum": own_probs.sum(axis=0).tolist(),
+        "range_segments": segments,
+        "range_shots": shots,
+        "embedding_sum": (labeled.embeddings[own].astype(np.float64).sum(axis=0).tolist()
+                          if labeled.embeddings is not None else None),
+        "model": model,
+        "elapsed_s": float(elapsed_s),
+    }
+    if unit.last:  # what the merge needs besides the sums: the video's container fields and the labeling options
+        record.update(_info_fields(info))
+        record["merge"] = {"classes": [str(c) for c in classes], "top_k": options.top_k,
+                           "video_threshold": options.video_threshold, "unknown_label": options.unknown_label}
+    frames = _frames_table(video_id, classes, labeled, own, shot_index[own], options) if len(stamps) else None
+    return VideoOutcome(video_id=video_id, key=key, record=record, frames=frames)
 
 
 def assemble_failed(

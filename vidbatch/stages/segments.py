@@ -16,6 +16,15 @@ class Segment:
     score: float
 
 
+def runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop (exclusive) of each run of equal consecutive keys."""
+    keys = np.asarray(keys)
+    if len(keys) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.concatenate([[0], np.flatnonzero(keys[1:] != keys[:-1]) + 1])
+    return starts, np.concatenate([starts[1:], [len(keys)]])
+
+
 def find_segments(labels: np.ndarray, scores: np.ndarray, timestamps: np.ndarray, end_s: float) -> list[Segment]:
     """Split a video into segments.
 
@@ -26,8 +35,7 @@ def find_segments(labels: np.ndarray, scores: np.ndarray, timestamps: np.ndarray
     labels = np.asarray(labels)
     if len(labels) == 0:
         return []
-    starts = np.concatenate([[0], np.flatnonzero(labels[1:] != labels[:-1]) + 1])
-    stops = np.concatenate([starts[1:], [len(labels)]])
+    starts, stops = runs(labels)
     segments = []
     for i, (a, b) in enumerate(zip(starts, stops)):
         end = float(timestamps[b]) if b < len(labels) else max(float(end_s), float(timestamps[-1]))
@@ -37,7 +45,7 @@ def find_segments(labels: np.ndarray, scores: np.ndarray, timestamps: np.ndarray
                 start_s=float(timestamps[a]),
                 end_s=end,
                 label_index=int(labels[a]),
-                score=float(np.mean(scores[a:b])),
+                score=float(np.mean(scores[a:b], dtype=np.float64)),
             )
         )
     return segments

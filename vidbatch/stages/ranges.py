@@ -1,0 +1,121 @@
+"""Long videos as time ranges: one video's stream of sampled items cut into units of bounded size.
+
+A video of at most `range_items` items is one unit. A longer one is cut, as it
+decodes, into ranges of `range_items` items each ("own" items), and each range
+is sent with the `overlap` items before it (`window - 1`), so the rolling
+average at its first own item sees what it sees in the whole video. The
+decoder that cuts the stream saw every item, so shot cuts, and the number of
+cuts before each unit (`shot_base`), are exact.
+
+Why: a 3-hour video's frames never sit in one place, and its ranges are
+classified and assembled wherever there is room, like short videos. Each
+range is assembled alone (`assemble.assemble_range`): its frames rows are
+final, and what spans ranges (the video's mean, segments and shots across an
+edge) is kept as sums in a small record that `io.ranges.merge` combines once
+every range is committed. No frames move for the merge.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ARRAYS = ("frames", "frame_index", "timestamp_s", "shot_cut")
+"""The per-item arrays of a unit (a decoder chunk has these, and maybe thumbnails, which ranges do not carry)."""
+RANGE_BYTES = 64 * 1024 * 1024
+"""Default size of a range's frames: the items of this many bytes of model input."""
+
+
+def default_range_items(item_nbytes: int, overlap: int) -> int:
+    """Items per range when the user sets none: `RANGE_BYTES` worth, and always more than the overlap."""
+    return max(RANGE_BYTES // max(1, item_nbytes), 4 * (overlap + 1))
+
+
+@dataclass
+class RangeUnit:
+    """Items of one video (all of it, or one range with the `overlap` items before it), in decode order."""
+
+    arrays: dict[str, np.ndarray]
+    attempt: str
+    """Which decode of the video this came from: ranges of one decode are merged, never mixed with a retry's."""
+    range_index: int
+    last: bool
+    overlap: int = 0
+    """How many leading items belong to the range before (sent for the rolling average only)."""
+    shot_base: int = 0
+    """Shot cuts among the video's items before this unit's first item."""
+
+    @property
+    def frame_index(self) -> np.ndarray:
+        return self.arrays["frame_index"]
+
+    @property
+    def timestamp_s(self) -> np.ndarray:
+        return self.arrays["timestamp_s"]
+
+    @property
+    def shot_cut(self) -> np.ndarray:
+        return self.arrays["shot_cut"]
+
+    @property
+    def whole(self) -> bool:
+        """The unit is the whole video (it was never cut)."""
+        return self.range_index == 0 and self.last
+
+    def __len__(self) -> int:
+        return len(self.arrays["frame_index"])
+
+
+@dataclass
+class RangeSplitter:
+    """Cuts one video's chunks into `RangeUnit`s as they arrive: `push` each chunk, then `finish`.
+
+    At most `range_items + overlap` items (and one chunk) are held at a time.
+    """
+
+    range_items: int
+    overlap: int
+    attempt: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _parts: list[dict[str, np.ndarray]] = field(default_factory=list)
+    _held: int = 0
+    _prefix: int = 0
+    _next_range: int = 0
+    _shot_base: int = 0
+
+    def __post_init__(self) -> None:
+        if self.range_items < 1:
+            raise ValueError(f"RangeSplitter: range_items must be >= 1. Received: range_items={self.range_items}")
+        if self.overlap < 0:
+            raise ValueError(f"RangeSplitter: overlap must be >= 0. Received: overlap={self.overlap}")
+
+    def push(self, chunk: dict[str, np.ndarray]) -> list[RangeUnit]:
+        """Take a chunk's items; return the ranges that are now full (often none)."""
+        part = {name: np.asarray(chunk[name]) for name in ARRAYS}
+        if len(part["frame_index"]):
+            self._parts.append(part)
+            self._held += len(part["frame_index"])
+        full = []
+        while self._held - self._prefix > self.range_items:  # a full range, and at least one item after it
+            full.append(self._cut(self._prefix + self.range_items, last=False))
+        return full
+
+    def finish(self) -> RangeUnit:
+        """The video's last unit: the whole video if it was never cut (possibly empty)."""
+        return self._cut(self._held, last=True)
+
+    def _cut(self, size: int, last: bool) -> RangeUnit:
+        joined = ({name: np.concatenate([p[name] for p in self._parts]) for name in ARRAYS} if self._parts
+                  else {name: np.zeros((0,), np.int64) for name in ARRAYS})
+        unit_arrays = {name: values[:size] for name, values in joined.items()}
+        unit = RangeUnit(unit_arrays, self.attempt, self._next_range, last, overlap=self._prefix,
+                         shot_base=self._shot_base)
+        self._next_range += 1
+        keep = min(self.overlap, size)  # the next range's overlap: the last items of this unit
+        rest = {name: values[size - keep:] for name, values in joined.items()}
+        self._shot_base += int(np.count_nonzero(unit_arrays["shot_cut"][: size - keep]))
+        self._parts = [rest]
+        self._held = len(rest["frame_index"])
+        self._prefix = keep
+        return unit
