@@ -30,6 +30,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
 import ray
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
@@ -302,13 +303,16 @@ class RayEngine(Engine):
             context.execution_options.resource_limits = limits.copy(object_store_memory=ray_options.object_store_memory)
         # Actor pools restart lost actors and retry their tasks without limit (Ray Data's default for
         # map_batches with a callable class); a unit committed twice keeps its latest commit.
-        rows = [{"key": t.key, "video_id": t.video_id, "uri": t.uri, "location": t.location} for t in tasks]
-        # blocks of many videos (Ray Data's costs are per block and per batch, not per row), yet at least two per
-        # decode actor so that every actor has work, and at least MIN_BLOCKS, so that a small job streams in steps
-        blocks = max(-(-len(rows) // VIDEOS_PER_BLOCK), 2 * decoders, MIN_BLOCKS)
+        # the videos as Arrow columns (about 100 bytes a video on the driver, not a Python dict each), in blocks of
+        # many videos (Ray Data's costs are per block and per batch, not per row), yet at least two per decode
+        # actor so that every actor has work, and at least MIN_BLOCKS, so that a small job streams in steps
+        table = pa.table({name: pa.array([getattr(t, name) for t in tasks], pa.string())
+                          for name in ("key", "video_id", "uri", "location")})
+        blocks = max(1, min(len(tasks), max(-(-len(tasks) // VIDEOS_PER_BLOCK), 2 * decoders, MIN_BLOCKS)))
+        size = -(-len(tasks) // blocks)
+        dataset = ray.data.from_arrow([table.slice(start, size) for start in range(0, len(tasks), size)])
         # a small job still spreads over every decoder in several calls (results then arrive steadily)
-        per_call = max(1, min(VIDEOS_PER_DECODE_CALL, len(rows) // (4 * decoders)))
-        dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), blocks)))
+        per_call = max(1, min(VIDEOS_PER_DECODE_CALL, len(tasks) // (4 * decoders)))
         decoded = dataset.map_batches(
             RayDecoder,
             fn_constructor_kwargs={"spec": self.spec, "item_shape": self.bundle.spec.item_shape,

@@ -21,9 +21,19 @@ The commit protocol:
 3. At the end, `summary.parquet`, `segments.parquet`, `shots.parquet` and
    `run.json` are rebuilt from the commit records, each atomically.
 
+A long video that the Ray engine cut into time ranges is committed range by
+range: each range's frames rows go into its batch's shard, and its entry in
+the commit record (status `range`, see `io.ranges`) holds sums. The video
+counts as done when every range of one decode is committed; `committed()`
+then merges them into the video's entry, and `finalize` writes that merge
+once as a commit record of its own. When a video or range is committed more
+than once (a retried task, a redone decode), the latest commit wins and
+`finalize` removes the older rows from their shards.
+
 A crash at any point leaves no half-written file a reader would take for
 complete: temporaries are hidden, and a shard whose commit record was never
-written is deleted by the next run's `prepare`, as are hidden temporaries.
+written is deleted by `finalize` and by the next run's `prepare`, as are hidden
+temporaries.
 A rerun into the same `out` reads the commit records (O(batches), not
 O(videos)), skips committed videos and redoes the rest; since step 3 reads
 only the commit records, the final tables equal those of an uninterrupted
