@@ -13,7 +13,9 @@ architecture (small_cnn, 64x64, untrained: throughput does not depend on the wei
 - objects under `--out` per 1,000 videos; the one-video frames query (`pd.read_parquet(out/frames, filters=...)`);
 - the resume of a finished run (every video already committed);
 - S3 (a moto server on 127.0.0.1) against local disk at 500 videos: outputs on S3, then videos and outputs;
-- the Ray engine against the local one: per-video cost at the margin between 500 and 2,000 videos.
+- the Ray engine against the local one: per-video cost at the margin between 500 and 2,000 videos;
+- one long video (20 minutes) on the Ray engine, whole and cut into time ranges of 200 items, against the
+  local engine: time, ranges committed, and whether the tables agree.
 
 Every `vidbatch label` runs as a user runs it, in a fresh process; times are the pipeline's own
 (`run.json` elapsed_s: model load and decoder start-up included, interpreter and import excluded), and the
@@ -287,6 +289,48 @@ def keyframes_vs_rate(work: str, archive_manifest: str) -> dict:
     return result
 
 
+def long_video_runs(work: str, model: str, minutes: float, range_items: int) -> dict:
+    """One long video on the Ray engine, whole and cut into time ranges of `range_items` items, and on the local
+    engine: wall times, how many ranges were committed, and whether the tables agree."""
+    import pandas as pd
+
+    from vidbatch.apps.synth import SynthSpec, write_video
+    from vidbatch.io.output import RunOutput
+
+    folder = os.path.join(work, "long")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"long-{minutes:g}min.mp4")
+    if not os.path.exists(path):
+        write_video(path, "waves", seed=1, spec=SynthSpec(width=96, height=96, fps=10, seconds=int(minutes * 60)))
+    manifest = os.path.join(folder, "manifest.csv")
+    pd.DataFrame([{"video_id": "long", "uri": os.path.basename(path)}]).to_csv(manifest, index=False)
+    runs, tables = {}, {}
+    for name, extra in (("local", ()), ("ray_whole", ("--engine", "ray")),
+                        ("ray_ranges", ("--engine", "ray", "--ray-range-items", str(range_items)))):
+        out = os.path.join(work, f"out-long-{name}")
+        shutil.rmtree(out, ignore_errors=True)
+        runs[name] = label(manifest, model, out, *extra)
+        records = RunOutput(out)._records()
+        runs[name]["ranges_committed"] = sum(e["status"] == "range" for r in records for e in r["videos"])
+        frames = pd.read_parquet(os.path.join(out, "frames")).sort_values("frame_index").reset_index(drop=True)
+        tables[name] = (frames, pd.read_parquet(os.path.join(out, "summary.parquet")),
+                        pd.read_parquet(os.path.join(out, "segments.parquet")))
+    base_frames, base_summary, base_segments = tables["local"]
+    agree = {}
+    for name in ("ray_whole", "ray_ranges"):
+        frames, summary, segments = tables[name]
+        agree[name] = {
+            "frames_rows": len(frames) == len(base_frames),
+            "smoothed_labels": frames.smoothed_label.tolist() == base_frames.smoothed_label.tolist(),
+            "shot_index": frames.shot_index.tolist() == base_frames.shot_index.tolist(),
+            "max_smoothed_score_diff": float((frames.smoothed_score - base_frames.smoothed_score).abs().max()),
+            "video_label": summary.pred_label.tolist() == base_summary.pred_label.tolist(),
+            "segments": segments[["start_s", "end_s", "label"]].equals(base_segments[["start_s", "end_s", "label"]]),
+        }
+    return {"video": f"{minutes:g} min, 96x96, 10 fps, sampled at 2 fps", "items": len(base_frames),
+            "range_items": range_items, "runs": runs, "agree_with_local": agree}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
@@ -294,6 +338,8 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--no-s3", action="store_true")
     parser.add_argument("--no-keyframes", action="store_true")
+    parser.add_argument("--no-long-video", action="store_true")
+    parser.add_argument("--long-minutes", type=float, default=20.0, help="length of the long video (Ray, time ranges)")
     parser.add_argument("--no-margins", action="store_true", help="only the --sizes given (not 500 and 2,000 too)")
     parser.add_argument("--results", default=None, help="results file name (default archive_vm, or archive_quick)")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "vidbatch-archive-bench"))
@@ -359,6 +405,11 @@ def main() -> None:
                           "ratio": ray_margin / local_margin}
         print(f"Ray per-video cost at the margin: {ray_margin:.2f} ms vs local {local_margin:.2f} ms "
               f"({ray_margin / local_margin:.2f}x)", flush=True)
+        if not args.no_long_video:
+            minutes = 2.0 if args.quick else args.long_minutes
+            results["long_video"] = long = long_video_runs(args.work, model, minutes, range_items=200)
+            print("long video:", json.dumps({k: (v["elapsed_s"], v["ranges_committed"]) for k, v in long["runs"].items()}),
+                  json.dumps(long["agree_with_local"]), flush=True)
 
     results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     folder = os.path.join(HERE, "results")

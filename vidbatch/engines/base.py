@@ -1,9 +1,10 @@
-"""Per-video collection and commit, shared by every engine.
+"""What every engine is given (`Engine`), and the local engine's per-video collection and commit.
 
-An engine feeds classified items of each video in any order (and, on Ray,
-possibly twice after a retry); `VideoCollector` keeps them, and once a video
-is complete turns it into its output rows (`assemble`) and commits it
-(`RunOutput.commit`). Both engines finish videos through this one path.
+The local engine feeds classified items of each video in any order;
+`VideoCollector` keeps them, and once a video is complete turns it into its
+output rows (`assemble`) and commits it in batches (`BatchCommitter`). The Ray
+engine runs the same `assemble` and `RunOutput.commit_batch` on its workers
+(`ray_engine.CommitSink`), so both engines finish videos through the same code.
 """
 
 from __future__ import annotations
@@ -36,18 +37,10 @@ class VideoState:
     info: dict[str, Any] = field(default_factory=dict)
     probs: list[np.ndarray] = field(default_factory=list)
     columns: dict[str, list[np.ndarray]] = field(default_factory=lambda: {name: [] for name in COLUMNS})
-    seen: set[int] = field(default_factory=set)
     closed: bool = False
 
-    def add(self, probs: np.ndarray, columns: dict[str, np.ndarray], deduplicate: bool = False) -> None:
-        """Keep classified items; with `deduplicate`, items whose frame_index was seen are dropped."""
-        if deduplicate:
-            fresh = np.array([i not in self.seen for i in columns["frame_index"].tolist()], dtype=bool)
-            if not fresh.any():
-                return
-            probs = probs[fresh]
-            columns = {name: values[fresh] for name, values in columns.items()}
-        self.seen.update(columns["frame_index"].tolist())
+    def add(self, probs: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+        """Keep classified items (in any order: assembly sorts them by frame_index)."""
         self.probs.append(probs)
         for name, values in columns.items():
             self.columns.setdefault(name, []).append(values)
@@ -131,5 +124,5 @@ class VideoCollector:
             self.counters.flow_s += float(state.info["flow_s"])
             self.counters.flow_frames += int(state.info.get("frames_sampled") or 0)
         state.closed = True
-        state.probs, state.columns, state.seen = [], {name: [] for name in COLUMNS}, set()
+        state.probs, state.columns = [], {name: [] for name in COLUMNS}
         self.progress.video_done()
