@@ -74,17 +74,22 @@ def check_extras_installed(config: LabelConfig) -> None:
                           "pip install 'vidbatch[keyframes]', or use sampling='rate'. Received: sampling='keyframes'")
 
 
-def few_keyframes_note(config: LabelConfig, ledger: dict, tasks) -> tuple[int, str | None]:
-    """With --sampling keyframes, how many labeled videos rest on fewer than `min_keyframes` key frames."""
+def few_keyframes_note(config: LabelConfig, tasks, statuses, classified) -> tuple[int, str | None]:
+    """With --sampling keyframes, how many labeled videos rest on fewer than `min_keyframes` key frames
+    (`statuses` and `classified`: each task's committed status and items)."""
     if config.sampling != "keyframes":
         return 0, None
     minimum = KeyframeSampling().min_keyframes
-    few = [t.video_id for t in tasks if (ledger.get(t.key) or {}).get("status") == "ok"
-           and (ledger[t.key].get("frames_classified") or 0) < minimum]
+    few = [t.video_id for t, status, items in zip(tasks, statuses, classified)
+           if status == "ok" and (items or 0) < minimum]
     if not few:
         return 0, None
     return len(few), (f"{len(few)} video(s) have fewer than {minimum} key frames, so their labels rest on one or two "
                       f"frames (e.g. {', '.join(few[:3])}); label them with --sampling rate for a finer answer")
+
+
+def keys(manifest: Manifest) -> list[str]:
+    return [t.key for t in manifest.tasks]
 
 
 def missing_videos(manifest: Manifest, storage_options) -> list[str]:
@@ -104,8 +109,8 @@ def missing_videos(manifest: Manifest, storage_options) -> list[str]:
 def dry_run(config: LabelConfig, manifest: Manifest, bundle, output: RunOutput, identity: dict, started: float) -> RunResult:
     """Everything a run checks before work, and what it would do, with nothing written (`--dry-run`)."""
     existing = output.existing_run(identity, overwrite=config.overwrite)
-    committed = output.committed() if existing == "same" else {}
-    done = sum(1 for t in manifest.tasks if committed.get(t.key, {}).get("status") == "ok")
+    statuses = output.ledger().column_for(keys(manifest), "status") if existing == "same" else []
+    done = statuses.count("ok")
     missing = missing_videos(manifest, config.storage_options)
     spec = bundle.spec
     sampling = "key frames only" if config.sampling == "keyframes" else (
@@ -150,8 +155,8 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
         return dry_run(config, manifest, bundle, output, identity, started)
     output.prepare(identity, overwrite=config.overwrite)
 
-    committed = output.committed()
-    todo = [t for t in manifest.tasks if committed.get(t.key, {}).get("status") != "ok"]
+    statuses = output.ledger().column_for(keys(manifest), "status")
+    todo = [t for t, status in zip(manifest.tasks, statuses) if status != "ok"]
     resumed = len(manifest.tasks) - len(todo)
 
     if config.engine == "local":
@@ -165,8 +170,9 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
         raise ConfigError(f"Unknown engine. Received: engine={config.engine!r}")
 
     elapsed = time.monotonic() - started
-    ledger = output.committed()
-    statuses = [ledger.get(t.key, {}).get("status") for t in manifest.tasks]
+    ledger = output.ledger()
+    statuses = ledger.column_for(keys(manifest), "status")
+    classified = ledger.column_for(keys(manifest), "frames_classified")
     ok, failed = statuses.count("ok"), statuses.count("failed")
     run_record = {
         "config": config.to_record(),
@@ -197,16 +203,16 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
             "failed": failed,
             "resumed_from_previous_run": resumed,
             "processed_this_run": len(todo),
-            "frames_decoded": int(sum((ledger.get(t.key) or {}).get("frames_decoded") or 0 for t in manifest.tasks)),
-            "frames_classified": int(sum((ledger.get(t.key) or {}).get("frames_classified") or 0 for t in manifest.tasks)),
+            "frames_decoded": int(sum(n or 0 for n in ledger.column_for(keys(manifest), "frames_decoded"))),
+            "frames_classified": int(sum(n or 0 for n in classified)),
         },
         "stages": stages,
     }
-    few, note = few_keyframes_note(config, ledger, manifest.tasks)
+    few, note = few_keyframes_note(config, manifest.tasks, statuses, classified)
     notes = [note] if note else []
     if config.sampling == "keyframes":
         run_record["counts"]["few_keyframes"] = few
     run_record["notes"] = notes
-    summary = output.finalize(manifest, run_record)
+    summary = output.finalize(manifest, run_record, ledger)
     return RunResult(out=config.out, videos=len(manifest.tasks), ok=ok, failed=failed, resumed=resumed,
                      elapsed_s=elapsed, summary=summary, notes=notes)

@@ -377,8 +377,8 @@ class RayEngine(Engine):
 
     def _fail_lost(self, tasks: Sequence[VideoTask]) -> None:
         """Whatever happened, every video gets a row (read from the commit records, once, at the end)."""
-        committed = self.output.committed()
-        lost = [t for t in tasks if t.key not in committed]
+        statuses = self.output.ledger().column_for([t.key for t in tasks], "status")
+        lost = [t for t, status in zip(tasks, statuses) if status is None]
         if not lost:
             return
         committer = BatchCommitter(self.output, max_videos=self.config.commit_videos)

@@ -52,20 +52,19 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vidbatch.core.errors import OutputError
-from vidbatch.io import ranges, storage
+from vidbatch.io import ledger as ledger_module
+from vidbatch.io import storage
 from vidbatch.io.manifest import Manifest
 from vidbatch.io.schema import (
     FRAMES_SCHEMA,
-    SEGMENTS_SCHEMA,
-    SHOTS_SCHEMA,
     SUMMARY_SCHEMA,
     THUMBNAILS_SCHEMA,
     embeddings_schema,
@@ -82,6 +81,8 @@ ROW_GROUP_ROWS = 65536
 """Frames rows per Parquet row group: small enough that a one-video filter reads little, large enough to compress."""
 MIN_FREE_BYTES = 64 * 1024 * 1024
 PROBE_PREFIX = ".probe-"
+RECORDS_PER_FETCH = 64
+"""Commit records fetched (and parsed) at a time."""
 SHARDS = ((FRAMES_DIR, "frames_file"), (THUMBNAILS_DIR, "thumbnails_file"), (EMBEDDINGS_DIR, "embeddings_file"))
 """Each shard folder and the commit record's key that names its files."""
 
@@ -223,29 +224,37 @@ class RunOutput:
                 self.fs.rm_file(self._p(name))
 
     # -- commits -----------------------------------------------------------
-    def _records(self) -> list[dict[str, Any]]:
-        """Every readable commit record, oldest first."""
+    def _iter_records(self) -> Iterator[dict[str, Any]]:
+        """Every readable commit record, oldest first, fetched `RECORDS_PER_FETCH` at a time: one request each,
+        which object stores (s3fs) serve concurrently, and never the whole run's JSON in memory at once."""
         folder = self._p(COMMITS_DIR)
         try:
             paths = sorted(p for p in self.fs.find(folder) if not p.rsplit("/", 1)[-1].startswith(".") and p.endswith(".json"))
         except FileNotFoundError:
-            return []
-        # one request for all of them: object stores (s3fs) fetch the records concurrently, not one round trip each
-        contents = self.fs.cat(paths, on_error="omit") if paths else {}
-        records = []
-        for path in paths:
-            try:
-                record = json.loads(contents[path])
-            except (KeyError, ValueError):
-                continue  # unreadable record: its videos are simply redone
-            if isinstance(record, dict) and record.get("format") == COMMIT_FORMAT:
-                records.append(record)
-        return records
+            return
+        for start in range(0, len(paths), RECORDS_PER_FETCH):
+            chunk = paths[start:start + RECORDS_PER_FETCH]
+            contents = self.fs.cat(chunk, on_error="omit")
+            for path in chunk:
+                try:
+                    record = json.loads(contents[path])
+                except (KeyError, ValueError, TypeError):
+                    continue  # unreadable record: its videos are simply redone
+                if isinstance(record, dict) and record.get("format") == COMMIT_FORMAT:
+                    yield record
+
+    def _records(self) -> list[dict[str, Any]]:
+        """Every readable commit record, oldest first (whole, for tests and small runs)."""
+        return list(self._iter_records())
+
+    def ledger(self) -> ledger_module.Ledger:
+        """Every video's committed entry, as columns (see `io.ledger`); the latest commit wins. A video split into
+        time ranges counts once every range of one decode is committed (its entry is their merge)."""
+        return ledger_module.read(self._iter_records())
 
     def committed(self) -> dict[str, dict[str, Any]]:
-        """The committed entry of every video, by output key; the latest commit wins. A video split into time
-        ranges counts once every range of one decode is committed (its entry is their merge)."""
-        return _resolve(self._records())[0]
+        """The committed entry of every video as a dict, by output key: `ledger()` for small runs and tests."""
+        return self.ledger().entries()
 
     def commit_batch(self, outcomes: Iterable[VideoOutcome]) -> str | None:
         """Commit finished videos together: their frames in one shard, then one commit record. Returns the batch id."""
@@ -288,32 +297,39 @@ class RunOutput:
 
     def _remove_uncommitted_shards(self) -> None:
         """Delete shards that no commit record names: a run killed between writing a shard and its record."""
-        records = self._records()
+        named: dict[str, set[str]] = {key: set() for _, key in SHARDS}
+        listed = {}
         for folder, key in SHARDS:
             try:
-                shards = [p for p in self.fs.ls(self._p(folder), detail=False)
-                          if p.rsplit("/", 1)[-1].startswith(SHARD_PREFIX)]
+                listed[key] = [p for p in self.fs.ls(self._p(folder), detail=False)
+                               if p.rsplit("/", 1)[-1].startswith(SHARD_PREFIX)]
             except FileNotFoundError:
                 continue
-            named = {r[key].rsplit("/", 1)[-1] for r in records if r.get(key)}
-            for path in shards:
-                if path.rsplit("/", 1)[-1] not in named:
+        if not any(listed.values()):
+            return
+        for record in self._iter_records():
+            for key in named:
+                if record.get(key):
+                    named[key].add(record[key].rsplit("/", 1)[-1])
+        for key, paths in listed.items():
+            for path in paths:
+                if path.rsplit("/", 1)[-1] not in named[key]:
                     self.fs.rm_file(path)
 
-    def _drop_superseded_frames(self, records: list[dict[str, Any]]) -> None:
+    def _drop_superseded_frames(self, ledger: ledger_module.Ledger) -> None:
         """A video committed twice (a retried task, a redone decode) keeps only its latest rows in frames/ (and
         embeddings/): rows of entries that lost to a later one are removed from their shards."""
-        _, live = _resolve(records)
-        for record in records:
-            owners = [e for e in record["videos"] if e.get("status") in ("ok", ranges.PARTIAL)]
-            stale = [e for e in owners if (record["batch"], e["key"], e.get("range")) not in live]
-            if not stale:
-                continue
-            kept = [e for e in owners if (record["batch"], e["key"], e.get("range")) in live]
+        owners = ledger.owners
+        stale_records = sorted(set(owners.filter(pc.invert(owners.column("live"))).column("record").to_pylist()))
+        for number in stale_records:
+            mine = owners.filter(pc.equal(owners.column("record"), number)).to_pylist()
+            stale = [o for o in mine if not o["live"]]
+            kept = [o for o in mine if o["live"]]
+            files = ledger.records[number]
             for key in ("frames_file", "embeddings_file"):
-                if not record.get(key):
+                if not files.get(key):
                     continue
-                path = self._p(record[key])
+                path = self._p(files[key])
                 if not self.fs.exists(path):
                     continue
                 if not kept:
@@ -323,41 +339,43 @@ class RunOutput:
                 table = _without(table, stale, kept, by_frame=key == "frames_file")
                 storage.atomic_write_bytes(self.fs, path, table_to_parquet_bytes(table, ROW_GROUP_ROWS))
 
-    def _commit_merges(self, ledger: Mapping[str, dict[str, Any]]) -> None:
+    def _commit_merges(self, ledger: ledger_module.Ledger) -> None:
         """Write the merged entries of split videos that no commit record holds yet (with --embeddings, their mean
         vectors too), so that readers of commit records and of embeddings/ see each video once."""
-        fresh = [e for e in ledger.values() if e.pop(_MERGED_NOW, False)]
-        if not fresh:
-            return
         outcomes = []
-        for entry in fresh:
-            vector = entry.pop("embedding", None)
-            record = {k: v for k, v in entry.items() if k not in ("key", "segments", "shots_table")}
+        for entry in ledger.fresh:
+            vector = entry.get("embedding")
+            record = {k: v for k, v in entry.items() if k not in ("key", "segments", "shots_table", "embedding")}
             outcomes.append(VideoOutcome(video_id=entry["video_id"], key=entry["key"], record=record,
                                          segments=entry["segments"], shots=entry["shots_table"],
                                          embedding=np.asarray(vector, np.float32) if vector is not None else None))
         self.commit_batch(outcomes)
 
     # -- at the end ----------------------------------------------------------
-    def finalize(self, manifest: Manifest, run_record: Mapping[str, Any]) -> pa.Table:
-        """Rebuild summary.parquet, segments.parquet, shots.parquet and run.json from the commit records."""
+    def finalize(self, manifest: Manifest, run_record: Mapping[str, Any],
+                 ledger: ledger_module.Ledger | None = None) -> pa.Table:
+        """Rebuild summary.parquet, segments.parquet, shots.parquet and run.json from the commit records
+        (`ledger`: the records as just read, when the caller has them)."""
         # every writer has stopped: what a killed worker left half-written goes now, not at the next run
         storage.remove_stale_temporaries(self.fs, self.path, prefixes=(storage.TEMPORARY_PREFIX,))
         self._remove_uncommitted_shards()
-        ledger = self.committed()
+        ledger = ledger or self.ledger()
         self._commit_merges(ledger)
-        self._drop_superseded_frames(self._records())
-        missing = [t.video_id for t in manifest.tasks if t.key not in ledger]
-        if missing:
+        self._drop_superseded_frames(ledger)
+        keys = pa.array([t.key for t in manifest.tasks], pa.string())
+        where = pc.index_in(keys, ledger.videos.column("key"))
+        if where.null_count:
+            missing = [t.video_id for t, w in zip(manifest.tasks, where.is_null().to_pylist()) if w]
             raise OutputError(f"Cannot finish {self.url!r}: {len(missing)} video(s) have no commit record, e.g. {missing[:3]}")
-        records = [ledger[t.key] for t in manifest.tasks]
-        summary = build_summary(records, manifest.passthrough)
-        segments = build_segments(records)
-        shots = pa.Table.from_pylist([s for r in records for s in r.get("shots_table", [])], schema=SHOTS_SCHEMA)
+        entries = ledger.videos.take(where)
+        orders = entries.column("order").combine_chunks()
+        summary = build_summary(entries, manifest.passthrough)
+        segments = ledger_module.in_order(ledger.segments, orders, "segment_index")
+        shots = ledger_module.in_order(ledger.shots, orders, "shot_index")
         storage.atomic_write_bytes(self.fs, self._p("summary.parquet"), table_to_parquet_bytes(summary))
         storage.atomic_write_bytes(self.fs, self._p("segments.parquet"), table_to_parquet_bytes(segments))
         storage.atomic_write_bytes(self.fs, self._p("shots.parquet"), table_to_parquet_bytes(shots))
-        if not any(r["status"] == "ok" for r in records):
+        if not pc.any(pc.equal(entries.column("status"), "ok")).as_py():
             # readers of frames/ should find a valid, empty dataset
             storage.atomic_write_bytes(
                 self.fs, self._p(FRAMES_DIR, "_empty.parquet"), table_to_parquet_bytes(FRAMES_SCHEMA.empty_table())
@@ -368,57 +386,16 @@ class RunOutput:
         return summary
 
 
-_MERGED_NOW = "_merged_now"
-"""Marks a merged entry `committed()` computed from range entries, not yet written as one (`_commit_merges`)."""
-
-
-def _resolve(records: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], set[tuple[str, str, Any]]]:
-    """Replay the commit records in order: each video's winning entry, and which entries' rows are live, as
-    (batch, key, range or None). A whole-video entry replaces what came before; a split video's entry appears when
-    the last missing range of one decode commits (a retried range replaces its earlier copy)."""
-    winners: dict[str, dict[str, Any]] = {}
-    owner: dict[str, set[tuple[str, str, Any]]] = {}
-    parts: dict[str, dict[str, dict[int, tuple[str, dict[str, Any]]]]] = {}
-    for record in records:
-        for entry in record["videos"]:
-            key = entry["key"]
-            if entry.get("status") != ranges.PARTIAL:
-                winners[key] = entry
-                if entry.get("merged_from"):  # a merge written by an earlier finalize: its ranges keep their rows
-                    attempt = parts.get(key, {}).get(entry["merged_from"], {})
-                    owner[key] = {(batch, key, i) for i, (batch, _) in attempt.items()} | {(record["batch"], key, None)}
-                else:
-                    owner[key] = {(record["batch"], key, None)}
-                continue
-            attempt = parts.setdefault(key, {}).setdefault(entry["attempt"], {})
-            attempt[entry["range"]] = (record["batch"], entry)
-            if ranges.complete({i: e for i, (_, e) in attempt.items()}):
-                winners[key] = {**ranges.merge({i: e for i, (_, e) in attempt.items()}), _MERGED_NOW: True}
-                owner[key] = {(batch, key, i) for i, (batch, _) in attempt.items()}
-    live = set().union(*owner.values()) if owner else set()
-    return winners, live
-
-
 def _without(table: pa.Table, stale: list[dict[str, Any]], kept: list[dict[str, Any]], by_frame: bool) -> pa.Table:
-    """`table` without the rows of the `stale` entries, keeping those of the `kept` ones (a range's rows are its
-    video's rows from its first to its last own frame_index); rows left twice keep one copy."""
+    """`table` without the rows of the `stale` entries, keeping those of the `kept` ones; rows left twice (a
+    stale and a live copy of one range in one shard) keep one copy."""
     if not by_frame:  # the embeddings shard: one row per whole video
         gone = {e["video_id"] for e in stale} - {e["video_id"] for e in kept}
-        return table.filter(pa.compute.invert(pa.compute.is_in(table.column("video_id"), pa.array(sorted(gone)))))
-
-    def rows_of(entries):
-        mask = np.zeros(table.num_rows, bool)
-        video = table.column("video_id").to_numpy(zero_copy_only=False)
-        index = table.column("frame_index").to_numpy()
-        for e in entries:
-            mine = video == e["video_id"]
-            if e.get("status") == ranges.PARTIAL:
-                mine &= (index >= e["first_index"]) & (index <= e["last_index"]) if e["items"] else False
-            mask |= mine
-        return mask
-
-    table = table.filter(pa.array(~rows_of(stale) | rows_of(kept)))
-    table = table.sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
+        return table.filter(pc.invert(pc.is_in(table.column("video_id"), pa.array(sorted(gone), pa.string()))))
+    video = table.column("video_id").to_numpy(zero_copy_only=False)
+    index = table.column("frame_index").to_numpy()
+    keep = ~ledger_module.owned_rows(stale, video, index) | ledger_module.owned_rows(kept, video, index)
+    table = table.filter(pa.array(keep)).sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
     video = table.column("video_id").to_numpy(zero_copy_only=False)
     index = table.column("frame_index").to_numpy()
     repeat = np.zeros(table.num_rows, bool)
@@ -426,30 +403,23 @@ def _without(table: pa.Table, stale: list[dict[str, Any]], kept: list[dict[str, 
     return table.filter(pa.array(~repeat))
 
 
-def build_summary(records: Iterable[Mapping[str, Any]], passthrough: pa.Table) -> pa.Table:
-    records = list(records)
-    columns: dict[str, pa.Array] = {}
-    for schema_field in SUMMARY_SCHEMA:
-        if schema_field.name == "uri":
-            continue
-        columns[schema_field.name] = pa.array([r.get(schema_field.name) for r in records], schema_field.type)
+def build_summary(entries: pa.Table, passthrough: pa.Table) -> pa.Table:
+    """The summary table: the entries' fields (in manifest order) with the manifest's uri and its other columns."""
     extra = passthrough.drop_columns(["video_id"])
-    arrays = [columns["video_id"], extra.column("uri").combine_chunks().cast(pa.string())]
+    arrays = [entries.column("video_id").cast(pa.string()), extra.column("uri").combine_chunks().cast(pa.string())]
     names = ["video_id", "uri"]
-    for name in SUMMARY_SCHEMA.names[2:]:
-        arrays.append(columns[name])
-        names.append(name)
+    for schema_field in SUMMARY_SCHEMA:
+        if schema_field.name in ("video_id", "uri"):
+            continue
+        arrays.append(entries.column(schema_field.name).cast(schema_field.type))
+        names.append(schema_field.name)
     for name in extra.column_names:
         if name == "uri":
             continue
         arrays.append(extra.column(name).combine_chunks())
         names.append(name)
-    return pa.Table.from_arrays(arrays, names=names)
-
-
-def build_segments(records: Iterable[Mapping[str, Any]]) -> pa.Table:
-    rows = [segment for r in records for segment in r.get("segments", [])]
-    return pa.Table.from_pylist(rows, schema=SEGMENTS_SCHEMA)
+    return pa.Table.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays],
+                                names=names)
 
 
 def now_iso() -> str:
