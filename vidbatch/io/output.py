@@ -24,8 +24,8 @@ The commit protocol:
 A long video that the Ray engine cut into time ranges is committed range by
 range: each range's frames rows go into its batch's shard, and its entry in
 the commit record (status `range`, see `io.ranges`) holds sums. The video
-counts as done when every range of one decode is committed; `committed()`
-then merges them into the video's entry, and `finalize` writes that merge
+counts as done when every range of one decode is committed; the ledger
+(`io.ledger`) then merges them into the video's entry, and `finalize` writes that merge
 once as a commit record of its own. When a video or range is committed more
 than once (a retried task, a redone decode), the latest commit wins and
 `finalize` removes the older rows from their shards.

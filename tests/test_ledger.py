@@ -1,0 +1,56 @@
+"""The ledger: commit records replayed into columns, each video's latest commit, and whose rows are live."""
+
+import numpy as np
+
+from tests.test_output import outcome_ok, range_outcomes
+from vidbatch.io import ledger
+from vidbatch.io.manifest import Manifest
+from vidbatch.io.output import RunOutput
+from vidbatch.stages.assemble import assemble_failed
+
+
+def test_the_latest_commit_wins_and_lookups_are_by_column(tmp_path):
+    manifest = Manifest.from_records([{"uri": f"{name}.mp4"} for name in "abc"], base_dir=str(tmp_path))
+    a, b, c = manifest.tasks
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({"x": 1})
+    out.commit_batch([assemble_failed(a.video_id, a.key, "timeout: no progress", {}, "m", 0.0), outcome_ok(b)])
+    out.commit_batch([outcome_ok(a), outcome_ok(b)])  # a redone, b committed twice
+    book = out.ledger()
+    assert len(book) == 2 and book.column_for([a.key, b.key, c.key], "status") == ["ok", "ok", None]
+    assert book.column_for([b.key], "frames_classified") == [3]
+    owners = book.owners.to_pylist()
+    assert [(o["record"], o["video_id"], o["live"]) for o in owners] == [(0, b.video_id, False), (1, a.video_id, True),
+                                                                        (1, b.video_id, True)]
+    assert book.segments.num_rows == 4 and set(book.segments.column("video_id").to_pylist()) == {a.video_id, b.video_id}
+    assert out.committed()[a.key]["status"] == "ok" and "order" not in out.committed()[a.key]
+
+
+def test_a_complete_set_of_ranges_becomes_one_fresh_merged_entry(tmp_path):
+    manifest = Manifest.from_records([{"uri": "long.mp4"}], base_dir=str(tmp_path))
+    (long,) = manifest.tasks
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({"x": 1})
+    parts, whole = range_outcomes(long)
+    out.commit_batch(parts[:3])
+    assert len(out.ledger()) == 0
+    out.commit_batch(parts[3:])
+    book = out.ledger()
+    (fresh,) = book.fresh
+    assert fresh["key"] == long.key and fresh["merged_from"] == parts[0].record["attempt"]
+    assert book.column_for([long.key], "pred_label") == [whole.record["pred_label"]]
+    assert book.owners.column("live").to_pylist() == [True] * 4
+    ordered = ledger.in_order(book.segments, book.videos.column("order").combine_chunks(), "segment_index")
+    assert ordered.column("start_s").to_pylist() == [s["start_s"] for s in whole.segments]
+    out._commit_merges(book)  # written once: the next read finds nothing fresh, and the ranges stay live
+    again = out.ledger()
+    assert again.fresh == [] and again.owners.column("live").to_pylist() == [True] * 5
+
+
+def test_owned_rows_of_a_range_are_its_own_frame_span():
+    video = np.array(["v", "v", "v", "w"])
+    index = np.array([0, 2, 4, 0])
+    span = {"video_id": "v", "status": "range", "first_index": 2, "last_index": 4, "items": 2}
+    whole = {"video_id": "w", "status": "ok", "first_index": None, "last_index": None, "items": None}
+    assert ledger.owned_rows([span], video, index).tolist() == [False, True, True, False]
+    assert ledger.owned_rows([whole], video, index).tolist() == [False, False, False, True]
