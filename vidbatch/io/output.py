@@ -224,9 +224,9 @@ class RunOutput:
                 self.fs.rm_file(self._p(name))
 
     # -- commits -----------------------------------------------------------
-    def _iter_records(self) -> Iterator[dict[str, Any]]:
-        """Every readable commit record, oldest first, fetched `RECORDS_PER_FETCH` at a time: one request each,
-        which object stores (s3fs) serve concurrently, and never the whole run's JSON in memory at once."""
+    def _record_chunks(self) -> Iterator[list[bytes]]:
+        """Every commit record's raw JSON, oldest first, `RECORDS_PER_FETCH` at a time: one request each, which
+        object stores (s3fs) serve concurrently, and never the whole run's records in memory at once."""
         folder = self._p(COMMITS_DIR)
         try:
             paths = sorted(p for p in self.fs.find(folder) if not p.rsplit("/", 1)[-1].startswith(".") and p.endswith(".json"))
@@ -235,10 +235,15 @@ class RunOutput:
         for start in range(0, len(paths), RECORDS_PER_FETCH):
             chunk = paths[start:start + RECORDS_PER_FETCH]
             contents = self.fs.cat(chunk, on_error="omit")
-            for path in chunk:
+            yield [contents[path] for path in chunk if isinstance(contents.get(path), bytes)]
+
+    def _iter_records(self) -> Iterator[dict[str, Any]]:
+        """Every readable commit record as a dict, oldest first."""
+        for chunk in self._record_chunks():
+            for raw in chunk:
                 try:
-                    record = json.loads(contents[path])
-                except (KeyError, ValueError, TypeError):
+                    record = json.loads(raw)
+                except ValueError:
                     continue  # unreadable record: its videos are simply redone
                 if isinstance(record, dict) and record.get("format") == COMMIT_FORMAT:
                     yield record
@@ -250,7 +255,7 @@ class RunOutput:
     def ledger(self) -> ledger_module.Ledger:
         """Every video's committed entry, as columns (see `io.ledger`); the latest commit wins. A video split into
         time ranges counts once every range of one decode is committed (its entry is their merge)."""
-        return ledger_module.read(self._iter_records())
+        return ledger_module.read(self._record_chunks(), COMMIT_FORMAT)
 
     def committed(self) -> dict[str, dict[str, Any]]:
         """The committed entry of every video as a dict, by output key: `ledger()` for small runs and tests."""
