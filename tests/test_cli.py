@@ -82,7 +82,11 @@ def test_sigkill_mid_run_then_resume_equals_clean_run(colour_bundle, tmp_path):
     from vidbatch.apps.synth import SynthSpec, make_dataset
     from vidbatch.io.output import RunOutput
 
-    manifest = make_dataset(str(tmp_path / "set"), videos_per_class=6, seed=11, spec=SynthSpec(width=96, height=72, seconds=3))
+    # 48 videos: the run commits two at a time for about a second, so the kill lands mid-run even on a loaded machine
+    # (18 videos were all committed within 0.35 s, which a poll could miss)
+    total = 48
+    manifest = make_dataset(str(tmp_path / "set"), videos_per_class=total // 3, seed=11,
+                            spec=SynthSpec(width=96, height=72, seconds=3))
     out, clean = tmp_path / "out", tmp_path / "clean"
     args = ["label", manifest, "--model", colour_bundle, "--fps", "10", "--no-progress", "--decode-workers", "1", "--batch-size", "4",
             "--commit-videos", "2"]  # commits mid-run, where the kill lands
@@ -97,7 +101,7 @@ def test_sigkill_mid_run_then_resume_equals_clean_run(colour_bundle, tmp_path):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     done_before = committed()
-    assert 3 <= done_before < 18, "the kill must land mid-run"
+    assert 3 <= done_before < total, "the kill must land mid-run"
     assert not (out / "summary.parquet").exists()
 
     resumed = vidbatch(*args, "--out", str(out))
@@ -106,7 +110,7 @@ def test_sigkill_mid_run_then_resume_equals_clean_run(colour_bundle, tmp_path):
     assert vidbatch(*args, "--out", str(clean)).returncode == 0
 
     run = json.load(open(out / "run.json"))
-    assert run["counts"]["resumed_from_previous_run"] == done_before and run["counts"]["processed_this_run"] == 18 - done_before
+    assert run["counts"]["resumed_from_previous_run"] == done_before and run["counts"]["processed_this_run"] == total - done_before
     timing = ["elapsed_s"]
     a = pd.read_parquet(out / "summary.parquet").drop(columns=timing)
     b = pd.read_parquet(clean / "summary.parquet").drop(columns=timing)

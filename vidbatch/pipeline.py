@@ -88,8 +88,8 @@ def few_keyframes_note(config: LabelConfig, tasks, statuses, classified) -> tupl
                       f"frames (e.g. {', '.join(few[:3])}); label them with --sampling rate for a finer answer")
 
 
-def keys(manifest: Manifest) -> list[str]:
-    return [t.key for t in manifest.tasks]
+def keys(manifest: Manifest):
+    return manifest.tasks.keys()
 
 
 def missing_videos(manifest: Manifest, storage_options) -> list[str]:
@@ -156,7 +156,7 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
     output.prepare(identity, overwrite=config.overwrite)
 
     statuses = output.ledger().column_for(keys(manifest), "status")
-    todo = [t for t, status in zip(manifest.tasks, statuses) if status != "ok"]
+    todo = manifest.tasks.where([status != "ok" for status in statuses])
     resumed = len(manifest.tasks) - len(todo)
 
     if config.engine == "local":

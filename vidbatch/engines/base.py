@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -63,20 +63,30 @@ class Engine:
 class VideoCollector:
     """Holds the in-flight videos of a run and finishes each exactly once.
 
-    A finished video is assembled here and handed to a `BatchCommitter`, which
-    commits videos in batches on its own thread; call `close()` at the end (also
-    after an error or an interrupt, so that every finished video is kept).
+    A video is `open`ed when its decoding is scheduled and forgotten when it is
+    finished, so what is held grows with the videos in flight, not with the
+    archive. A finished video is assembled here and handed to a
+    `BatchCommitter`, which commits videos in batches on its own thread; call
+    `close()` at the end (also after an error or an interrupt, so that every
+    finished video is kept).
     """
 
-    def __init__(self, tasks: Sequence[VideoTask], bundle: ModelBundle, config: LabelConfig, output: RunOutput,
+    def __init__(self, tasks: Iterable[VideoTask], bundle: ModelBundle, config: LabelConfig, output: RunOutput,
                  counters: StageCounters, progress: Progress) -> None:
-        self.videos = {t.key: VideoState(t) for t in tasks}
+        self.videos: dict[str, VideoState] = {}
+        for task in tasks:
+            self.open(task)
         self.bundle = bundle
         self.config = config
         self.output = output
         self.counters = counters
         self.progress = progress
         self.committer = BatchCommitter(output, max_videos=config.commit_videos, max_seconds=config.commit_seconds)
+
+    def open(self, task: VideoTask) -> VideoState:
+        """Start holding a video (anything with its `key` and `video_id`, such as its decode job)."""
+        state = self.videos[task.key] = VideoState(task)
+        return state
 
     def finish_ok(self, state: VideoState) -> None:
         if state.closed:
@@ -105,7 +115,7 @@ class VideoCollector:
 
     def finish_missing(self, message: str) -> None:
         """Whatever happened, every video gets a row."""
-        for state in self.videos.values():
+        for state in list(self.videos.values()):
             if not state.closed:
                 self.finish_failed(state, message)
 
@@ -125,4 +135,5 @@ class VideoCollector:
             self.counters.flow_frames += int(state.info.get("frames_sampled") or 0)
         state.closed = True
         state.probs, state.columns = [], {name: [] for name in COLUMNS}
+        self.videos.pop(state.task.key, None)
         self.progress.video_done()

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sized
 
 from vidbatch.engines.frame_ring import DEFAULT_SLOTS, FrameRing, SlotRef
 from vidbatch.stages.decode_job import (
@@ -265,10 +265,11 @@ class DecodePool:
         self._pool += [_Worker(self.slot_bytes) for _ in range(wanted - len(self._pool))]
 
     def run(self, jobs: Iterable[DecodeJob], idle_s: float | None = None) -> Iterator[DecodeEvent | None]:
-        """Yield events; with `idle_s`, also yield None whenever nothing arrived for that long."""
-        pending = deque(jobs)
+        """Yield events; with `idle_s`, also yield None whenever nothing arrived for that long. `jobs` is read as
+        decoders need work (an archive's jobs are never all held at once)."""
+        pending = _Pending(jobs)
         self._closing.clear()
-        self.start(len(pending))
+        self.start(len(jobs) if isinstance(jobs, Sized) else None)
         self._thread = threading.Thread(target=self._receive, args=(pending,), daemon=True, name="vidbatch-receiver")
         self._thread.start()
         try:
@@ -304,11 +305,11 @@ class DecodePool:
         self._pool[self._pool.index(worker)] = fresh
         return fresh
 
-    def _fill(self, worker: _Worker, pending: deque) -> None:
+    def _fill(self, worker: _Worker, pending: "_Pending") -> None:
         while pending and len(worker.jobs) < PREFETCH_JOBS:
             worker.assign(pending.popleft())
 
-    def _fail_current(self, worker: _Worker, pending: deque, message: str) -> _Worker | None:
+    def _fail_current(self, worker: _Worker, pending: "_Pending", message: str) -> _Worker | None:
         """The worker's video failed with it: replace the worker, put its queued jobs back in line."""
         failed, queued = worker.jobs[0], list(worker.jobs)[1:]
         fresh = self._replace(worker)
@@ -318,7 +319,7 @@ class DecodePool:
         self._fill(fresh, pending)
         return fresh
 
-    def _receive(self, pending: deque) -> None:
+    def _receive(self, pending: "_Pending") -> None:
         try:
             for worker in self._pool:
                 self._fill(worker, pending)
@@ -387,3 +388,28 @@ class DecodePool:
         for worker in self._pool:
             worker.stop()
         self._pool = []
+
+
+class _Pending:
+    """Jobs not yet sent to a decoder: drawn from the caller's iterable when a decoder has room; jobs put back
+    (a crashed decoder's queue) go first."""
+
+    def __init__(self, jobs: Iterable[DecodeJob]) -> None:
+        self._back: deque[DecodeJob] = deque()
+        self._source = iter(jobs)
+
+    def __bool__(self) -> bool:
+        if not self._back:
+            job = next(self._source, None)
+            if job is None:
+                return False
+            self._back.append(job)
+        return True
+
+    def popleft(self) -> DecodeJob:
+        if not self:
+            raise IndexError("no pending decode jobs")
+        return self._back.popleft()
+
+    def extendleft(self, jobs: Iterable[DecodeJob]) -> None:
+        self._back.extendleft(jobs)

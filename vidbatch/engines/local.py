@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -38,14 +38,16 @@ from vidbatch.stages.decode_job import (
 )
 
 
-def decode_jobs(tasks: Sequence[VideoTask], spec: DecodeSpec, config: LabelConfig) -> list[DecodeJob]:
-    return [
-        DecodeJob(
-            key=t.key, video_id=t.video_id, uri=t.uri, location=t.location, spec=spec,
-            storage_options=dict(config.storage_options),
-        )
-        for t in tasks
-    ]
+def decode_jobs(tasks: Iterable[VideoTask], spec: DecodeSpec, config: LabelConfig,
+                on_job: Callable[[DecodeJob], Any] | None = None) -> Iterator[DecodeJob]:
+    """A decode job per task, made when the decoder pool asks for it (`on_job` sees each as it is made)."""
+    storage_options = dict(config.storage_options)
+    for t in tasks:
+        job = DecodeJob(key=t.key, video_id=t.video_id, uri=t.uri, location=t.location, spec=spec,
+                        storage_options=storage_options)
+        if on_job is not None:
+            on_job(job)
+        yield job
 
 
 class LocalEngine(Engine):
@@ -74,9 +76,11 @@ class LocalEngine(Engine):
         # a model cheap enough on the CPU leaves every CPU to decoding (the pool tops itself up when it runs)
         self.pool.workers = self.config.workers(inference_on_cpu=not on_accelerator, model_items_per_s=model_items_per_s)
         progress = Progress(len(tasks), self.config.progress, self.counters)
-        self.collector = VideoCollector(tasks, self.bundle, self.config, self.output, self.counters, progress)
+        self.collector = VideoCollector((), self.bundle, self.config, self.output, self.counters, progress)
         try:
-            events = self.pool.run(decode_jobs(tasks, self.spec, self.config), idle_s=0.02)
+            # a video is held from when its job is made (on the pool's receiver thread) until it is committed
+            jobs = decode_jobs(tasks, self.spec, self.config, on_job=self.collector.open)
+            events = self.pool.run(_Counted(jobs, len(tasks)), idle_s=0.02)
             with contextlib.closing(events):
                 for event in events:
                     if event is None:
@@ -100,8 +104,8 @@ class LocalEngine(Engine):
         return {**self.counters.as_dict(), "engine": "local", "layout": layout}
 
     def _handle(self, event: DecodeEvent) -> None:
-        state = self.collector.videos[event.key]
-        if state.closed:
+        state = self.collector.videos.get(event.key)
+        if state is None or state.closed:  # finished already (no event follows a terminal one, but be safe)
             return
         if isinstance(event, Started):
             state.info = event.info
@@ -161,8 +165,24 @@ class LocalEngine(Engine):
         key = state.task.key
         if key in self._decoded and not self._in_flight.get(key):
             self.collector.finish_ok(state)
+            self._decoded.discard(key)
+            self._in_flight.pop(key, None)
 
     def _drop_pending(self, key: str) -> None:
         self._pending_items -= sum(len(p[1]) for p in self._pending if p[0] == key)
         self._pending = [p for p in self._pending if p[0] != key]
-        self._in_flight[key] = 0
+        self._in_flight.pop(key, None)
+        self._decoded.discard(key)
+
+
+class _Counted:
+    """An iterable that knows its length (so the pool starts no more decoders than there are videos)."""
+
+    def __init__(self, items: Iterable, count: int) -> None:
+        self._items, self._count = items, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self):
+        return iter(self._items)

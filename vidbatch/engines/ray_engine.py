@@ -38,7 +38,7 @@ from ray.data.block import BlockAccessor
 from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import OutputError
 from vidbatch.engines.base import Engine
-from vidbatch.io.manifest import VideoTask
+from vidbatch.io.manifest import TaskList
 from vidbatch.io.output import BatchCommitter, RunOutput
 from vidbatch.io.ranges import NO_FRAMES
 from vidbatch.stages.assemble import assemble_failed, assemble_ok, assemble_range
@@ -280,7 +280,7 @@ class RayEngine(Engine):
             ray.init(address=address, log_to_driver=False)
         return started_here
 
-    def plan(self, tasks: Sequence[VideoTask]):
+    def plan(self, tasks: TaskList):
         """The Ray Data pipeline for `tasks` up to the commit stage (lazy; nothing runs until it is written)."""
         cpus, gpus = _cluster_resources()
         ray_options = self.config.ray
@@ -306,8 +306,7 @@ class RayEngine(Engine):
         # the videos as Arrow columns (about 100 bytes a video on the driver, not a Python dict each), in blocks of
         # many videos (Ray Data's costs are per block and per batch, not per row), yet at least two per decode
         # actor so that every actor has work, and at least MIN_BLOCKS, so that a small job streams in steps
-        table = pa.table({name: pa.array([getattr(t, name) for t in tasks], pa.string())
-                          for name in ("key", "video_id", "uri", "location")})
+        table = pa.table({name: tasks.column(name) for name in ("key", "video_id", "uri", "location")})
         blocks = max(1, min(len(tasks), max(-(-len(tasks) // VIDEOS_PER_BLOCK), 2 * decoders, MIN_BLOCKS)))
         size = -(-len(tasks) // blocks)
         dataset = ray.data.from_arrow([table.slice(start, size) for start in range(0, len(tasks), size)])
@@ -339,7 +338,7 @@ class RayEngine(Engine):
                        "cluster_gpus": gpus}
         return predicted
 
-    def run(self, tasks: Sequence[VideoTask]) -> dict[str, Any]:
+    def run(self, tasks: TaskList) -> dict[str, Any]:
         if not tasks:
             return {**self.counters.as_dict(), "engine": "ray"}
         started_here = self._connect()
@@ -375,10 +374,10 @@ class RayEngine(Engine):
         if firsts:  # start-up ends when the first video started decoding
             counters.first_item_at = time.monotonic() - (time.time() - min(firsts))
 
-    def _fail_lost(self, tasks: Sequence[VideoTask]) -> None:
+    def _fail_lost(self, tasks: TaskList) -> None:
         """Whatever happened, every video gets a row (read from the commit records, once, at the end)."""
-        statuses = self.output.ledger().column_for([t.key for t in tasks], "status")
-        lost = [t for t, status in zip(tasks, statuses) if status is None]
+        statuses = self.output.ledger().column_for(tasks.keys(), "status")
+        lost = tasks.where([status is None for status in statuses])
         if not lost:
             return
         committer = BatchCommitter(self.output, max_videos=self.config.commit_videos)

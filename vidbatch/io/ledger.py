@@ -60,9 +60,10 @@ class Ledger:
     def __len__(self) -> int:
         return self.videos.num_rows
 
-    def column_for(self, keys: Sequence[str], name: str) -> list:
+    def column_for(self, keys: Sequence[str] | pa.Array, name: str) -> list:
         """`name` of each of `keys`' entries, None where a key has none (one vectorised lookup)."""
-        where = pc.index_in(pa.array(list(keys), pa.string()), self.videos.column("key"))
+        keys = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(list(keys), pa.string())
+        where = pc.index_in(keys, self.videos.column("key"))
         return self.videos.column(name).take(where).to_pylist()
 
     def entries(self) -> dict[str, dict[str, Any]]:

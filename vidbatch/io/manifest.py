@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -58,6 +59,63 @@ def derive_video_id(uri: str) -> str:
     """A stable, unique id from a uri: its file stem and a short hash of the whole uri."""
     stem = os.path.splitext(uri.rstrip("/").rsplit("/", 1)[-1])[0] or "video"
     return f"{stem}-{hashlib.sha1(uri.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+TASK_COLUMNS = ("video_id", "uri", "location")
+ITERATE_ROWS = 4096
+"""Rows turned into `VideoTask`s at a time while iterating."""
+
+
+class TaskList(Sequence[VideoTask]):
+    """A manifest's videos, held as Arrow columns; a `VideoTask` is made only when one is read.
+
+    Why: 10^7 videos as Python objects cost about 400 bytes each on the driver, as columns about 150. A
+    subset (`where`) is a view (an index array), so a resumed run's to-do list costs 8 bytes a video.
+    """
+
+    def __init__(self, columns: Mapping[str, pa.Array], rows: np.ndarray | None = None) -> None:
+        self._columns = dict(columns)
+        self._rows = rows  # positions in the manifest, None for all of it
+        self._keys: pa.Array | None = None
+
+    def __len__(self) -> int:
+        return len(self._columns["video_id"]) if self._rows is None else len(self._rows)
+
+    def _positions(self, start: int, stop: int) -> np.ndarray:
+        return np.arange(start, stop) if self._rows is None else self._rows[start:stop]
+
+    def column(self, name: str) -> pa.Array:
+        """`video_id`, `uri`, `location` or `key` of every task, in order."""
+        if name == "key":
+            if self._keys is None:
+                self._keys = pa.array([output_key(v) for v in self.column("video_id").to_pylist()], pa.string())
+            return self._keys
+        values = self._columns[name]
+        return values if self._rows is None else values.take(pa.array(self._rows))
+
+    def keys(self) -> pa.Array:
+        return self.column("key")
+
+    def where(self, mask: Sequence[bool]) -> "TaskList":
+        """The tasks whose `mask` is true, as a view."""
+        chosen = self._positions(0, len(self))[np.asarray(mask, dtype=bool)]
+        return TaskList(self._columns, chosen)
+
+    def _tasks(self, positions: np.ndarray) -> list[VideoTask]:
+        index = pa.array(positions)
+        ids, uris, locations = (self._columns[name].take(index).to_pylist() for name in TASK_COLUMNS)
+        return [VideoTask(video_id=v, uri=u, location=loc, row=int(r))
+                for v, u, loc, r in zip(ids, uris, locations, positions)]
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return TaskList(self._columns, self._positions(0, len(self))[item])
+        position = range(len(self))[item]  # negative indices, and IndexError past the end
+        return self._tasks(self._positions(position, position + 1))[0]
+
+    def __iter__(self):
+        for start in range(0, len(self), ITERATE_ROWS):
+            yield from self._tasks(self._positions(start, min(start + ITERATE_ROWS, len(self))))
 
 
 class Manifest:
@@ -143,7 +201,7 @@ def _parse(data: bytes, url: str) -> pa.Table:
         raise ManifestError(f"Cannot read manifest {url!r}: malformed CSV ({exc})") from None
 
 
-def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, list[VideoTask]]:
+def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, TaskList]:
     names = table.column_names
     if "uri" not in names:
         raise ManifestError(f"Manifest {source!r} has no 'uri' column (columns: {names}); add one with each video's path or URL")
@@ -162,7 +220,8 @@ def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, li
     else:
         ids = [None] * table.num_rows
 
-    tasks: list[VideoTask] = []
+    video_ids: list[str] = []
+    clean: list[str] = []
     seen: dict[str, int] = {}
     for row, (uri, video_id) in enumerate(zip(uris, ids)):
         if uri is None or not uri.strip():
@@ -179,10 +238,14 @@ def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, li
                 f"(also row {seen[video_id] + 1}); ids must be unique"
             )
         seen[video_id] = row
-        tasks.append(VideoTask(video_id=video_id, uri=uri, location=storage.resolve(uri, base_dir), row=row))
-
+        video_ids.append(video_id)
+        clean.append(uri)
+    del seen
+    ids_column = pa.array(video_ids, pa.string())
+    tasks = TaskList({"video_id": ids_column, "uri": pa.array(clean, pa.string()),
+                      "location": pa.array([storage.resolve(u, base_dir) for u in clean], pa.string())})
     passthrough = table.drop_columns([c for c in ("video_id",) if c in names])
-    passthrough = passthrough.add_column(0, "video_id", pa.array([t.video_id for t in tasks], pa.string()))
+    passthrough = passthrough.add_column(0, "video_id", ids_column)
     return passthrough, tasks
 
 

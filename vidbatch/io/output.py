@@ -367,10 +367,9 @@ class RunOutput:
         ledger = ledger or self.ledger()
         self._commit_merges(ledger)
         self._drop_superseded_frames(ledger)
-        keys = pa.array([t.key for t in manifest.tasks], pa.string())
-        where = pc.index_in(keys, ledger.videos.column("key"))
+        where = pc.index_in(manifest.tasks.keys(), ledger.videos.column("key"))
         if where.null_count:
-            missing = [t.video_id for t, w in zip(manifest.tasks, where.is_null().to_pylist()) if w]
+            missing = manifest.tasks.column("video_id").filter(where.is_null()).to_pylist()
             raise OutputError(f"Cannot finish {self.url!r}: {len(missing)} video(s) have no commit record, e.g. {missing[:3]}")
         entries = ledger.videos.take(where)
         orders = entries.column("order").combine_chunks()
