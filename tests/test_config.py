@@ -51,6 +51,11 @@ def test_ray_options_validate():
     with pytest.raises(ConfigError, match="ray.inference_actors"):
         RayOptions(inference_actors=0)
     assert RayOptions(inference_gpus=0.25).inference_gpus == 0.25
+    with pytest.raises(ConfigError, match=r"ray.range_items.*Received: ray.range_items=0"):
+        RayOptions(range_items=0)
+    with pytest.raises(ConfigError, match="ray.committers"):
+        RayOptions(committers=1.5)
+    assert RayOptions(range_items=200, committers=4).range_items == 200
 
 
 def test_decoders_take_every_cpu_only_when_inference_does_not_need_one():
