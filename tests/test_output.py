@@ -237,6 +237,14 @@ def test_an_option_added_later_and_left_unset_still_resumes(tmp_path):
     RunOutput(str(tmp_path / "out")).prepare({"model_fingerprint": "aa", "window": 8, "channel_order": None})
     with pytest.raises(OutputError, match="channel_order None there, 'bgr' here"):
         RunOutput(str(tmp_path / "out")).prepare({"model_fingerprint": "aa", "window": 8, "channel_order": "bgr"})
+    # an option added later whose default is not None (`embeddings=False`): left at its default, the same run
+    defaults = LabelConfig.answer_defaults()
+    assert defaults["embeddings"] is False and defaults["window"] == LabelConfig(manifest="m", model="m", out="o").window
+    RunOutput(str(tmp_path / "out")).prepare({"model_fingerprint": "aa", "window": 8, "embeddings": False},
+                                             defaults=defaults)
+    with pytest.raises(OutputError, match="embeddings False there, True here"):
+        RunOutput(str(tmp_path / "out")).prepare({"model_fingerprint": "aa", "window": 8, "embeddings": True},
+                                                 defaults=defaults)
 
 
 def range_outcomes(task, splitter_seed=0):
@@ -306,3 +314,30 @@ def test_a_video_that_fails_after_some_ranges_keeps_no_rows(tmp_path):
     out.finalize(manifest, {})
     assert pd.read_parquet(tmp_path / "out" / "summary.parquet").status.tolist() == ["failed"]
     assert len(pd.read_parquet(tmp_path / "out" / "frames")) == 0
+
+
+def test_read_frames_goes_through_the_index_to_the_shards_that_hold_a_video(tmp_path):
+    """Videos in three batches, one of them split into ranges across two batches: `read_frames` returns what a
+    dataset filter returns, from the index; without the index (an unfinished run) it falls back to the filter."""
+    import vidbatch
+
+    records = [{"uri": f"v{i}.mp4"} for i in range(5)] + [{"uri": "long.mp4"}]
+    manifest = Manifest.from_records(records, base_dir=str(tmp_path))
+    *short, long = manifest.tasks
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({"x": 1})
+    parts, whole = range_outcomes(long)
+    out.commit_batch([outcome_ok(t) for t in short[:2]] + parts[:2])
+    out.commit_batch([outcome_ok(t) for t in short[2:]] + parts[2:])
+    out.finalize(manifest, {})
+    index = pd.read_parquet(tmp_path / "out" / "_vidbatch" / "frames_index.parquet")
+    assert index.video_id.is_monotonic_increasing and len(index) == 5 + 2  # the split video is in two shards
+    for task in (short[0], short[4], long):
+        expected = pd.read_parquet(tmp_path / "out" / "frames", filters=[("video_id", "==", task.video_id)])
+        got = vidbatch.read_frames(str(tmp_path / "out"), task.video_id)
+        pd.testing.assert_frame_equal(got, expected.sort_values("frame_index").reset_index(drop=True))
+    both = vidbatch.read_frames(str(tmp_path / "out"), [short[1].video_id, long.video_id], columns=["video_id", "frame_index"])
+    assert list(both.columns) == ["video_id", "frame_index"] and len(both) == 3 + 20
+    assert vidbatch.read_frames(str(tmp_path / "out"), "nobody").empty
+    os.remove(tmp_path / "out" / "_vidbatch" / "frames_index.parquet")
+    assert len(vidbatch.read_frames(str(tmp_path / "out"), long.video_id)) == 20

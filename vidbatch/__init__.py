@@ -45,6 +45,7 @@ __all__ = [
     "VidbatchError",
     "VideoError",
     "label",
+    "read_frames",
 ]
 
 
@@ -57,6 +58,15 @@ def label(manifest: str, model: str, out: str, **options) -> "RunResult":
     from vidbatch.pipeline import run
 
     return run(LabelConfig(manifest=manifest, model=model, out=out, **options))
+
+
+def read_frames(out: str, video_ids, storage_options=None, columns=None):
+    """The frames rows of one video (or a few) of a finished run, as a pandas DataFrame, read through the run's
+    frames index: a few files, however large the archive (`pd.read_parquet(out + "/frames", filters=...)` opens
+    every shard's footer). `out` may be any URL `label` accepts, with the same `storage_options`."""
+    from vidbatch.io.output import read_frames as _read_frames
+
+    return _read_frames(out, video_ids, storage_options, columns).to_pandas()
 
 
 def __getattr__(name: str):

@@ -108,7 +108,7 @@ def missing_videos(manifest: Manifest, storage_options) -> list[str]:
 
 def dry_run(config: LabelConfig, manifest: Manifest, bundle, output: RunOutput, identity: dict, started: float) -> RunResult:
     """Everything a run checks before work, and what it would do, with nothing written (`--dry-run`)."""
-    existing = output.existing_run(identity, overwrite=config.overwrite)
+    existing = output.existing_run(identity, overwrite=config.overwrite, defaults=LabelConfig.answer_defaults())
     statuses = output.ledger().column_for(keys(manifest), "status") if existing == "same" else []
     done = statuses.count("ok")
     missing = missing_videos(manifest, config.storage_options)
@@ -153,7 +153,7 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
     identity = {"model_fingerprint": bundle.fingerprint, **config.answer_fields()}
     if config.dry_run:
         return dry_run(config, manifest, bundle, output, identity, started)
-    output.prepare(identity, overwrite=config.overwrite)
+    output.prepare(identity, overwrite=config.overwrite, defaults=LabelConfig.answer_defaults())
 
     statuses = output.ledger().column_for(keys(manifest), "status")
     todo = manifest.tasks.where([status != "ok" for status in statuses])

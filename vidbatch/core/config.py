@@ -313,6 +313,17 @@ class LabelConfig:
         """The options that change the labels (fields declared with `answer=True`): a resumed run must match them."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("answer")}
 
+    @classmethod
+    def answer_defaults(cls) -> dict[str, Any]:
+        """The default of each option that changes the labels: what a run made before that option existed did
+        (so an older output still resumes when the option is left at its default)."""
+        defaults = {}
+        for f in fields(cls):
+            if f.metadata.get("answer"):
+                defaults[f.name] = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING \
+                    else f.default
+        return defaults
+
     def to_record(self) -> dict[str, Any]:
         """A JSON-safe description for run.json, with credentials left out."""
         record = asdict(self)

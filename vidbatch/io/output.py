@@ -75,6 +75,10 @@ THUMBNAILS_DIR = "thumbnails"
 EMBEDDINGS_DIR = "embeddings"
 COMMITS_DIR = "_vidbatch/commits"
 IDENTITY_FILE = "_vidbatch/identity.json"
+FRAMES_INDEX = "_vidbatch/frames_index.parquet"
+"""Which frames shard holds each video's rows (`read_frames`): sorted by video_id, so a lookup reads one row
+group of it, then one shard, however many shards the run has."""
+INDEX_ROW_GROUP_ROWS = 65536
 COMMIT_FORMAT = "vidbatch.commit/1"
 SHARD_PREFIX = "part-"
 ROW_GROUP_ROWS = 65536
@@ -150,24 +154,29 @@ class RunOutput:
         return storage.join(self.path, *parts)
 
     # -- before any work -------------------------------------------------
-    def prepare(self, identity: Mapping[str, Any], overwrite: bool = False) -> None:
+    def prepare(self, identity: Mapping[str, Any], overwrite: bool = False,
+                defaults: Mapping[str, Any] | None = None) -> None:
         """Fail fast if `out` cannot be written or holds a run with other settings."""
         self._check_writable()
         # a run killed mid-write (even by SIGKILL) leaves hidden temporaries that nothing will ever rename, and
         # maybe a frames shard whose commit record was never written: neither may be taken for output
         storage.remove_stale_temporaries(self.fs, self.path, prefixes=(storage.TEMPORARY_PREFIX, PROBE_PREFIX))
-        if self.existing_run(identity, overwrite) == "other":
+        if self.existing_run(identity, overwrite, defaults) == "other":
             self.clear()
         self._remove_uncommitted_shards()
         storage.atomic_write_bytes(self.fs, self._p(IDENTITY_FILE), json.dumps(identity, sort_keys=True).encode())
 
-    def existing_run(self, identity: Mapping[str, Any], overwrite: bool = False) -> str:
+    def existing_run(self, identity: Mapping[str, Any], overwrite: bool = False,
+                     defaults: Mapping[str, Any] | None = None) -> str:
         """What `out` holds, read only: "none", "same" (a rerun resumes it) or "other" (only with `overwrite`;
-        without it, an OutputError naming the settings that differ)."""
+        without it, an OutputError naming the settings that differ). `defaults`: each option's default, taken
+        for an option the existing run predates (it ran as that default does now)."""
         identity_path = self._p(IDENTITY_FILE)
         if not self.fs.exists(identity_path):
             return "none"
         existing = json.loads(self.fs.cat_file(identity_path).decode("utf-8", "replace"))
+        defaults = defaults or {}
+        existing = {**{k: defaults[k] for k in identity if k in defaults and k not in existing}, **existing}
         if _settled(existing) == _settled(identity):
             return "same"
         if not overwrite:
@@ -356,6 +365,16 @@ class RunOutput:
                                          embedding=np.asarray(vector, np.float32) if vector is not None else None))
         self.commit_batch(outcomes)
 
+    def _write_frames_index(self, ledger: ledger_module.Ledger) -> None:
+        """`FRAMES_INDEX`: (video_id, file) for every live entry's frames shard (a split video has several)."""
+        live = ledger.owners.filter(ledger.owners.column("live"))
+        files = pa.array([record.get("frames_file") for record in ledger.records], pa.string())
+        index = pa.table({"video_id": live.column("video_id"),
+                          "file": files.take(live.column("record").combine_chunks())})
+        index = index.filter(pc.invert(pc.is_null(index.column("file"))))
+        index = index.group_by(["video_id", "file"]).aggregate([]).sort_by([("video_id", "ascending"), ("file", "ascending")])
+        storage.atomic_write_bytes(self.fs, self._p(FRAMES_INDEX), table_to_parquet_bytes(index, INDEX_ROW_GROUP_ROWS))
+
     # -- at the end ----------------------------------------------------------
     def finalize(self, manifest: Manifest, run_record: Mapping[str, Any],
                  ledger: ledger_module.Ledger | None = None) -> pa.Table:
@@ -376,6 +395,7 @@ class RunOutput:
         summary = build_summary(entries, manifest.passthrough)
         segments = ledger_module.in_order(ledger.segments, orders, "segment_index")
         shots = ledger_module.in_order(ledger.shots, orders, "shot_index")
+        self._write_frames_index(ledger)
         storage.atomic_write_bytes(self.fs, self._p("summary.parquet"), table_to_parquet_bytes(summary))
         storage.atomic_write_bytes(self.fs, self._p("segments.parquet"), table_to_parquet_bytes(segments))
         storage.atomic_write_bytes(self.fs, self._p("shots.parquet"), table_to_parquet_bytes(shots))
@@ -405,6 +425,31 @@ def _without(table: pa.Table, stale: list[dict[str, Any]], kept: list[dict[str, 
     repeat = np.zeros(table.num_rows, bool)
     repeat[1:] = (video[1:] == video[:-1]) & (index[1:] == index[:-1])
     return table.filter(pa.array(~repeat))
+
+
+def read_frames(out: str, video_ids: str | Iterable[str], storage_options: Mapping[str, Any] | None = None,
+                columns: list[str] | None = None) -> pa.Table:
+    """The frames rows of a few videos, sorted by (video_id, frame_index), read through the run's frames index:
+    one row group of the index, then only the shards that hold them. A run without an index (one that did not
+    finish, or one made before the index existed) is read as a dataset with a filter instead."""
+    ids = [video_ids] if isinstance(video_ids, str) else list(video_ids)
+    fs, path = storage.url_to_fs(out, storage_options)
+    wanted = ("video_id", "in", ids)
+    index_path = storage.join(path, FRAMES_INDEX)
+    if fs.exists(index_path):
+        with fs.open(index_path, "rb") as handle:
+            files = sorted(set(pq.read_table(handle, filters=[wanted], columns=["file"]).column("file").to_pylist()))
+        parts = []
+        for name in files:
+            with fs.open(storage.join(path, name), "rb") as handle:
+                parts.append(pq.read_table(handle, filters=[wanted], columns=columns))
+        table = pa.concat_tables(parts, promote_options="default") if parts else None
+    else:
+        table = pq.read_table(storage.join(path, FRAMES_DIR), filesystem=fs, filters=[wanted], columns=columns)
+    if table is None:
+        table = FRAMES_SCHEMA.empty_table() if columns is None else FRAMES_SCHEMA.empty_table().select(columns)
+    keys = [(name, "ascending") for name in ("video_id", "frame_index") if name in table.column_names]
+    return table.sort_by(keys) if keys else table
 
 
 def build_summary(entries: pa.Table, passthrough: pa.Table) -> pa.Table:
