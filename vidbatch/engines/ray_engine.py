@@ -246,7 +246,8 @@ class CommitSink(Datasink):
                               embeddings=embeddings)
 
     def on_write_complete(self, write_result) -> None:
-        self.results = list(write_result.write_returns)
+        # Ray >= 2.39 passes a WriteResult; earlier versions passed the list of write returns itself
+        self.results = list(getattr(write_result, "write_returns", write_result))
 
 
 def _output_error(exc: BaseException) -> OutputError | None:
