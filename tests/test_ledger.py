@@ -2,18 +2,14 @@
 
 import numpy as np
 
-from tests.test_output import outcome_ok, range_outcomes
+from tests.test_output import outcome_ok, prepared, range_outcomes
 from vidbatch.io import ledger
-from vidbatch.io.manifest import Manifest
-from vidbatch.io.output import RunOutput
 from vidbatch.stages.assemble import assemble_failed
 
 
 def test_the_latest_commit_wins_and_lookups_are_by_column(tmp_path):
-    manifest = Manifest.from_records([{"uri": f"{name}.mp4"} for name in "abc"], base_dir=str(tmp_path))
+    manifest, out = prepared(tmp_path, [f"{name}.mp4" for name in "abc"])
     a, b, c = manifest.tasks
-    out = RunOutput(str(tmp_path / "out"))
-    out.prepare({"x": 1})
     out.commit_batch([assemble_failed(a.video_id, a.key, "timeout: no progress", {}, "m", 0.0), outcome_ok(b)])
     out.commit_batch([outcome_ok(a), outcome_ok(b)])  # a redone, b committed twice
     book = out.ledger()
@@ -27,10 +23,8 @@ def test_the_latest_commit_wins_and_lookups_are_by_column(tmp_path):
 
 
 def test_a_complete_set_of_ranges_becomes_one_fresh_merged_entry(tmp_path):
-    manifest = Manifest.from_records([{"uri": "long.mp4"}], base_dir=str(tmp_path))
+    manifest, out = prepared(tmp_path, ["long.mp4"])
     (long,) = manifest.tasks
-    out = RunOutput(str(tmp_path / "out"))
-    out.prepare({"x": 1})
     parts, whole = range_outcomes(long)
     out.commit_batch(parts[:3])
     assert len(out.ledger()) == 0

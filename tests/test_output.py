@@ -247,7 +247,15 @@ def test_an_option_added_later_and_left_unset_still_resumes(tmp_path):
                                                  defaults=defaults)
 
 
-def range_outcomes(task, splitter_seed=0):
+def prepared(tmp_path, uris):
+    """A manifest of `uris` and a prepared output for it."""
+    manifest = Manifest.from_records([{"uri": u} for u in uris], base_dir=str(tmp_path))
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({"x": 1})
+    return manifest, out
+
+
+def range_outcomes(task):
     """A 20-item video cut into ranges of 6 (overlap 1): one decode's range outcomes, and the video whole."""
     from vidbatch.stages.assemble import assemble_range
     from vidbatch.stages.ranges import RangeSplitter
@@ -270,10 +278,8 @@ def test_ranges_of_a_retried_decode_and_a_retried_commit_leave_one_copy_of_each_
     """Decode A commits two of its four ranges and dies; decode B commits all four, one of them twice (a retried
     write task), in batches shared with another video committed twice. The tables hold each row once, and equal
     those of the unsplit video."""
-    manifest = Manifest.from_records([{"uri": "long.mp4"}, {"uri": "short.mp4"}], base_dir=str(tmp_path))
+    manifest, out = prepared(tmp_path, ["long.mp4", "short.mp4"])
     long, short = manifest.tasks
-    out = RunOutput(str(tmp_path / "out"))
-    out.prepare({"x": 1})
     attempt_a, whole = range_outcomes(long)
     attempt_b, _ = range_outcomes(long)
     assert len(attempt_b) == 4 and attempt_a[0].record["attempt"] != attempt_b[0].record["attempt"]
@@ -304,10 +310,8 @@ def test_ranges_of_a_retried_decode_and_a_retried_commit_leave_one_copy_of_each_
 
 
 def test_a_video_that_fails_after_some_ranges_keeps_no_rows(tmp_path):
-    manifest = Manifest.from_records([{"uri": "long.mp4"}], base_dir=str(tmp_path))
+    manifest, out = prepared(tmp_path, ["long.mp4"])
     (long,) = manifest.tasks
-    out = RunOutput(str(tmp_path / "out"))
-    out.prepare({"x": 1})
     parts, _ = range_outcomes(long)
     out.commit_batch(parts[:2])
     out.commit_batch([assemble_failed(long.video_id, long.key, "decoder crashed (signal 11) on this video", {}, "m", 0.0)])
@@ -321,11 +325,8 @@ def test_read_frames_goes_through_the_index_to_the_shards_that_hold_a_video(tmp_
     dataset filter returns, from the index; without the index (an unfinished run) it falls back to the filter."""
     import vidbatch
 
-    records = [{"uri": f"v{i}.mp4"} for i in range(5)] + [{"uri": "long.mp4"}]
-    manifest = Manifest.from_records(records, base_dir=str(tmp_path))
+    manifest, out = prepared(tmp_path, [f"v{i}.mp4" for i in range(5)] + ["long.mp4"])
     *short, long = manifest.tasks
-    out = RunOutput(str(tmp_path / "out"))
-    out.prepare({"x": 1})
     parts, whole = range_outcomes(long)
     out.commit_batch([outcome_ok(t) for t in short[:2]] + parts[:2])
     out.commit_batch([outcome_ok(t) for t in short[2:]] + parts[2:])

@@ -255,3 +255,18 @@ def test_hung_decoder_costs_one_row_through_the_engine(synth_set, colour_bundle,
     assert summary.loc["ball_000", "error"] == "timeout: the decoder made no progress for 2 s (--video-timeout)"
     assert (summary.drop(index="ball_000").status == "ok").all()
     assert not stopped.is_running() or stopped.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_video_no_engine_committed_gets_a_failed_row_and_the_others_stay(tmp_path):
+    """The pipeline's last guard, whatever the engine: a video with no commit gets a failed row saying so."""
+    from tests.test_output import outcome_ok, prepared
+    from vidbatch.pipeline import LOST, fail_lost
+
+    manifest, out = prepared(tmp_path, ["done.mp4", "lost.mp4"])
+    done, lost = manifest.tasks
+    out.commit_batch([outcome_ok(done)])
+    ledger = fail_lost(out, manifest, "m", commit_videos=256)
+    assert ledger.column_for([done.key, lost.key], "status") == ["ok", "failed"]
+    assert ledger.column_for([lost.key], "error") == [LOST]
+    assert fail_lost(out, manifest, "m", commit_videos=256).column_for([lost.key], "error") == [LOST]
+    assert len(out._records()) == 2  # nothing more was committed the second time

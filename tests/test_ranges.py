@@ -79,7 +79,7 @@ def assert_same(whole, merged, frames):
         assert m["score"] == pytest.approx(w_["score"], abs=1e-6)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), items=st.integers(1, 70), classes=st.integers(2, 4), window=st.integers(1, 9),
        range_items=st.integers(1, 12), chunk=st.integers(1, 9), cut_rate=st.sampled_from([0.0, 0.05, 0.3]),
        frame_top_k=st.sampled_from([0, 2]), keep_probs=st.booleans(), video_threshold=st.sampled_from([None, 0.4]),

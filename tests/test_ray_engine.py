@@ -2,13 +2,12 @@
 
 import os
 
-import numpy as np
 import pandas as pd
 import pytest
 
 import vidbatch
 from tests.support.badfiles import random_bytes, text_file, zero_bytes
-from tests.support.raytools import assert_same_answers
+from tests.support.raytools import assert_same_answers, assert_same_embeddings
 
 pytestmark = pytest.mark.slow
 
@@ -46,11 +45,7 @@ def test_ray_engine_matches_local_engine(ray_local, synth_set, colour_bundle, tm
     assert (ray_result.ok, ray_result.failed) == (local_result.ok, local_result.failed) == (6, 4)
     assert_same_answers(tmp_path / "ray", tmp_path / "local")
     # --embeddings: the same vectors from both engines
-    ray_vectors, local_vectors = (pd.read_parquet(tmp_path / name / "embeddings").sort_values("video_id")
-                                  for name in ("ray", "local"))
-    assert list(ray_vectors.video_id) == list(local_vectors.video_id) and len(ray_vectors) == 6
-    np.testing.assert_allclose(np.stack(ray_vectors.embedding.to_numpy()), np.stack(local_vectors.embedding.to_numpy()),
-                               atol=1e-4)
+    assert_same_embeddings(tmp_path / "ray", tmp_path / "local", videos=6)
     import json
 
     run = json.load(open(tmp_path / "ray" / "run.json"))
@@ -118,11 +113,7 @@ def test_videos_cut_into_time_ranges_give_the_unsplit_answers(ray_local, synth_s
     assert len({e["video_id"] for e in partial}) == 6 and len(partial) > 18  # every ok video, in several ranges
     merged = [e for r in records for e in r["videos"] if e.get("merged_from")]
     assert len(merged) == 6  # written once, by finalize
-    ray_vectors, local_vectors = (pd.read_parquet(tmp_path / name / "embeddings").sort_values("video_id")
-                                  for name in ("ray", "local"))
-    assert list(ray_vectors.video_id) == list(local_vectors.video_id) and len(ray_vectors) == 6
-    np.testing.assert_allclose(np.stack(ray_vectors.embedding.to_numpy()), np.stack(local_vectors.embedding.to_numpy()),
-                               atol=1e-4)
+    assert_same_embeddings(tmp_path / "ray", tmp_path / "local", videos=6)
     run = json.load(open(tmp_path / "ray" / "run.json"))
     assert run["stages"]["layout"]["range_items"] == 3
     assert run["stages"]["items_classified"] == run["counts"]["frames_classified"]

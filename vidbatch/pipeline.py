@@ -18,8 +18,9 @@ from vidbatch.core.errors import ConfigError
 from vidbatch.engines.local import LocalEngine
 from vidbatch.io import storage
 from vidbatch.io.manifest import Manifest
-from vidbatch.io.output import RunOutput, now_iso
+from vidbatch.io.output import BatchCommitter, RunOutput, now_iso
 from vidbatch.model.bundle import load_bundle
+from vidbatch.stages.assemble import assemble_failed
 from vidbatch.stages.sampling import KeyframeSampling
 
 log = logging.getLogger("vidbatch")
@@ -86,6 +87,26 @@ def few_keyframes_note(config: LabelConfig, tasks, statuses, classified) -> tupl
         return 0, None
     return len(few), (f"{len(few)} video(s) have fewer than {minimum} key frames, so their labels rest on one or two "
                       f"frames (e.g. {', '.join(few[:3])}); label them with --sampling rate for a finer answer")
+
+
+LOST = "lost: no result came back for this video"
+
+
+def fail_lost(output: RunOutput, manifest: Manifest, model: str, commit_videos: int):
+    """Whatever happened in an engine (a cluster that lost work, a decoder that never answered), every video gets
+    a row: one with no commit gets a failed one. Returns the ledger as it then stands (read once, or twice when
+    something was lost)."""
+    ledger = output.ledger()
+    lost = manifest.tasks.where([status is None for status in ledger.column_for(keys(manifest), "status")])
+    if not len(lost):
+        return ledger
+    committer = BatchCommitter(output, max_videos=commit_videos)
+    try:
+        for task in lost:
+            committer.add(assemble_failed(task.video_id, task.key, LOST, None, model, 0.0))
+    finally:
+        committer.close()
+    return output.ledger()
 
 
 def keys(manifest: Manifest):
@@ -169,8 +190,8 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
     else:  # pragma: no cover - LabelConfig validates this
         raise ConfigError(f"Unknown engine. Received: engine={config.engine!r}")
 
+    ledger = fail_lost(output, manifest, bundle.display_name, config.commit_videos)
     elapsed = time.monotonic() - started
-    ledger = output.ledger()
     statuses = ledger.column_for(keys(manifest), "status")
     classified = ledger.column_for(keys(manifest), "frames_classified")
     ok, failed = statuses.count("ok"), statuses.count("failed")

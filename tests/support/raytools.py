@@ -1,5 +1,6 @@
 """Helpers for comparing engines' outputs."""
 
+import numpy as np
 import pandas as pd
 
 TIMING = ["elapsed_s"]
@@ -23,3 +24,10 @@ def assert_same_answers(out_a, out_b):
     pd.testing.assert_frame_equal(fa[labels], fb[labels])
     pd.testing.assert_series_equal(fa["smoothed_score"], fb["smoothed_score"], atol=1e-4, check_exact=False)
     pd.testing.assert_frame_equal(ga.drop(columns=["score"]), gb.drop(columns=["score"]))
+
+
+def assert_same_embeddings(out_a, out_b, videos):
+    """The same per-video mean vectors (embeddings/) from two runs, for `videos` videos."""
+    a, b = (pd.read_parquet(f"{out}/embeddings").sort_values("video_id") for out in (out_a, out_b))
+    assert list(a.video_id) == list(b.video_id) and len(a) == videos
+    np.testing.assert_allclose(np.stack(a.embedding.to_numpy()), np.stack(b.embedding.to_numpy()), atol=1e-4)

@@ -264,12 +264,14 @@ class DecodePool:
         self._pool = [w for w in self._pool if w.process.is_alive()]
         self._pool += [_Worker(self.slot_bytes) for _ in range(wanted - len(self._pool))]
 
-    def run(self, jobs: Iterable[DecodeJob], idle_s: float | None = None) -> Iterator[DecodeEvent | None]:
+    def run(self, jobs: Iterable[DecodeJob], idle_s: float | None = None,
+            videos: int | None = None) -> Iterator[DecodeEvent | None]:
         """Yield events; with `idle_s`, also yield None whenever nothing arrived for that long. `jobs` is read as
-        decoders need work (an archive's jobs are never all held at once)."""
+        decoders need work (an archive's jobs are never all held at once); `videos`: how many it holds, when it
+        cannot say itself (no more decoders start than there are videos)."""
         pending = _Pending(jobs)
         self._closing.clear()
-        self.start(len(jobs) if isinstance(jobs, Sized) else None)
+        self.start(len(jobs) if isinstance(jobs, Sized) else videos)
         self._thread = threading.Thread(target=self._receive, args=(pending,), daemon=True, name="vidbatch-receiver")
         self._thread.start()
         try:

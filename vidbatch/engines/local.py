@@ -80,7 +80,7 @@ class LocalEngine(Engine):
         try:
             # a video is held from when its job is made (on the pool's receiver thread) until it is committed
             jobs = decode_jobs(tasks, self.spec, self.config, on_job=self.collector.open)
-            events = self.pool.run(_Counted(jobs, len(tasks)), idle_s=0.02)
+            events = self.pool.run(jobs, idle_s=0.02, videos=len(tasks))
             with contextlib.closing(events):
                 for event in events:
                     if event is None:
@@ -174,15 +174,3 @@ class LocalEngine(Engine):
         self._in_flight.pop(key, None)
         self._decoded.discard(key)
 
-
-class _Counted:
-    """An iterable that knows its length (so the pool starts no more decoders than there are videos)."""
-
-    def __init__(self, items: Iterable, count: int) -> None:
-        self._items, self._count = items, count
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self):
-        return iter(self._items)

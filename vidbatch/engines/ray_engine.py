@@ -11,7 +11,8 @@ Decoding and inference stream and overlap; Ray Data's backpressure bounds the
 object store by its budget, not by the archive. Only sampled, resized uint8
 frames travel, and a row is never split, so whoever holds a row holds a whole
 unit. The driver does no per-video work: it schedules, and receives the
-counters of each committed batch. Each decode actor keeps one decoder
+counters of each committed batch (a video that never commits gets its failed
+row from the pipeline, as with every engine). Each decode actor keeps one decoder
 *process* (the local engine's pool), so a segfaulting or hanging decoder fails
 only its video; a lost actor, task or node is restarted by Ray and its work
 retried, and a video committed twice keeps its latest commit (`RunOutput`).
@@ -39,7 +40,7 @@ from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import OutputError
 from vidbatch.engines.base import Engine
 from vidbatch.io.manifest import TaskList
-from vidbatch.io.output import BatchCommitter, RunOutput
+from vidbatch.io.output import RunOutput
 from vidbatch.io.ranges import NO_FRAMES
 from vidbatch.stages.assemble import assemble_failed, assemble_ok, assemble_range
 from vidbatch.stages.decode import DecodeSpec
@@ -54,7 +55,6 @@ them all); small jobs take fewer, so that every decoder gets several calls."""
 COMMITTER_CPUS = 32
 """One write task (assembly and commit) per this many cluster CPUs, at least `MIN_COMMITTERS`."""
 MIN_COMMITTERS = 2
-LOST = "lost: no result came back from the cluster for this video"
 
 
 def _objects(values: list) -> np.ndarray:
@@ -99,7 +99,9 @@ class RayDecoder:
         for event in self.pool.run(jobs):
             job = by_key[event.key]
             started.setdefault(job.key, time.time())
-            splitter = splitters.setdefault(job.key, RangeSplitter(self.range_items, self.overlap))
+            splitter = splitters.get(job.key)
+            if splitter is None:  # a video's first event
+                splitter = splitters[job.key] = RangeSplitter(self.range_items, self.overlap)
             if isinstance(event, Started):
                 infos[job.key] = event.info
                 continue
@@ -107,7 +109,7 @@ class RayDecoder:
                 units = splitter.push(event.arrays)
                 status, error, info = "", "", infos.get(job.key)
             elif isinstance(event, Failed):
-                units = [RangeUnit(self._empty(), splitter.attempt, splitter.finish().range_index, last=True)]
+                units = [RangeUnit(self._empty(), splitter.attempt, splitter.next_range, last=True)]
                 status, error, info = "failed", event.message, event.info or infos.get(job.key)
             else:
                 units = [splitter.finish()]
@@ -357,7 +359,6 @@ class RayEngine(Engine):
             if started_here:
                 ray.shutdown()
         self._count(sink.results)
-        self._fail_lost(tasks)
         return {**self.counters.as_dict(), "engine": "ray", "layout": self.layout}
 
     def _count(self, results: list[dict[str, Any]]) -> None:
@@ -374,18 +375,3 @@ class RayEngine(Engine):
         firsts = [s["first_started"] for s in results if s["first_started"]]
         if firsts:  # start-up ends when the first video started decoding
             counters.first_item_at = time.monotonic() - (time.time() - min(firsts))
-
-    def _fail_lost(self, tasks: TaskList) -> None:
-        """Whatever happened, every video gets a row (read from the commit records, once, at the end)."""
-        statuses = self.output.ledger().column_for(tasks.keys(), "status")
-        lost = tasks.where([status is None for status in statuses])
-        if not lost:
-            return
-        committer = BatchCommitter(self.output, max_videos=self.config.commit_videos)
-        try:
-            for task in lost:
-                committer.add(assemble_failed(task.video_id, task.key, LOST, None, self.bundle.display_name, 0.0))
-        finally:
-            committer.close()
-        self.counters.videos_failed += len(lost)
-        self.counters.commits += committer.batches

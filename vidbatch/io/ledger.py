@@ -173,12 +173,10 @@ def read(chunks: Iterable[Sequence[bytes]], commit_format: str) -> Ledger:
     every = _concat(entries, ENTRIES_SCHEMA)
     winners = _latest(every)
     videos = every.filter(pc.is_in(every.column("order"), winners))
-    live = set(winners.to_pylist()) if merged_rows or parts else None
-    if live is not None:
-        for key, attempt, _ in _merged_winners(videos):  # a split video's rows are its winning decode's ranges
-            live.update(o for o, _ in parts.get(key, {}).get(attempt, {}).values())
+    ranges_live = [o for key, attempt, _ in (_merged_winners(videos) if parts else ())
+                   for o, _ in parts.get(key, {}).get(attempt, {}).values()]  # a split video's winning decode
     owner_table = _concat(owners, OWNERS_SCHEMA)
-    live_orders = pa.array(sorted(live), pa.int64()) if live is not None else winners
+    live_orders = pa.concat_arrays([winners, pa.array(ranges_live, pa.int64())]) if ranges_live else winners
     owner_table = owner_table.append_column("live", pc.is_in(owner_table.column("order"), live_orders))
     fresh = [dict(merged_now[o], key=k) for k, o in zip(videos.column("key").to_pylist(),
                                                         videos.column("order").to_pylist()) if o in merged_now]

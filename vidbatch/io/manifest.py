@@ -73,10 +73,9 @@ class TaskList(Sequence[VideoTask]):
     subset (`where`) is a view (an index array), so a resumed run's to-do list costs 8 bytes a video.
     """
 
-    def __init__(self, columns: Mapping[str, pa.Array], rows: np.ndarray | None = None) -> None:
-        self._columns = dict(columns)
+    def __init__(self, columns: dict[str, pa.Array], rows: np.ndarray | None = None) -> None:
+        self._columns = columns  # the whole manifest's, shared by every view of it (and its keys, once made)
         self._rows = rows  # positions in the manifest, None for all of it
-        self._keys: pa.Array | None = None
 
     def __len__(self) -> int:
         return len(self._columns["video_id"]) if self._rows is None else len(self._rows)
@@ -86,10 +85,8 @@ class TaskList(Sequence[VideoTask]):
 
     def column(self, name: str) -> pa.Array:
         """`video_id`, `uri`, `location` or `key` of every task, in order."""
-        if name == "key":
-            if self._keys is None:
-                self._keys = pa.array([output_key(v) for v in self.column("video_id").to_pylist()], pa.string())
-            return self._keys
+        if name == "key" and "key" not in self._columns:  # made once per manifest, for all of it
+            self._columns["key"] = pa.array([output_key(v) for v in self._columns["video_id"].to_pylist()], pa.string())
         values = self._columns[name]
         return values if self._rows is None else values.take(pa.array(self._rows))
 

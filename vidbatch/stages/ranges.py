@@ -101,6 +101,11 @@ class RangeSplitter:
             full.append(self._cut(self._prefix + self.range_items, last=False))
         return full
 
+    @property
+    def next_range(self) -> int:
+        """The index the next unit will have (a failed video's last row takes it)."""
+        return self._next_range
+
     def finish(self) -> RangeUnit:
         """The video's last unit: the whole video if it was never cut (possibly empty)."""
         return self._cut(self._held, last=True)
