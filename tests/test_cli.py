@@ -46,6 +46,16 @@ def test_some_failed_exit_one_without_traceback(synth_set, colour_bundle, tmp_pa
     assert "failed: gone: not found: no file at" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_not_found_names_the_resolved_path(synth_set, colour_bundle, tmp_path):
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "m.csv").write_text("video_id,uri\ngone,clips/gone.mp4\n")
+    result = vidbatch("label", str(folder / "m.csv"), "--model", colour_bundle, "--out", str(tmp_path / "out"),
+                      "--no-progress")
+    assert result.returncode == 1
+    assert f"failed: gone: not found: no file at {folder / 'clips' / 'gone.mp4'}" in result.stderr
+
+
 @pytest.mark.parametrize(
     "setup,words",
     [
@@ -62,8 +72,11 @@ def test_bad_manifest_exit_two(colour_bundle, tmp_path, setup, words):
 
 
 def test_bad_model_and_bad_option_exit_two(synth_set, tmp_path):
+    started = time.monotonic()
     result = vidbatch("label", synth_set, "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and "no such file or folder" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists(), "a bad --model is reported before --out is created"
+    assert time.monotonic() - started < 5, "and before TensorFlow starts"
     result = vidbatch("label", synth_set, "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--window", "0")
     assert result.returncode == 2 and "Received: window=0" in result.stderr
 

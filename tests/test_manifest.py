@@ -134,3 +134,20 @@ def test_manifest_roundtrip_property(ids):
     manifest = Manifest(table, source="<prop>", base_dir="/base")
     assert [t.video_id for t in manifest.tasks] == ids
     assert manifest.passthrough.column("video_id").to_pylist() == ids
+
+
+@pytest.mark.parametrize("name", ["vidoe_id", "VideoID", "video-id", "vid_id"])
+def test_a_misspelt_video_id_column_is_warned_about(tmp_path, caplog, name):
+    path = tmp_path / "m.csv"
+    path.write_text(f"uri,{name}\na.mp4,x\n")
+    with caplog.at_level("WARNING", logger="vidbatch"):
+        Manifest.from_path(str(path))
+    assert [r for r in caplog.records if repr(name) in r.getMessage() and "video_id" in r.getMessage()]
+
+
+def test_unrelated_columns_draw_no_warning(tmp_path, caplog):
+    path = tmp_path / "m.csv"
+    path.write_text("uri,label,group,clip\na.mp4,x,g1,c1\n")
+    with caplog.at_level("WARNING", logger="vidbatch"):
+        Manifest.from_path(str(path))
+    assert not caplog.records

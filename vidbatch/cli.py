@@ -189,11 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _label(args: argparse.Namespace) -> int:
     config = LabelConfig(**_config_values(args, LabelConfig))
-    # what needs no model is checked before TensorFlow even starts (seconds): the manifest, then --out
+    # what needs no Keras is checked before TensorFlow even starts (seconds): the manifest, where the model is, --out
     from vidbatch.io.manifest import Manifest
     from vidbatch.io.output import RunOutput
+    from vidbatch.model.location import locate_model
 
     manifest = Manifest.from_path(config.manifest, config.storage_options)
+    locate_model(config.model, config.storage_options)
+    if config.engine == "ray" and not config.dry_run:
+        from vidbatch.engines.ray_connect import check_reachable, cluster_address
+
+        check_reachable(cluster_address(config.ray.address))
     RunOutput(config.out, config.storage_options).check_writable(leave_no_trace=True)
     start_keras_quietly()
     from vidbatch.pipeline import run

@@ -15,11 +15,13 @@ from typing import Any
 
 from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import ConfigError
+from vidbatch.core.quiet import quiet_native_logs, start_keras_quietly
 from vidbatch.engines.local import LocalEngine
 from vidbatch.io import storage
 from vidbatch.io.manifest import Manifest
 from vidbatch.io.output import BatchCommitter, RunOutput, now_iso
 from vidbatch.model.bundle import load_bundle
+from vidbatch.model.location import locate_model
 from vidbatch.stages.assemble import assemble_failed
 from vidbatch.stages.sampling import KeyframeSampling
 
@@ -118,8 +120,10 @@ def missing_videos(manifest: Manifest, storage_options) -> list[str]:
     def exists(task) -> bool:
         try:
             fs, path = storage.url_to_fs(task.location, storage_options)
-            return fs.isfile(path)
-        except (OSError, ValueError):
+            return fs.info(path).get("type") == "file"  # not fs.isfile, which reads every error as "no file"
+        except Exception as exc:  # object-store clients raise their own types (botocore: NoCredentialsError, ...)
+            if storage.is_missing_credentials(exc):  # not "missing": nothing could be looked at
+                raise ConfigError(f"Cannot check the videos: {storage.credentials_hint('video', task.location)}") from None
             return False
 
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -160,8 +164,15 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
     started_at, started = now_iso(), time.monotonic()
     check_extras_installed(config)
     manifest = manifest or Manifest.from_path(config.manifest, config.storage_options)
+    locate_model(config.model, config.storage_options)  # a bad --model is reported before --out is created
+    if config.engine == "ray" and not config.dry_run:
+        from vidbatch.engines.ray_connect import check_reachable, cluster_address
+
+        check_reachable(cluster_address(config.ray.address))  # a stale address costs seconds, not a model load
     output = RunOutput(config.out, config.storage_options)
     output.check_writable(leave_no_trace=config.dry_run)  # all that needs no model is checked before it loads
+    quiet_native_logs()  # the library is as quiet as the command line: no backend start-up lines
+    start_keras_quietly()
     bundle = load_bundle(config.model, config.storage_options, config.trust_model_code, classes=config.classes,
                          preprocessing=config.preprocessing, channel_order=config.channel_order)
     for note in bundle.notes:  # said once, before the work; kept in run.json

@@ -31,6 +31,10 @@ class OutputError(VidbatchError):
     """The output location cannot be written, or holds an incompatible run."""
 
 
+class ClusterError(VidbatchError):
+    """The Ray cluster cannot be started or reached."""
+
+
 class VideoError(Exception):
     """One video cannot be labeled; the message goes into its `error` column.
 

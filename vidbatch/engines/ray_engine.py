@@ -39,6 +39,7 @@ from ray.data.block import BlockAccessor
 from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import OutputError
 from vidbatch.engines.base import Engine
+from vidbatch.engines.ray_connect import check_reachable, cluster_address, init_or_fail
 from vidbatch.io.manifest import TaskList
 from vidbatch.io.output import RunOutput
 from vidbatch.io.ranges import NO_FRAMES
@@ -271,17 +272,22 @@ def _cluster_resources() -> tuple[float, float]:
 class RayEngine(Engine):
 
     def _connect(self) -> bool:
-        """Connect to (or start) Ray; True if this engine started a local instance it must stop."""
+        """Connect to the cluster named by `--ray-address` or `RAY_ADDRESS` (set by `ray job submit`), or start a
+        private local instance: True if this engine started one it must stop. Never a cluster found on the machine
+        by chance (Ray's address file), which may belong to someone else or be long gone."""
         if ray.is_initialized():
+            self.connection = {"address": "(already connected)", "private_instance": False}
             return False
-        address = self.config.ray.address
-        started_here = address is None and "RAY_ADDRESS" not in os.environ
-        if started_here:  # a private local instance: no dashboard, whose processes would compete for the CPUs
-            ray.init(include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}})
+        address = cluster_address(self.config.ray.address)
+        if address == "local":
+            # a private instance with every local CPU; no dashboard, whose processes would compete for the CPUs
+            init_or_fail("local", "start a local Ray instance", include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}})
         else:
-            ray.init(address=address, log_to_driver=False)
-        return started_here
+            check_reachable(address)
+            init_or_fail(address, f"connect to the Ray cluster at {address!r}", log_to_driver=False)
+        self.connection = {"address": address, "private_instance": address == "local"}
+        return address == "local"
 
     def plan(self, tasks: TaskList):
         """The Ray Data pipeline for `tasks` up to the commit stage (lazy; nothing runs until it is written)."""
@@ -359,7 +365,7 @@ class RayEngine(Engine):
             if started_here:
                 ray.shutdown()
         self._count(sink.results)
-        return {**self.counters.as_dict(), "engine": "ray", "layout": self.layout}
+        return {**self.counters.as_dict(), "engine": "ray", "layout": self.layout, "ray": self.connection}
 
     def _count(self, results: list[dict[str, Any]]) -> None:
         counters = self.counters

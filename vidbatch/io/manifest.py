@@ -7,8 +7,10 @@ are found before any work starts and reported with the file, row and column.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from vidbatch.core.errors import ManifestError
 from vidbatch.io import storage
 from vidbatch.io.schema import RESERVED_COLUMNS
 
+log = logging.getLogger("vidbatch")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -136,12 +139,14 @@ class Manifest:
             data = fs.cat_file(path)
         except ManifestError:
             raise
-        except FileNotFoundError:
-            raise ManifestError(f"Cannot read manifest {url!r}: no such file") from None
-        except PermissionError as exc:
-            raise ManifestError(f"Cannot read manifest {url!r}: permission denied ({exc})") from None
-        except OSError as exc:
-            raise ManifestError(f"Cannot read manifest {url!r}: {exc}") from None
+        except Exception as exc:  # object-store clients raise their own types (botocore: NoCredentialsError, ...)
+            if storage.is_missing_credentials(exc):
+                raise ManifestError(f"Cannot read the manifest: {storage.credentials_hint('manifest', url)}") from None
+            if isinstance(exc, FileNotFoundError):
+                raise ManifestError(f"Cannot read manifest {url!r}: no such file") from None
+            if isinstance(exc, PermissionError):
+                raise ManifestError(f"Cannot read manifest {url!r}: permission denied ({exc})") from None
+            raise ManifestError(f"Cannot read manifest {url!r}: {storage.describe_failure(exc)}") from None
         table = _parse(data, url)
         return cls(table, source=url, base_dir=storage.parent(url))
 
@@ -211,6 +216,7 @@ def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, Ta
     if table.num_rows == 0:
         raise ManifestError(f"Manifest {source!r} is empty: it has a header but no rows")
 
+    _warn_lookalikes(names, source)
     uris = _string_column(table, "uri", source)
     if "video_id" in names:
         ids = _string_column(table, "video_id", source)
@@ -244,6 +250,19 @@ def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, Ta
     passthrough = table.drop_columns([c for c in ("video_id",) if c in names])
     passthrough = passthrough.add_column(0, "video_id", ids_column)
     return passthrough, tasks
+
+
+def _warn_lookalikes(names: Sequence[str], source: str) -> None:
+    """A column that looks like a misspelt `video_id` (`vidoe_id`, `VideoID`) is said once: without it, ids are
+    derived from the uris, and the user's ids never reach the outputs."""
+    if "video_id" in names:
+        return
+    folded = {name: re.sub(r"[^a-z0-9]", "", name.lower()) for name in names}
+    lookalikes = [name for name, fold in folded.items()
+                  if fold == "videoid" or difflib.SequenceMatcher(None, fold, "videoid").ratio() >= 0.8]
+    if lookalikes:
+        log.warning(f"manifest {source!r} has no 'video_id' column but has {lookalikes[0]!r}: ids are derived from "
+                    f"the uris; rename it to video_id if it holds the ids")
 
 
 def _string_column(table: pa.Table, name: str, source: str) -> list[str | None]:

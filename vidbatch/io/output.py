@@ -203,17 +203,12 @@ class RunOutput:
             self.fs.rm_file(probe)
         except OutputError:
             raise
-        except PermissionError as exc:
-            raise OutputError(f"Cannot write to --out {self.url!r}: permission denied ({exc})") from None
-        except OSError as exc:
-            raise OutputError(f"Cannot write to --out {self.url!r}: {exc.strerror or exc}") from None
         except Exception as exc:  # object-store clients raise their own types (botocore: NoCredentialsError, ...)
-            if "credential" in type(exc).__name__.lower() or "credentials" in str(exc).lower():
-                raise OutputError(
-                    f"Cannot write to --out {self.url!r}: no credentials for it were found. Set AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or pass them in --storage-options"
-                ) from None
-            raise OutputError(f"Cannot write to --out {self.url!r}: {type(exc).__name__}: {str(exc)[:300]}") from None
+            if storage.is_missing_credentials(exc):
+                raise OutputError(f"Cannot write to --out: {storage.credentials_hint('--out', self.url)}") from None
+            if isinstance(exc, PermissionError):
+                raise OutputError(f"Cannot write to --out {self.url!r}: permission denied ({exc})") from None
+            raise OutputError(f"Cannot write to --out {self.url!r}: {storage.describe_failure(exc)}") from None
 
     def check_writable(self, leave_no_trace: bool = False) -> None:
         """Fail fast, before the model is loaded: a bad --out (no folder, no space, no credentials) costs seconds.

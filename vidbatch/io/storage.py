@@ -57,6 +57,31 @@ def _s3_options(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def is_missing_credentials(exc: BaseException) -> bool:
+    """An object-store client found no credentials (botocore's `NoCredentialsError` and kin, whatever wraps it)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if "credential" in type(exc).__name__.lower() or "unable to locate credentials" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def credentials_hint(what: str, url: str) -> str:
+    """One line that names what to set, for `what` (`--out`, `manifest`, `--model`) at `url`."""
+    return (f"no credentials were found for {what} {url!r}. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(or AWS_PROFILE), or pass them in --storage-options")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A storage failure in a few words: the OS's reason, or the client's error type and message, cut short."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 

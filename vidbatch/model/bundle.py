@@ -22,6 +22,7 @@ from vidbatch.core.errors import ModelBundleError
 from vidbatch.io import storage
 from vidbatch.model.encoder import FrameEncoder, load_encoder
 from vidbatch.model.legacy import load_legacy_h5
+from vidbatch.model.location import locate_model
 from vidbatch.model.spec import (
     MODEL_NAME,
     SIDECAR_NAME,
@@ -86,17 +87,7 @@ def load_bundle(
 
 
 def _load(url: str, storage_options: Mapping[str, Any] | None, trust_model_code: bool, classes: str | None) -> ModelBundle:
-    try:
-        fs, path = storage.url_to_fs(url, storage_options)
-    except ValueError as exc:
-        raise ModelBundleError(f"Cannot load model {url!r}: {exc}") from None
-    try:
-        is_dir = fs.isdir(path)
-        exists = is_dir or fs.exists(path)
-    except OSError as exc:
-        raise ModelBundleError(f"Cannot load model {url!r}: {exc}") from None
-    if not exists:
-        raise ModelBundleError(f"Cannot load model {url!r}: no such file or folder")
+    fs, path, is_dir = locate_model(url, storage_options)
     if is_dir:
         model_path = storage.join(path, MODEL_NAME)
         sidecar_path = storage.join(path, SIDECAR_NAME)

@@ -77,9 +77,12 @@ TERMINAL = (Finished, Failed)
 
 
 def describe_error(exc: BaseException, uri: str) -> str:
-    """A failure in words a user understands; never a credential, never a traceback."""
+    """A failure in words a user understands; never a credential, never a traceback. `uri`: the location tried
+    (the manifest's uri resolved against its folder), so a "not found" says where it looked."""
     if isinstance(exc, VideoError):
         return str(exc)
+    if storage.is_missing_credentials(exc):
+        return storage.credentials_hint("video", uri)
     if isinstance(exc, FileNotFoundError):
         return f"not found: no file at {uri}"
     if isinstance(exc, IsADirectoryError):
@@ -213,7 +216,7 @@ def decode_job(job: DecodeJob, prefetcher: Prefetcher | None = None) -> Iterator
         local = (prefetcher.local_path(job) if prefetcher is not None
                  else storage.local_copy(job.location, job.storage_options, suffix=_suffix(job)))
         with local as path:
-            decoder = make_decoder(path, job.spec, uri=job.uri)
+            decoder = make_decoder(path, job.spec, uri=job.location)
             info = decoder.open().as_dict()
             yield Started(job.key, info)
             try:
@@ -224,7 +227,7 @@ def decode_job(job: DecodeJob, prefetcher: Prefetcher | None = None) -> Iterator
                 decoder.close()
         yield Finished(job.key, info)
     except Exception as exc:  # one video's problem never stops the others
-        yield Failed(job.key, describe_error(exc, job.uri), info)
+        yield Failed(job.key, describe_error(exc, job.location), info)
 
 
 def decode_to_arrays(job: DecodeJob) -> tuple[dict[str, np.ndarray] | None, dict[str, Any], str | None]:
