@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from tests.support.badfiles import (
+    avi_cut,
+    avi_index_off,
     one_frame,
     png_file,
     random_bytes,
@@ -87,6 +89,24 @@ def test_truncated_mp4(synth_set, tmp_path, fraction):
     path = truncated(first_video(synth_set), str(tmp_path), fraction)
     with pytest.raises(VideoError, match="truncated or incomplete MP4"):
         decode_all(path)
+
+
+def test_a_container_index_off_by_a_few_frames_is_labeled_with_a_note(tmp_path):
+    """The container lists 103 frames, the stream holds 100: an index off by 0.12 s, not a truncated video."""
+    chunks, info = decode_all(avi_index_off(str(tmp_path), frames=100, extra=3))
+    assert info.frame_count == 103 and info.frames_decoded == 100
+    assert sum(len(c["frames"]) for c in chunks) == 100
+    assert "lists 103 frames, 100 decoded" in info.note and "off by 3" in info.note
+
+
+def test_a_stream_that_really_ends_early_still_fails(tmp_path):
+    """Half an AVI: its headers list 100 frames, the stream stops at about 40 (seconds missing)."""
+    with pytest.raises(VideoError, match=r"truncated: decoded \d+ of the 100 frames .* s missing"):
+        decode_all(avi_cut(str(tmp_path), frames=100, fraction=0.5))
+
+
+def test_an_intact_video_has_no_note(synth_set):
+    assert decode_all(first_video(synth_set))[1].note == ""
 
 
 def test_truncated_inside_moov(synth_set, tmp_path):

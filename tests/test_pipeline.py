@@ -11,6 +11,8 @@ import pytest
 
 import vidbatch
 from tests.support.badfiles import (
+    avi_cut,
+    avi_index_off,
     png_file,
     random_bytes,
     text_file,
@@ -189,6 +191,31 @@ def test_generated_real_and_missing_mixed(synth_set, colour_bundle, tmp_path, sh
     assert set(pd.read_parquet(tmp_path / "out" / "frames")["video_id"]) == set(summary.loc[summary.status == "ok", "video_id"])
     assert len(pd.read_parquet(tmp_path / "out" / "segments.parquet")) >= len(summary) - 1
     shutil.rmtree(tmp_path / "out")
+
+
+UCF_INDEX_OFF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir, "shared", "data",
+                             "ucf101", "BaseballPitch", "v_BaseballPitch_g10_c01.avi")
+
+
+def test_an_index_off_by_a_few_frames_labels_with_a_note_and_a_cut_file_fails(colour_bundle, tmp_path):
+    rows = [{"video_id": "index_off", "uri": avi_index_off(str(tmp_path))},
+            {"video_id": "cut", "uri": avi_cut(str(tmp_path))},
+            {"video_id": "gone", "uri": str(tmp_path / "gone.avi")}]
+    if os.path.exists(UCF_INDEX_OFF):  # the real file the rule was made for (lists 104 frames, holds 101)
+        rows.append({"video_id": "ucf", "uri": os.path.abspath(UCF_INDEX_OFF)})
+    result = label(write_manifest(tmp_path / "m.csv", rows), colour_bundle, tmp_path / "out", fps=5)
+    summary = pd.read_parquet(tmp_path / "out" / "summary.parquet").set_index("video_id")
+    assert (result.ok, result.failed) == (len(rows) - 2, 2)
+    assert summary.loc["cut", "status"] == "failed" and summary.loc["cut", "error"].startswith("truncated: decoded")
+    noted = summary[summary.status == "ok"]
+    assert noted["decode_note"].str.contains("decoded: its index is off by 3").all()
+    if "ucf" in noted.index:
+        assert "lists 104 frames, 101 decoded" in noted.loc["ucf", "decode_note"]
+    run = json.load(open(tmp_path / "out" / "run.json"))
+    assert run["counts"]["decode_notes"] == len(noted) and "decode_note" in run["notes"][0]
+    # a failed row keeps the integer columns integers (nullable), as pandas reads them back
+    assert str(summary["width"].dtype) == "Int32" and pd.isna(summary.loc["gone", "width"])
+    assert summary.loc["index_off", "width"] == 64
 
 
 def test_shots_reset_the_window_and_get_their_own_table(colour_bundle, tmp_path):

@@ -242,6 +242,12 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
     }
     few, note = few_keyframes_note(config, manifest.tasks, statuses, classified)
     notes = [note] if note else []
+    decode_notes = [n for n, status in zip(ledger.column_for(keys(manifest), "decode_note"), statuses)
+                    if n and status == "ok"]
+    run_record["counts"]["decode_notes"] = len(decode_notes)
+    if decode_notes:
+        notes.append(f"{len(decode_notes)} video(s) were labeled from fewer frames than their container lists (an "
+                     f"index off by under a second; e.g. {decode_notes[0]}): see the summary's decode_note column")
     if config.sampling == "keyframes":
         run_record["counts"]["few_keyframes"] = few
     run_record["notes"] = notes

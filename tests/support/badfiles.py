@@ -90,3 +90,38 @@ def variable_frame_rate(folder: str, times_ms=(0, 40, 80, 200, 240, 600, 640, 68
         container.mux(packet)
     container.close()
     return path
+
+
+def mjpeg_avi(folder: str, frames: int = 100, fps: float = 25.0, name: str = "clip.avi") -> str:
+    """A small MJPEG AVI whose frames differ (a grey ramp)."""
+    import cv2
+
+    path = os.path.join(folder, name)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), (i * 2) % 255, np.uint8))
+    writer.release()
+    return path
+
+
+def avi_index_off(folder: str, frames: int = 100, extra: int = 3) -> str:
+    """An AVI whose headers list `extra` more frames than its stream holds (as many real AVIs do: UCF101's
+    v_BaseballPitch_g10_c01.avi lists 104 and holds 101): the main header's total and the stream header's length."""
+    import struct
+
+    path = mjpeg_avi(folder, frames, name="index_off.avi")
+    data = bytearray(open(path, "rb").read())
+    struct.pack_into("<I", data, data.find(b"avih") + 8 + 16, frames + extra)  # dwTotalFrames
+    struct.pack_into("<I", data, data.find(b"strh") + 8 + 32, frames + extra)  # dwLength
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+def avi_cut(folder: str, frames: int = 100, fraction: float = 0.5) -> str:
+    """An AVI whose bytes stop at `fraction`: its headers still list every frame, the stream really ends early."""
+    path = mjpeg_avi(folder, frames, name="cut.avi")
+    data = open(path, "rb").read()
+    with open(path, "wb") as handle:
+        handle.write(data[: int(len(data) * fraction)])
+    return path

@@ -117,6 +117,27 @@ def table_to_parquet_bytes(table: pa.Table, row_group_size: int | None = None) -
     return sink.getvalue()
 
 
+def with_nullable_integers(table: pa.Table) -> pa.Table:
+    """`table` with pandas metadata that reads vidbatch's integer summary columns as nullable integers (`Int32`,
+    `Int64`): a failed video's width is missing, and without it pandas would turn every width into a float."""
+    import pandas as pd
+
+    nullable = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
+    ours = [f.name for f in SUMMARY_SCHEMA if f.type in nullable and f.name in table.column_names]
+    empty = pa.table({name: pa.array([], table.schema.field(name).type) for name in ours}).to_pandas(
+        types_mapper=nullable.get)
+    ours_meta = json.loads(pa.Table.from_pandas(empty, preserve_index=False).schema.metadata[b"pandas"])
+    base = table.schema.metadata or {}
+    if b"pandas" in base:
+        meta = json.loads(base[b"pandas"])
+    else:
+        meta = json.loads(pa.Table.from_pandas(table.schema.empty_table().to_pandas(), preserve_index=False)
+                          .schema.metadata[b"pandas"])
+    typed = {c["name"]: c for c in ours_meta["columns"]}
+    meta["columns"] = [typed.get(c["name"], c) for c in meta["columns"]]
+    return table.replace_schema_metadata({**base, b"pandas": json.dumps(meta).encode()})
+
+
 def _settled(identity: Mapping[str, Any]) -> str:
     """An identity without its unset (None) options: a run made before an option existed matches one leaving it unset."""
     return json.dumps({k: v for k, v in identity.items() if v is not None}, sort_keys=True)
@@ -391,7 +412,8 @@ class RunOutput:
         segments = ledger_module.in_order(ledger.segments, orders, "segment_index")
         shots = ledger_module.in_order(ledger.shots, orders, "shot_index")
         self._write_frames_index(ledger)
-        storage.atomic_write_bytes(self.fs, self._p("summary.parquet"), table_to_parquet_bytes(summary))
+        storage.atomic_write_bytes(self.fs, self._p("summary.parquet"),
+                                   table_to_parquet_bytes(with_nullable_integers(summary)))
         storage.atomic_write_bytes(self.fs, self._p("segments.parquet"), table_to_parquet_bytes(segments))
         storage.atomic_write_bytes(self.fs, self._p("shots.parquet"), table_to_parquet_bytes(shots))
         if not pc.any(pc.equal(entries.column("status"), "ok")).as_py():

@@ -42,7 +42,8 @@ def merge(parts: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     classes = options["classes"]
     video_id = last["video_id"]
     total = sum(int(p["items"]) for p in ordered)
-    fields = {name: last.get(name) for name in ("frames_decoded", "duration_s", "fps", "width", "height")}
+    fields = {name: last.get(name) for name in ("frames_decoded", "duration_s", "fps", "width", "height",
+                                                      "decode_note")}
     base = {"video_id": video_id, "key": last["key"], **fields, "model": last.get("model"),
             "elapsed_s": max(float(p.get("elapsed_s") or 0.0) for p in ordered), "merged_from": last["attempt"]}
     if total == 0:

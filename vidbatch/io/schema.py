@@ -19,6 +19,7 @@ SUMMARY_SCHEMA = pa.schema(
         ("uri", pa.string()),
         ("status", pa.string()),
         ("error", pa.string()),
+        ("decode_note", pa.string()),
         ("pred_label", pa.string()),
         ("pred_score", pa.float64()),
         ("top_k", TOP_K_TYPE),

@@ -42,6 +42,7 @@ def _info_fields(info: dict[str, Any] | None) -> dict[str, Any]:
         "fps": number("fps"),
         "width": integer("width"),
         "height": integer("height"),
+        "decode_note": str(info["note"]) if info.get("note") else None,
     }
 
 

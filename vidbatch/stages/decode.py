@@ -39,6 +39,12 @@ if TYPE_CHECKING:
     from vidbatch.model.spec import BundleSpec
 
 _FALLBACK_FPS = 25.0
+TOLERATED_MISSING_S = 1.0
+TOLERATED_MISSING_FRAMES = 2
+"""A container may list more frames than its stream holds: real AVI indexes are often off by a few (UCF101's
+`v_BaseballPitch_g10_c01.avi` lists 104, FFmpeg decodes 101). Up to a second of missing frames (at least 2) is
+such an index, and the video is labeled from what decodes, with a note; more is a stream that really ends early
+(a file cut short), and the video fails."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,8 @@ class VideoInfo:
     codec: str = ""
     flow_s: float = 0.0
     """Seconds spent computing optical flow (with `flow`), for run.json."""
+    note: str = ""
+    """What the user should know about a video that was labeled anyway (the summary's `decode_note`)."""
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -276,10 +284,15 @@ class VideoDecoder:
         if info.frames_decoded == 0:
             raise VideoError("no frames: OpenCV/FFmpeg opened the file but decoded no frames (corrupt or truncated?)")
         listed = info.frame_count
-        if listed and info.frames_decoded < listed - max(2, 0.02 * listed):
-            raise VideoError(
-                f"truncated: decoded {info.frames_decoded} of the {listed} frames the container lists, then the stream ended"
-            )
+        missing = listed - info.frames_decoded if listed else 0
+        if missing > 0:
+            fps = info.fps if math.isfinite(info.fps) else _FALLBACK_FPS
+            if missing > max(TOLERATED_MISSING_FRAMES, TOLERATED_MISSING_S * fps):
+                raise VideoError(
+                    f"truncated: decoded {info.frames_decoded} of the {listed} frames the container lists "
+                    f"({missing / fps:.1f} s missing), then the stream ended")
+            info.note = (f"container lists {listed} frames, {info.frames_decoded} decoded: its index is off by "
+                         f"{missing} ({missing / fps:.2f} s); labeled from the decoded frames")
         if self.spec.clip is not None and info.frames_sampled < self.spec.clip.clip_len:
             raise VideoError(
                 f"too short for the clip model: {info.frames_sampled} sampled frames, "
