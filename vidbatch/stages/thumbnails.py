@@ -1,9 +1,10 @@
 """Small JPEGs of what each segment was labeled from (`--thumbnails`), so a reviewer sees it.
 
-The decoder keeps a thumbnail of a sampled frame at most every `EVERY_S`
-seconds (small, so memory stays flat: a 3-hour video keeps about 10,000 of
-about 5 KB); assembly picks, for each segment, the kept frame nearest the
-segment's middle.
+The decoder keeps a thumbnail of every sampled frame, at most one every `EVERY_S` seconds (at the usual
+sampling rates, 1-4 fps, that is every sampled frame; memory stays bounded: a 3-hour video keeps at most about
+43,000 of about 5 KB); assembly picks, for each segment, the kept frame nearest the segment's middle. Every
+segment gets one: the short ones, a flash or a label that holds for one sampled frame, are what a reviewer most
+needs to see. Only above 4 fps can a segment hold no kept frame; it then gets the kept frame nearest it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 
 WIDTH = 160
-EVERY_S = 1.0
+EVERY_S = 0.25
 QUALITY = 75
 
 
@@ -27,16 +28,19 @@ def encode(bgr: np.ndarray, width: int = WIDTH) -> bytes:
 
 def per_segment(video_id: str, segments: Sequence[dict[str, Any]], timestamp_s: np.ndarray,
                 thumbs: np.ndarray) -> list[dict[str, Any]]:
-    """For each segment, the kept thumbnail nearest its middle (segments without one get none)."""
-    kept = np.array([len(t) > 0 for t in thumbs], bool)
+    """For each segment, the kept thumbnail nearest its middle: one inside the segment when there is one, else the
+    kept one nearest the segment (every segment gets a thumbnail when any frame was kept)."""
+    kept = np.flatnonzero(np.array([len(t) > 0 for t in thumbs], bool))
     rows = []
+    if not len(kept):
+        return rows
+    stamps = timestamp_s[kept]
     for segment in segments:
-        inside = kept & (timestamp_s >= segment["start_s"]) & (timestamp_s < max(segment["end_s"], segment["start_s"] + 1e-9))
-        if not inside.any():
-            continue
-        candidates = np.flatnonzero(inside)
-        middle = (segment["start_s"] + segment["end_s"]) / 2
-        best = candidates[np.argmin(np.abs(timestamp_s[candidates] - middle))]
+        start, end = segment["start_s"], max(segment["end_s"], segment["start_s"] + 1e-9)
+        inside = (stamps >= start) & (stamps < end)
+        middle = (start + segment["end_s"]) / 2
+        pool = np.flatnonzero(inside) if inside.any() else np.arange(len(kept))
+        best = kept[pool[np.argmin(np.abs(stamps[pool] - middle))]]
         rows.append({"video_id": video_id, "segment_index": segment["segment_index"],
                      "timestamp_s": float(timestamp_s[best]), "jpeg": bytes(thumbs[best])})
     return rows
