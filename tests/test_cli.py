@@ -143,6 +143,10 @@ def test_demo_runs_offline_and_is_accurate(tmp_path):
     summary = pd.read_parquet(tmp_path / "demo" / "labels" / "summary.parquet")
     accuracy = (summary["pred_label"] == summary["label"]).mean()
     assert accuracy >= 0.9 and len(summary) == 16
+    # the README's example manifest names every video the demo generates, where the demo puts it
+    example = pd.read_csv(os.path.join(os.path.dirname(os.path.dirname(__file__)), "manifests", "demo.csv"))
+    assert sorted(example.video_id) == sorted(summary.video_id)
+    assert all(uri.startswith("../vidbatch-demo/data/videos/") for uri in example.uri)
     assert (tmp_path / "demo" / "model" / "model.keras").exists()
     # the changing videos show what smoothing and shot resets do
     shots = summary.set_index("video_id").shots

@@ -57,6 +57,7 @@ def test_labels_synthetic_set_correctly(synth_set, colour_bundle, tmp_path):
     assert (segments.groupby("video_id")["end_s"].max() == 2.0).all()
     run = json.load(open(tmp_path / "out" / "run.json"))
     assert run["counts"]["ok"] == 6 and run["counts"]["frames_classified"] == 60
+    assert run["counts"]["frames_classified_counts"] == "sampled frames"
     assert run["model"]["classes"] == ["ball", "box", "waves"] and len(run["model"]["fingerprint"]) == 64
     assert run["stages"]["items_classified"] == 60 and "keras" in run["versions"]
     layout = run["stages"]["layout"]  # what the engine chose, so a user can see why a run was fast or slow
@@ -173,6 +174,8 @@ def test_clip_model_runs_over_sliding_clips(synth_set, tmp_path):
     summary = label(synth_set, bundle, tmp_path / "out", fps=5, clip_stride=2).summary_frame()
     assert (summary["pred_label"] == summary["label"]).all()
     assert summary["frames_classified"].tolist() == [4] * 6  # clips ending at sampled frames 4, 6, 8, 10
+    counts = json.load(open(tmp_path / "out" / "run.json"))["counts"]
+    assert counts["frames_classified_counts"].startswith("windows of 4 sampled frames")
     frames = pd.read_parquet(tmp_path / "out" / "frames", filters=[("video_id", "==", "ball_000")])
     assert frames["frame_index"].tolist() == [15, 25, 35, 45]
 

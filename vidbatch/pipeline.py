@@ -237,6 +237,10 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
             "processed_this_run": len(todo),
             "frames_decoded": int(sum(n or 0 for n in ledger.column_for(keys(manifest), "frames_decoded"))),
             "frames_classified": int(sum(n or 0 for n in classified)),
+            # what the summary's frames_classified counts: a clip or sequence model classifies windows
+            "frames_classified_counts": ("sampled frames" if bundle.spec.kind == "frame" else
+                                         f"windows of {bundle.spec.clip_len} sampled frames (one per window, "
+                                         "stamped with its last frame)"),
         },
         "stages": stages,
     }
