@@ -171,9 +171,13 @@ def test_train_clips_command_then_label_with_it(tmp_path):
     data = make_dataset(str(tmp_path / "d"), classes=("left_to_right", "right_to_left"), videos_per_class=4, seed=1,
                         spec=SynthSpec(width=64, height=48, seconds=2))
     result = vidbatch("train", "clips", "--data", data, "--out", str(tmp_path / "clip"), "--clip-len", "6",
-                      "--image-size", "24", "--epochs", "2", "--fps", "10", "--verbose", "0")
+                      "--image-size", "24", "--epochs", "2", "--fps", "10")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test accuracy" in result.stdout
+    # not a terminal: progress is plain lines (videos decoded, with an ETA; one per epoch), no animated bars
+    assert "decoding videos: 8/8 videos" in result.stderr and "ETA" in result.stderr
+    assert "Epoch 2/2" in result.stdout + result.stderr
+    assert "\r" not in result.stdout + result.stderr and "\x1b[" not in result.stdout + result.stderr
     bundle = json.load(open(tmp_path / "clip" / "bundle.json"))
     assert bundle["kind"] == "clip" and bundle["clip_len"] == 6 and bundle["sample_fps"] == 10
     labeled = vidbatch("label", data, "--model", str(tmp_path / "clip"), "--out", str(tmp_path / "out"), "--fps", "10",
@@ -203,5 +207,15 @@ def test_a_clean_run_prints_nothing_the_user_cannot_act_on(synth_set, colour_bun
     result = subprocess.run([sys.executable, "-m", "vidbatch.cli", "label", synth_set, "--model", colour_bundle, "--out",
                              str(tmp_path / "out"), "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
+    noise = [line for line in result.stderr.splitlines() if line.strip()]
+    assert noise == [], noise
+
+
+def test_the_python_api_is_as_quiet_as_the_command_line(synth_set, colour_bundle, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "OPENCV_LOG_LEVEL")}
+    script = (f"import vidbatch; r = vidbatch.label({synth_set!r}, {colour_bundle!r}, {str(tmp_path / 'out')!r}, "
+              "progress=False); print(r.ok)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "6", result.stderr
     noise = [line for line in result.stderr.splitlines() if line.strip()]
     assert noise == [], noise

@@ -94,5 +94,8 @@ def test_a_run_beside_another_cluster_uses_its_own_instance(synth_set, colour_bu
         stages = json.load(open(tmp_path / "out" / "run.json"))["stages"]
         assert stages["ray"] == {"address": "local", "private_instance": True}
         assert stages["layout"]["cluster_cpus"] == len(os.sched_getaffinity(0))  # not the other cluster's 1 CPU
+        # a healthy run with --no-progress says nothing on stderr: none of Ray's healthy-run lines
+        noise = [line for line in result.stderr.splitlines() if line.strip()]
+        assert noise == [], noise[:5]
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=ENV, timeout=120)

@@ -55,9 +55,14 @@ def label(manifest: str, model: str, out: str, **options) -> "RunResult":
     Options are the fields of `LabelConfig` (fps, window, top_k, engine, ...).
     Returns a `RunResult` with the counts and the output location.
     """
+    from vidbatch.core.quiet import quiet_native_logs, start_keras_quietly
+
+    config = LabelConfig(manifest=manifest, model=model, out=out, **options)
+    quiet_native_logs()  # as quiet as the command line: the backend's start-up lines are not the user's business
+    start_keras_quietly()
     from vidbatch.pipeline import run
 
-    return run(LabelConfig(manifest=manifest, model=model, out=out, **options))
+    return run(config)
 
 
 def read_frames(out: str, video_ids, storage_options=None, columns=None):

@@ -15,7 +15,6 @@ from typing import Any
 
 from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import ConfigError
-from vidbatch.core.quiet import quiet_native_logs, start_keras_quietly
 from vidbatch.engines.local import LocalEngine
 from vidbatch.io import storage
 from vidbatch.io.manifest import Manifest
@@ -171,8 +170,6 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
         check_reachable(cluster_address(config.ray.address))  # a stale address costs seconds, not a model load
     output = RunOutput(config.out, config.storage_options)
     output.check_writable(leave_no_trace=config.dry_run)  # all that needs no model is checked before it loads
-    quiet_native_logs()  # the library is as quiet as the command line: no backend start-up lines
-    start_keras_quietly()
     bundle = load_bundle(config.model, config.storage_options, config.trust_model_code, classes=config.classes,
                          preprocessing=config.preprocessing, channel_order=config.channel_order)
     for note in bundle.notes:  # said once, before the work; kept in run.json

@@ -9,12 +9,14 @@ before Ray is asked to join it. Ray itself is imported only to start or join.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
 from typing import Iterator
 
 from vidbatch.core.errors import ClusterError
+from vidbatch.core.quiet import quiet_native_stderr
 
 
 def cluster_address(option: str | None) -> str:
@@ -61,12 +63,44 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
             "--ray-address (or RAY_ADDRESS); leave both unset to run on a private local Ray instance") from None
 
 
+HEALTHY_RUN_MESSAGES = (
+    "Progress bars disabled",  # what --no-progress asked for
+    "will hang unless more CPUs are freed up",  # every CPU is held by the decode and inference pools, by design
+    "Token authentication is enabled",  # Ray's own default for the private instance it starts
+    "Started a local Ray instance",
+    "Connecting to existing Ray cluster",
+    "execution finished in",
+    "finished. ",  # "Data sink CommitSink finished. N rows written."
+)
+"""Ray's lines on a healthy run that a user can do nothing about (README "On a Ray cluster" explains them)."""
+
+
+class HealthyRunFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(healthy in message for healthy in HEALTHY_RUN_MESSAGES)
+
+
+def quiet_ray() -> None:
+    """Drop Ray's healthy-run lines from the driver's console (real warnings and errors still show), and, unless
+    the user set `RAY_BACKEND_LOG_LEVEL`, its C++ core's notices (an actor's constructor arguments kept in the
+    object store, said for every actor pool): problems still surface as Python exceptions."""
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    for name in ("ray", "ray.data"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, HealthyRunFilter) for f in handler.filters):
+                handler.addFilter(HealthyRunFilter())
+
+
 def init_or_fail(address: str, doing: str, **kwargs) -> None:
     """`ray.init`, with what can go wrong (authentication, a version mismatch, a port taken) as one line."""
     import ray
+    import ray.data  # noqa: F401  (its loggers, configured on import, get the filter too)
+
+    quiet_ray()
 
     try:
-        with _deadline(JOIN_TIMEOUT_S):
+        with _deadline(JOIN_TIMEOUT_S), quiet_native_stderr():  # the C++ core's start-up lines
             ray.init(address=address, **kwargs)
     except KeyboardInterrupt:
         raise

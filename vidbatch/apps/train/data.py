@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, TypeVar
 
 import cv2
 import numpy as np
@@ -16,6 +17,42 @@ from vidbatch.io.manifest import Manifest
 from vidbatch.stages.decode import DecodeSpec, fit
 from vidbatch.stages.decode_job import DecodeJob, decode_to_arrays
 from vidbatch.stages.sampling import ClipSampling, FrameSampling
+
+
+T = TypeVar("T")
+PLAIN_EVERY_S = 30.0
+"""Without a terminal (a log file, CI), progress is a plain line at most this often: no carriage returns."""
+
+
+def progress(items: Iterable[T], total: int, what: str, enabled: bool = True) -> Iterator[T]:
+    """`items` with progress on stderr (done/total, rate, ETA): minutes of decoding and encoding are not silent.
+    A tqdm bar on a terminal; elsewhere a plain line every `PLAIN_EVERY_S` seconds and one at the end."""
+    if not enabled:
+        yield from items
+        return
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        yield from tqdm(items, total=total, desc=what, unit="video", file=sys.stderr, dynamic_ncols=True)
+        return
+    import time
+
+    started = last = time.monotonic()
+    done = 0
+    for done, item in enumerate(items, 1):
+        yield item
+        now = time.monotonic()
+        if now - last >= PLAIN_EVERY_S or done == total:
+            last = now
+            rate = done / max(now - started, 1e-9)
+            eta = (total - done) / rate if rate else float("nan")
+            print(f"{what}: {done}/{total} videos, {rate:.1f}/s, {now - started:.0f} s elapsed, ETA {eta:.0f} s",
+                  file=sys.stderr, flush=True)
+
+
+def keras_verbose(verbose: int) -> int:
+    """Keras' `fit` verbosity: its animated bar only on a terminal, one line per epoch elsewhere."""
+    return verbose if not verbose or sys.stdout.isatty() else 2
 
 
 @dataclass
@@ -112,6 +149,7 @@ def load_video_manifest(
     storage_options: Mapping[str, Any] | None = None,
     max_items_per_video: int | None = None,
     flow: bool = False,
+    show_progress: bool = False,
 ) -> Samples:
     """Frames (or clips) sampled from each labeled video; all of a video's items share one split group.
     With `flow`, each frame has its optical flow as 2 more channels (two-stream models)."""
@@ -126,7 +164,8 @@ def load_video_manifest(
     spec = DecodeSpec(width=size[1], height=size[0], sampling=FrameSampling(fps), chunk_frames=64, clip=clip, flow=flow)
     samples = Samples(np.zeros(0), np.zeros(0), np.zeros(0), classes)
     xs, ys, gs = [], [], []
-    for group, (task, label) in enumerate(zip(manifest.tasks, labels)):
+    for group, (task, label) in enumerate(progress(zip(manifest.tasks, labels), len(labels), "decoding videos",
+                                                   show_progress)):
         samples.sources += 1
         if label is None:
             samples.skip("no label", task.uri)

@@ -18,7 +18,7 @@ import numpy as np
 from keras import layers
 
 from vidbatch.apps.metrics import classification_report
-from vidbatch.apps.train.data import split_by_group
+from vidbatch.apps.train.data import keras_verbose, split_by_group
 from vidbatch.apps.train.features import (
     FeatureSet,
     encode_image_folder,
@@ -88,7 +88,8 @@ def load_features(config: Any, encoder: FrameEncoder) -> FeatureSet:
             raise ConfigError(f"Sequence models train on a labeled video manifest, not an image folder. "
                               f"Received: data={config.data!r}")
         return encode_image_folder(config.data, encoder, cache_dir=config.feature_cache)
-    return encode_manifest(config.data, encoder, config.fps, config.storage_options, cache_dir=config.feature_cache)
+    return encode_manifest(config.data, encoder, config.fps, config.storage_options, cache_dir=config.feature_cache,
+                           show_progress=bool(config.verbose))
 
 
 def split(data: FeatureSet, config: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +142,7 @@ def train_encoded(config: Any) -> tuple[keras.Model, FrameEncoder, dict[str, Any
     head.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     fit_started = time.monotonic()
     fit = head.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs, shuffle=True,
-                   validation_data=(x_test, y_test) if len(x_test) else None, verbose=config.verbose)
+                   validation_data=(x_test, y_test) if len(x_test) else None, verbose=keras_verbose(config.verbose))
     fit_s = time.monotonic() - fit_started
     history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     report = {"accuracy": float("nan"), "count": 0, "per_class": {}, "confusion": [], "classes": data.classes}

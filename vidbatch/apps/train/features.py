@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vidbatch.apps.train.data import image_folder, image_or_reason
+from vidbatch.apps.train.data import image_folder, image_or_reason, progress
 from vidbatch.core.config import DEFAULT_FEATURE_CACHE
 from vidbatch.core.errors import ManifestError
 from vidbatch.io.manifest import Manifest, VideoTask
@@ -138,7 +138,7 @@ def encode_image_folder(root: str, encoder: FrameEncoder, cache_dir: str | None 
 
 
 def encode_manifest(url: str, encoder: FrameEncoder, fps: float, storage_options: Mapping[str, Any] | None = None,
-                    cache_dir: str | None = DEFAULT_CACHE) -> FeatureSet:
+                    cache_dir: str | None = DEFAULT_CACHE, show_progress: bool = False) -> FeatureSet:
     """Every labeled video's sampled frames, encoded: features [frames, F] per video.
 
     A `group` column, when the manifest has one, is the split unit (UCF101's groups are clips cut from one long
@@ -159,7 +159,9 @@ def encode_manifest(url: str, encoder: FrameEncoder, fps: float, storage_options
     cache = FeatureCache(cache_dir, encoder, kind="video", fps=fps, size=list(encoder.input_size), resize=RESIZE)
     ys, group_keys = [], []
     wanted = list(zip(manifest.tasks, labels, groups))
-    for task, label, group, features, frames, error in _decoded(wanted, spec, cache, storage_options):
+    for task, label, group, features, frames, error in progress(_decoded(wanted, spec, cache, storage_options),
+                                                                len(wanted), "decoding and encoding videos",
+                                                                show_progress):
         out.sources += 1
         if label is None:
             out.skip("no label", task.uri)

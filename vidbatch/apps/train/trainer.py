@@ -21,6 +21,7 @@ from keras import layers
 from vidbatch.apps.metrics import classification_report, plot_confusion, plot_history
 from vidbatch.apps.train.data import (
     Samples,
+    keras_verbose,
     load_image_folder,
     load_video_manifest,
     split_by_group,
@@ -109,11 +110,11 @@ def load_samples(config: TrainConfig) -> Samples:
             raise ConfigError(f"Clip models train on a labeled video manifest, not an image folder. Received: data={config.data!r}")
         return load_video_manifest(config.data, size, config.fps, clip_len=config.clip_len,
                                    storage_options=config.storage_options, max_items_per_video=config.max_items_per_video,
-                                   flow=config.arch == "two_stream")
+                                   flow=config.arch == "two_stream", show_progress=bool(config.verbose))
     if is_folder:
         return load_image_folder(config.data, size)
     return load_video_manifest(config.data, size, config.fps, storage_options=config.storage_options,
-                               max_items_per_video=config.max_items_per_video)
+                               max_items_per_video=config.max_items_per_video, show_progress=bool(config.verbose))
 
 
 def _augmentation(kind: str, seed: int):
@@ -167,14 +168,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
                     loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     validation = (x_test.astype("float32"), y_test) if len(x_test) else None
     fit = trainer.fit(x_train.astype("float32"), y_train, batch_size=config.batch_size, epochs=config.epochs,
-                      validation_data=validation, shuffle=True, verbose=config.verbose)
+                      validation_data=validation, shuffle=True, verbose=keras_verbose(config.verbose))
     history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     if base is not None and config.fine_tune_epochs > 0:
         base.trainable = True
         trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate / 10),
                         loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         more = trainer.fit(x_train.astype("float32"), y_train, batch_size=config.batch_size,
-                           epochs=config.fine_tune_epochs, validation_data=validation, shuffle=True, verbose=config.verbose)
+                           epochs=config.fine_tune_epochs, validation_data=validation, shuffle=True, verbose=keras_verbose(config.verbose))
         for k, vals in more.history.items():
             history.setdefault(k, []).extend(float(v) for v in vals)
 
