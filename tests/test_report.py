@@ -1,6 +1,7 @@
 """`vidbatch report` opened in a real headless Chromium; `inspect` and `annotate` as a user runs them."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def test_report_in_a_real_browser(finished_run, tmp_path):
     assert "<b>evil</b>" not in dom and "&lt;b&gt;evil&lt;/b&gt;" in dom  # escaped where the script renders it
     assert "<table id=\"videos\">" in dom
     for video_id in ("ball_000", "waves_001", "shots"):
-        assert f"<td>{video_id}</td>" in dom
+        assert f">{video_id}</a></td>" in dom  # each id links to its video
     assert dom.count("data:image/png;base64,") >= 8  # class distribution + a timeline per labeled video
     shot = tmp_path / "report.png"
     browser("--window-size=1200,1600", f"--screenshot={shot}", f"file://{path}", profile=tmp_path / "p2")
@@ -65,6 +66,37 @@ def test_report_in_a_real_browser(finished_run, tmp_path):
     assert image.std() > 20  # a rendered page, not a blank one
     # the table's rows render as light/dark bands: many distinct rows of pixels below the header
     assert len(np.unique(image[:, :, 0].mean(axis=1).round())) > 50
+
+
+def test_a_reviewer_sees_the_wrong_and_doubtful_videos_first(synth_set, colour_bundle, tmp_path):
+    """A manifest whose ball_000 is labeled box (wrong on purpose), with relative uris: the timelines start with
+    the wrong video, every video links to its file, 'wrong only' keeps just it, and a confusion table shows it."""
+    from pathlib import Path
+
+    from vidbatch.apps.report import write_report
+
+    rows = pd.read_csv(synth_set)
+    rows.loc[rows.video_id == "ball_000", "label"] = "box"
+    manifest = os.path.join(os.path.dirname(synth_set), "mislabeled.csv")
+    rows.to_csv(manifest, index=False)
+    vidbatch.label(manifest, colour_bundle, str(tmp_path / "out"), fps=5, progress=False)
+    page = write_report(str(tmp_path / "out"), str(tmp_path / "r.html"), max_videos=3)
+    document = open(page, encoding="utf-8").read()
+    timelines = re.findall(r"<h3 class='timeline'><a href='([^']+)'>([^<]+)</a></h3>", document)
+    assert [video_id for _, video_id in timelines][0] == "ball_000" and len(timelines) == 3
+    video = os.path.join(os.path.dirname(synth_set), "videos", "ball_000.mp4")
+    assert timelines[0][0] == Path(video).as_uri()
+    confusion = document[document.index("<table id='confusion'>"):]
+    confusion = confusion[:confusion.index("</table>")]
+    assert "<td class='off'>1</td>" in confusion  # box labeled, ball predicted
+    dom = browser("--dump-dom", f"file://{page}#wrong=1", profile=tmp_path / "p").stdout
+    table = dom[dom.index('<table id="videos">'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr class=") == 1 and ">ball_000</a>" in table
+    assert f'href="{Path(video).as_uri()}"' in table
+    queue = dom[dom.index('<table id="queue-segments">'):]
+    queue = queue[:queue.index("</table>")]
+    assert "<th>video_id</th>" in queue and "<th>frame</th>" not in queue  # no thumbnails kept: no empty column
 
 
 def test_the_accuracy_card_says_what_it_covers(finished_run, tmp_path):
@@ -194,7 +226,7 @@ def test_a_10000_video_report_filters_pages_and_renders_in_chromium(tmp_path):
     assert f"{expected:,} of 10,000 videos match; page 1 of {-(-expected // 50)}" in dom
     table = dom[dom.index('<table id="videos">'):]
     table = table[:table.index("</table>")]
-    shown = re.findall(r"<tr class=\"ok\"[^>]*><td>(v\d+)</td><td>[a-z]+</td><td>([a-z]+)</td><td>([0-9.]+)</td>", table)
+    shown = re.findall(r"<tr class=\"ok\"[^>]*><td><a href=\"file://[^\"]+\" title=\"[^\"]+\">(v\d+)</a></td><td>[a-z]+</td><td>([a-z]+)</td><td>([0-9.]+)</td>", table)
     assert len(shown) == 50 and {label for _, label, _ in shown} == {"box"}
     scores = [float(s) for _, _, s in shown]
     assert scores == sorted(scores, reverse=True) and min(scores) >= 0.9  # filtered and sorted by the script

@@ -4,7 +4,7 @@
   const D = JSON.parse(document.getElementById("report-data").textContent);
   const V = D.videos, L = D.labels, n = V.id.length, T = D.thumbs || {};
   const thumb = (s) => T[`${s[0]}:${s[6]}`] ? `<img class="thumb" alt="" src="${T[`${s[0]}:${s[6]}`]}">` : "";
-  const S = {label: "", status: "", kind: "", q: "", min: "", max: "", sort: "index", dir: 1, page: 0, size: 50, video: ""};
+  const S = {label: "", status: "", kind: "", q: "", min: "", max: "", wrong: "", sort: "index", dir: 1, page: 0, size: 50, video: ""};
   for (const part of decodeURIComponent(location.hash.slice(1)).split("&")) {
     const [k, v] = part.split("=");
     if (k in S && v !== undefined) S[k] = ["page", "size", "dir"].includes(k) ? Number(v) : v;
@@ -21,6 +21,10 @@
   options($("f-label"), L, "any label");
   options($("f-status"), ["ok", "failed"], "any status");
   options($("f-kind"), [...new Set(V.kind.filter((k) => k))].sort(), "any error kind");
+  const FILTERS = ["label", "status", "kind", "q", "min", "max"].concat(V.truth ? ["wrong"] : []);
+  if (!V.truth) $("f-wrong").parentElement.remove();
+  const isWrong = (i) => V.truth && V.truth[i] !== null && V.status[i] === "ok" && V.pred[i] !== V.truth[i];
+  const link = (i) => V.src && V.src[i] ? `<a href="${esc(V.src[i])}" title="${esc(V.src[i])}">${esc(V.id[i])}</a>` : esc(V.id[i]);
 
   function matches(i) {
     if (S.label && V.pred[i] !== S.label) return false;
@@ -29,6 +33,7 @@
     if (S.q && !V.id[i].toLowerCase().includes(S.q.toLowerCase())) return false;
     if (S.min !== "" && !(V.score[i] >= Number(S.min))) return false;
     if (S.max !== "" && !(V.score[i] <= Number(S.max))) return false;
+    if (S.wrong && !isWrong(i)) return false;
     return true;
   }
   const COLUMNS = [["id", "video_id"], ["truth", "label"], ["pred", "pred_label"], ["score", "pred_score"],
@@ -53,7 +58,7 @@
     const head = COLUMNS.map(([key, name]) =>
       `<th class="sortable" data-key="${key}">${esc(name)}${S.sort === key ? (S.dir > 0 ? " &#9650;" : " &#9660;") : ""}</th>`).join("");
     const body = shown.map((i) => `<tr class="${esc(V.status[i])}${V.id[i] === S.video ? " selected" : ""}" data-i="${i}">` +
-      COLUMNS.map(([key]) => `<td>${esc(fmt(V[key][i]))}</td>`).join("") + "</tr>").join("");
+      COLUMNS.map(([key]) => `<td>${key === "id" ? link(i) : esc(fmt(V[key][i]))}</td>`).join("") + "</tr>").join("");
     $("videos").innerHTML = `<thead><tr>${head}</tr></thead><tbody>${body}</tbody>`;
     $("pager-text").textContent = `${rows.length.toLocaleString("en")} of ${n.toLocaleString("en")} videos match; page ${S.page + 1} of ${pages}`;
     $("videos").querySelectorAll("th").forEach((th) => th.onclick = () => {
@@ -79,8 +84,9 @@
     $("queue-videos").innerHTML = "<tr><th>video_id</th><th>pred_label</th><th>score</th><th>margin</th></tr>" +
       ok.slice(0, 20).map((i) => `<tr data-i="${i}"><td>${esc(V.id[i])}</td><td>${esc(V.pred[i])}</td><td>${fmt(V.score[i])}</td><td>${fmt(V.margin[i])}</td></tr>`).join("");
     const seg = D.segments.slice().sort((a, b) => a[5] - b[5]).slice(0, 20);
-    $("queue-segments").innerHTML = "<tr><th>frame</th><th>video_id</th><th>from (s)</th><th>to (s)</th><th>label</th><th>score</th><th>margin</th></tr>" +
-      seg.map((s) => `<tr data-i="${s[0]}"><td>${thumb(s)}</td><td>${esc(V.id[s[0]])}</td><td>${fmt(s[1])}</td><td>${fmt(s[2])}</td><td>${esc(L[s[3]])}</td><td>${fmt(s[4])}</td><td>${fmt(s[5])}</td></tr>`).join("");
+    const frame = D.thumbs ? "<th>frame</th>" : "";  // no empty column when the run kept no thumbnails
+    $("queue-segments").innerHTML = `<tr>${frame}<th>video_id</th><th>from (s)</th><th>to (s)</th><th>label</th><th>score</th><th>margin</th></tr>` +
+      seg.map((s) => `<tr data-i="${s[0]}">${D.thumbs ? `<td>${thumb(s)}</td>` : ""}<td>${esc(V.id[s[0]])}</td><td>${fmt(s[1])}</td><td>${fmt(s[2])}</td><td>${esc(L[s[3]])}</td><td>${fmt(s[4])}</td><td>${fmt(s[5])}</td></tr>`).join("");
     document.querySelectorAll("#queue-videos tr[data-i], #queue-segments tr[data-i]").forEach((tr) =>
       tr.onclick = () => { S.video = V.id[Number(tr.dataset.i)]; update(); });
   }
@@ -107,18 +113,20 @@
     const used = [...new Set(segs.map((s) => s[3]))];
     const legend = used.map((li) => `<span style="display:inline-block;margin-right:1rem"><span style="display:inline-block;width:12px;height:12px;background:${colour(li)}"></span> ${esc(L[li])}</span>`).join("") +
       (cuts ? "<span style='color:#c0392b'>- - shot cut</span>" : "");
-    $("timeline").innerHTML = `<h3>${esc(V.id[i])}: ${esc(V.pred[i] || V.status[i])} ${fmt(V.score[i])}</h3>` +
+    $("timeline").innerHTML = `<h3>${link(i)}: ${esc(V.pred[i] || V.status[i])} ${fmt(V.score[i])}</h3>` +
       `<svg width="${w}" height="${h}">${rects}${cuts}<text x="10" y="60" font-size="11">0 s</text><text x="${w - 50}" y="60" font-size="11">${fmt(end)} s</text></svg><div>${legend}</div>` +
       `<div class="thumbs">${segs.map((s) => thumb(s) ? `<figure>${thumb(s)}<figcaption>${fmt(s[1])}-${fmt(s[2])} s ${esc(L[s[3]])}</figcaption></figure>` : "").join("")}</div>`;
   }
   function update() {
-    ["label", "status", "kind", "q", "min", "max"].forEach((k) => { $("f-" + k).value = S[k]; });
+    FILTERS.forEach((k) => { if (k === "wrong") $("f-wrong").checked = !!S.wrong; else $("f-" + k).value = S[k]; });
     renderTable(); renderTimeline();
     const hash = Object.entries(S).filter(([k, v]) => v !== "" && !(k === "page" && v === 0) && !(k === "size" && v === 50)
       && !(k === "dir" && v === 1) && !(k === "sort" && v === "index")).map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join("&");
     history.replaceState(null, "", hash ? "#" + hash : location.pathname);
   }
-  ["label", "status", "kind", "q", "min", "max"].forEach((k) => $("f-" + k).oninput = () => { S[k] = $("f-" + k).value; S.page = 0; update(); });
+  FILTERS.forEach((k) => $("f-" + k).oninput = () => {
+    S[k] = k === "wrong" ? ($("f-wrong").checked ? "1" : "") : $("f-" + k).value; S.page = 0; update();
+  });
   $("prev").onclick = () => { S.page--; update(); };
   $("next").onclick = () => { S.page++; update(); };
   renderKinds(); renderQueue(); renderHistograms(); update();

@@ -8,7 +8,9 @@ works from disk or from a bucket. It has:
 - a review queue: the videos and segments nearest the decision boundary (top-1 minus top-2 score);
 - score histograms per class;
 - the timeline (segments and shot cuts) of the selected video.
-The first `max_videos` labeled videos also get a raw-vs-smoothed plot from their frames. Filters can be set
+The review queue's first `max_videos` videos (wrong ones first, where the manifest has labels; then the
+smallest margin) also get a raw-vs-smoothed plot from their frames; each video links to its source, and with
+labels the page has a "wrong only" filter and a confusion table. Filters can be set
 in the address (`report.html#label=box&status=ok`), which is also how the tests drive it.
 """
 
@@ -18,6 +20,8 @@ import base64
 import html
 import io
 import json
+import os
+import pathlib
 import re
 from importlib import resources
 from typing import Any, Mapping
@@ -45,6 +49,7 @@ h1 { margin-bottom: 0.2rem; } .muted { color: #666; }
 table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
 th, td { border: 1px solid #ddd; padding: 0.3rem 0.6rem; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } tr.failed td { background: #fff1f0; }
+#confusion td.diag { background: #e9f6ec; } #confusion td.off { background: #fdecea; font-weight: bold; }
 .cards { display: flex; gap: 1rem; flex-wrap: wrap; } .card { border: 1px solid #ddd; border-radius: 6px; padding: 0.6rem 1rem; }
 .card b { font-size: 1.4rem; display: block; } img { max-width: 100%; }
 """
@@ -59,6 +64,7 @@ _REVIEW_HTML = """
   <label>score from<input id="f-min" type="number" min="0" max="1" step="0.05" size="5"></label>
   <label>score to<input id="f-max" type="number" min="0" max="1" step="0.05" size="5"></label>
   <label>video_id contains<input id="f-q" type="search"></label>
+  <label>wrong only<input id="f-wrong" type="checkbox"></label>
 </div>
 <div class="pager"><button id="prev">&lsaquo; previous</button><button id="next">next &rsaquo;</button>
   <span id="pager-text"></span></div>
@@ -97,27 +103,71 @@ def _clean(values) -> list:
             for v in values]
 
 
-def _review_data(summary: pd.DataFrame, segments: pd.DataFrame, shots, classes: list[str]) -> dict:
+def source_links(summary: pd.DataFrame, manifest: str | None) -> list[str | None]:
+    """Where each video is, as a link: a `file://` URL for a local file (the manifest's relative uris resolved
+    against its folder, as the run did), the uri itself for a remote one."""
+    base = storage.parent(manifest) if manifest else None
+    links = []
+    for uri in summary.uri.astype(object).tolist():
+        if not isinstance(uri, str) or not uri:
+            links.append(None)
+            continue
+        location = storage.resolve(uri, base) if base else uri
+        links.append(location if storage.has_scheme(location) else pathlib.Path(os.path.abspath(location)).as_uri())
+    return links
+
+
+def review_order(summary: pd.DataFrame) -> list[int]:
+    """The labeled videos most worth a look first: wrong ones (where the manifest has labels), then by margin
+    (top-1 minus top-2 score), smallest first."""
+    ok = summary.status == "ok"
+    wrong = (ok & summary["label"].notna() & (summary["pred_label"] != summary["label"].astype(str))
+             if "label" in summary.columns else pd.Series(False, index=summary.index))
+    margins = pd.Series([_margin(t) for t in summary.top_k], index=summary.index).fillna(np.inf)
+    order = pd.DataFrame({"wrong": ~wrong, "margin": margins, "row": np.arange(len(summary))})[ok.to_numpy()]
+    return order.sort_values(["wrong", "margin", "row"]).row.tolist()
+
+
+def _margin(top_k) -> float | None:
+    scores = [t["score"] for t in (top_k if top_k is not None else [])]
+    return None if not scores else (scores[0] - scores[1] if len(scores) > 1 else scores[0])
+
+
+def confusion_table(summary: pd.DataFrame) -> str:
+    """Manifest label (rows) against predicted label (columns), over labeled videos that succeeded: HTML."""
+    if "label" not in summary.columns:
+        return ""
+    scored = summary[(summary.status == "ok") & summary["label"].notna()]
+    if not len(scored):
+        return ""
+    table = pd.crosstab(scored["label"].astype(str), scored["pred_label"].astype(str))
+    esc = html.escape
+    head = "<tr><th>manifest label &darr; / predicted &rarr;</th>" + "".join(f"<th>{esc(c)}</th>" for c in table.columns) + "</tr>"
+    rows = "".join("<tr><th>" + esc(truth) + "</th>" + "".join(
+        f"<td class='{'diag' if truth == pred else ('off' if n else '')}'>{n:,}</td>" for pred, n in row.items())
+        + "</tr>" for truth, row in table.iterrows())
+    return ("<h2>Confusion: manifest label against predicted</h2><table id='confusion'>" + head + rows + "</table>")
+
+
+def _review_data(summary: pd.DataFrame, segments: pd.DataFrame, shots, classes: list[str],
+                 manifest: str | None = None) -> dict:
     """The page's data, columnar and compact: labels as indices into one list."""
     labels = list(dict.fromkeys(list(classes) + sorted(set(summary.pred_label.dropna().astype(str))
                                                         | set(segments.label.astype(str)))))
     index = {label: i for i, label in enumerate(labels)}
     position = {video_id: i for i, video_id in enumerate(summary.video_id)}
 
-    def margin(top_k) -> float | None:
-        scores = [t["score"] for t in (top_k if top_k is not None else [])]
-        return None if not scores else (scores[0] - scores[1] if len(scores) > 1 else scores[0])
-
     videos = {
         "id": summary.video_id.astype(str).tolist(),
         "pred": _clean(summary.pred_label.astype(object).where(summary.pred_label.notna(), None).tolist()),
         "score": _clean(summary.pred_score.astype(float).round(4).tolist()),
-        "margin": _clean([None if m is None else round(m, 4) for m in map(margin, summary.top_k)]),
+        "margin": _clean([None if m is None else round(m, 4) for m in map(_margin, summary.top_k)]),
         "status": summary.status.tolist(),
         "error": _clean(summary.error.astype(object).where(summary.error.notna(), None).tolist()),
         "kind": [error_kind(e) for e in summary.error.tolist()],
         "duration": _clean(summary.duration_s.astype(float).round(2).tolist()),
         "shots": _clean(summary.shots.astype(float).tolist()),
+        "src": source_links(summary, manifest),
     }
     if "label" in summary.columns:
         videos["truth"] = _clean(summary["label"].astype(object).where(summary["label"].notna(), None).tolist())
@@ -243,7 +293,7 @@ def build_report(run_dir: str, max_videos: int = 20, storage_options: Mapping[st
             ("videos", f"{counts['videos']:,}"), ("ok", f"{counts['ok']:,}"), ("failed", f"{counts['failed']:,}"),
             ("frames classified", f"{counts['frames_classified']:,}"))) + accuracy + "</div>")
     shots = table("shots.parquet") if fs.exists(storage.join(root, "shots.parquet")) else None
-    data = _review_data(summary, segments, shots, classes)
+    data = _review_data(summary, segments, shots, classes, config.get("manifest"))
     if fs.exists(storage.join(root, "thumbnails")):
         data["thumbs"] = _thumbnails(fs, storage.join(root, "thumbnails"), data, summary)
     parts.append(_REVIEW_HTML)
@@ -258,10 +308,15 @@ def build_report(run_dir: str, max_videos: int = 20, storage_options: Mapping[st
             ("window", config["window"]), ("top k", config["top_k"]), ("shot threshold", _fmt(config.get("shot_threshold"))),
             ("thresholds (frame / video)", f"{_fmt(config.get('frame_threshold'))} / {_fmt(config.get('video_threshold'))}"),
             ("model fingerprint", run["model"]["fingerprint"][:16]))) + "</table>")
+    parts.append(confusion_table(summary))
     parts.append(f"<h2>Class distribution</h2><img alt='class distribution' src='{_distribution_plot(summary, classes)}'>")
-    ok_ids = summary.loc[summary.status == "ok", "video_id"].tolist()[:max_videos]
+    queue = review_order(summary)[:max_videos]
+    ok_ids = summary.video_id.iloc[queue].tolist()
+    links = dict(zip(summary.video_id, data["videos"]["src"]))
     if ok_ids:
-        parts.append(f"<h2>Label timelines</h2><p class='muted'>First {len(ok_ids)} labeled videos.</p>")
+        why = "wrong ones first, then " if "label" in summary.columns else ""
+        parts.append(f"<h2>Label timelines</h2><p class='muted'>The review queue's {len(ok_ids)} videos: {why}the "
+                     "smallest margin (top-1 minus top-2 score) first. Each title links to the video.</p>")
         frames_dir = storage.join(root, "frames")
         with_frames = pd.read_parquet(frames_dir, filters=[("video_id", "in", ok_ids)],
                                       filesystem=None if storage.is_local(fs) else fs)
@@ -269,7 +324,9 @@ def build_report(run_dir: str, max_videos: int = 20, storage_options: Mapping[st
             frames = with_frames[with_frames.video_id == video_id]
             if len(frames):
                 image = _timeline_plot(video_id, frames, segments[segments.video_id == video_id], classes)
-                parts.append(f"<h3>{esc(video_id)}</h3><img alt='timeline of {esc(video_id)}' src='{image}'>")
+                title = (f"<a href='{esc(links[video_id])}'>{esc(video_id)}</a>" if links.get(video_id)
+                         else esc(video_id))
+                parts.append(f"<h3 class='timeline'>{title}</h3><img alt='timeline of {esc(video_id)}' src='{image}'>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
