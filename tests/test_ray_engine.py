@@ -123,3 +123,62 @@ def test_videos_cut_into_time_ranges_give_the_unsplit_answers(ray_local, synth_s
     assert again.resumed == 6
     assert_same_answers(tmp_path / "ray", tmp_path / "local")
     assert len([e for r in RunOutput(str(tmp_path / "ray"))._records() for e in r["videos"] if e.get("merged_from")]) == 6
+
+
+def test_an_interrupted_run_keeps_its_finished_videos(ray_local, colour_bundle, tmp_path, monkeypatch):
+    """Ctrl-C while finished videos wait for a batch that would fill only at the end (--commit-videos 1000, no age
+    commit within the run): the interruption commits them, and a rerun resumes from there."""
+    import _thread
+    import threading
+    import time
+
+    import ray
+
+    from vidbatch.apps.synth import SynthSpec, make_dataset
+    from vidbatch.engines import ray_engine
+    from vidbatch.io.output import RunOutput
+
+    manifest = make_dataset(str(tmp_path / "data"), videos_per_class=16, seed=9,
+                            spec=SynthSpec(width=64, height=48, seconds=3))
+    made = {}
+    original = ray_engine.RayEngine._committers
+
+    def keep_handles(self, count):
+        made["committers"] = original(self, count)
+        return made["committers"]
+
+    monkeypatch.setattr(ray_engine.RayEngine, "_committers", keep_handles)
+
+    def interrupt_once_work_waits():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if made.get("committers"):
+                waiting = sum(ray.get([c.waiting.remote() for c in made["committers"]]))
+                if waiting >= 2:
+                    made["waiting"] = waiting
+                    _thread.interrupt_main()  # what Ctrl-C does to the driver
+                    return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=interrupt_once_work_waits, daemon=True)
+    watcher.start()
+    out = str(tmp_path / "out")
+    options = dict(engine="ray", fps=5, batch_size=8, progress=False, commit_videos=1000, commit_seconds=1000)
+    with pytest.raises(KeyboardInterrupt):
+        vidbatch.label(manifest, colour_bundle, out, **options)
+    watcher.join()
+    kept = len(RunOutput(out).committed())
+    assert made["waiting"] >= 2 and made["waiting"] <= kept < 48, (made, kept)
+    result = vidbatch.label(manifest, colour_bundle, out, **options)
+    assert (result.resumed, result.ok, result.failed) == (kept, 48, 0)
+
+
+def test_a_slow_run_commits_by_age(ray_local, synth_set, colour_bundle, tmp_path):
+    """--commit-seconds bounds how long a finished video waits for its batch on Ray too."""
+    import json
+
+    out = tmp_path / "out"
+    result = vidbatch.label(synth_set, colour_bundle, str(out), engine="ray", fps=5, batch_size=8, progress=False,
+                            commit_videos=1000, commit_seconds=0.01)
+    assert result.ok == 6
+    assert json.load(open(out / "run.json"))["stages"]["commits"] >= 2  # not one batch at the end

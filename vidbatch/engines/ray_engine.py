@@ -54,8 +54,10 @@ VIDEOS_PER_DECODE_CALL = 8
 """Videos one decode call takes at most: its decoder process decodes them back to back (a lost actor retries
 them all); small jobs take fewer, so that every decoder gets several calls."""
 COMMITTER_CPUS = 32
-"""One write task (assembly and commit) per this many cluster CPUs, at least `MIN_COMMITTERS`."""
+"""One write task (assembly) and one committer per this many cluster CPUs, at least `MIN_COMMITTERS`."""
 MIN_COMMITTERS = 2
+CLOSE_TIMEOUT_S = 60
+"""How long an interrupted run waits for its committers to commit the finished work they hold."""
 
 
 def _objects(values: list) -> np.ndarray:
@@ -179,27 +181,48 @@ class RayPredictor:
         return result
 
 
+class Committer:
+    """A Ray actor on the driver's node that commits what the write tasks assembled, as the local engine does:
+    by `--commit-videos`, by age (`--commit-seconds`: a finished video never waits longer for its batch), and
+    when the run ends or is interrupted (`close`), so finished work is kept (`io.output.BatchCommitter`).
+
+    Why an actor rather than Ray Data's `min_rows_per_write`: rows Ray Data holds back to fill a write are lost
+    when the job is interrupted, and a small or slow job commits nothing until its end. Why the driver's node: a
+    buffer on a node that is lost would lose its videos' results (the driver's node is the one the job cannot
+    lose anyway). Only assembled tables travel to it (labels and scores, not frames)."""
+
+    def __init__(self, output: RunOutput, commit_videos: int, commit_seconds: float) -> None:
+        from vidbatch.io.output import BatchCommitter
+
+        self.batches = BatchCommitter(output, max_videos=commit_videos, max_seconds=commit_seconds)
+
+    def add(self, outcomes: list) -> None:
+        for outcome in outcomes:
+            self.batches.add(outcome)
+
+    def waiting(self) -> int:
+        return self.batches.waiting()
+
+    def close(self) -> dict[str, float]:
+        """Commit what is left; returns the commits made and their write time."""
+        self.batches.close()
+        return {"commits": self.batches.batches, "write_s": self.batches.write_s}
+
+
 class CommitSink(Datasink):
-    """Ray Data datasink: each write task assembles its units (`stages.assemble`) and commits them as one batch
-    (`RunOutput.commit_batch`) on the worker; the driver gets back one small dict of counters per batch.
+    """Ray Data datasink: each write task assembles its units (`stages.assemble`) on the worker and hands the
+    outcomes to a `Committer`; the driver gets back one small dict of counters per write task."""
 
-    Ray Data gives a write task at least `commit_videos` rows (units), so batches are as large as asked.
-    """
-
-    def __init__(self, output: RunOutput, classes: Sequence[str], config: LabelConfig, model: str) -> None:
-        self.output = output
+    def __init__(self, classes: Sequence[str], config: LabelConfig, model: str, committers: Sequence[Any]) -> None:
         self.classes = list(classes)
         self.config = config
         self.model = model
+        self.committers = list(committers)
         self.results: list[dict[str, Any]] = []
-
-    @property
-    def min_rows_per_write(self) -> int:
-        return self.config.commit_videos
 
     def write(self, blocks, ctx) -> dict[str, Any]:
         stats = {"videos_ok": 0, "videos_failed": 0, "units": 0, "items": 0, "frames_decoded": 0, "flow_s": 0.0,
-                 "flow_frames": 0, "assemble_s": 0.0, "write_s": 0.0, "first_started": None}
+                 "flow_frames": 0, "assemble_s": 0.0, "first_started": None}
         outcomes, seen = [], set()
         began = time.perf_counter()
         for block in blocks:
@@ -212,9 +235,8 @@ class CommitSink(Datasink):
                 seen.add(identity)
                 outcomes.append(self._outcome(unit, stats))
         stats["assemble_s"] = time.perf_counter() - began
-        began = time.perf_counter()
-        self.output.commit_batch(outcomes)
-        stats["write_s"] = time.perf_counter() - began
+        if outcomes:  # one committer per write task, spread by the task's index
+            ray.get(self.committers[ctx.task_idx % len(self.committers)].add.remote(outcomes))
         return stats
 
     def _outcome(self, row: dict[str, Any], stats: dict[str, Any]):
@@ -351,21 +373,49 @@ class RayEngine(Engine):
         if not tasks:
             return {**self.counters.as_dict(), "engine": "ray"}
         started_here = self._connect()
-        sink = CommitSink(self.output, self.bundle.classes, self.config, self.bundle.display_name)
         try:
-            # write tasks take no CPU slot: decoders and inference actors hold every slot for the whole job, and
-            # assembly is a few ms per batch of videos (`concurrency` bounds them)
-            self.plan(tasks).write_datasink(sink, ray_remote_args={"num_cpus": 0}, concurrency=self.layout["committers"])
-        except Exception as exc:
-            error = _output_error(exc)
-            if error is not None:
-                raise error from None
-            raise
+            dataset = self.plan(tasks)
+            committers = self._committers(self.layout["committers"])
+            sink = CommitSink(self.bundle.classes, self.config, self.bundle.display_name, committers)
+            try:
+                # write tasks take no CPU slot: decoders and inference actors hold every slot for the whole job, and
+                # assembly is a few ms per block (`concurrency` bounds them)
+                dataset.write_datasink(sink, ray_remote_args={"num_cpus": 0}, concurrency=len(committers))
+            except BaseException as exc:
+                # interrupted or failed: what the committers hold is finished work; commit it, then stop
+                self._close(committers, quietly=True)
+                error = _output_error(exc) if isinstance(exc, Exception) else None
+                if error is not None:
+                    raise error from None
+                raise
+            self._close(committers)
         finally:
             if started_here:
                 ray.shutdown()
         self._count(sink.results)
         return {**self.counters.as_dict(), "engine": "ray", "layout": self.layout, "ray": self.connection}
+
+    def _committers(self, count: int) -> list:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        actor = ray.remote(num_cpus=0, scheduling_strategy=here, max_restarts=0)(Committer)
+        return [actor.remote(self.output, self.config.commit_videos, self.config.commit_seconds) for _ in range(count)]
+
+    def _close(self, committers: list, quietly: bool = False) -> None:
+        """Commit what every committer holds; `quietly` (the run is stopping anyway): within a bound, errors aside."""
+        try:
+            results = ray.get([c.close.remote() for c in committers], timeout=CLOSE_TIMEOUT_S if quietly else None)
+        except Exception as exc:
+            if quietly:
+                return
+            error = _output_error(exc)
+            if error is not None:
+                raise error from None
+            raise
+        for result in results:
+            self.counters.commits += int(result["commits"])
+            self.counters.write_s += float(result["write_s"])
 
     def _count(self, results: list[dict[str, Any]]) -> None:
         counters = self.counters
@@ -376,8 +426,6 @@ class RayEngine(Engine):
             counters.frames_decoded += stats["frames_decoded"]
             counters.flow_s += stats["flow_s"]
             counters.flow_frames += stats["flow_frames"]
-            counters.write_s += stats["write_s"]
-            counters.commits += 1
         firsts = [s["first_started"] for s in results if s["first_started"]]
         if firsts:  # start-up ends when the first video started decoding
             counters.first_item_at = time.monotonic() - (time.time() - min(firsts))

@@ -535,6 +535,11 @@ class BatchCommitter:
         if batch:
             self._queue.put(batch)
 
+    def waiting(self) -> int:
+        """Videos added and not yet handed to the writer (finished work an interruption must not lose)."""
+        with self._lock:
+            return len(self._pending)
+
     def _take(self) -> list[VideoOutcome]:
         batch, self._pending, self._rows = self._pending, [], 0
         return batch
