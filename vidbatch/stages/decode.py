@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from vidbatch.model.spec import BundleSpec
 
 _FALLBACK_FPS = 25.0
+MAX_VERIFY_FRAMES = 300
+"""Candidate cuts between sampled frames further apart than this (10 s at 30 fps) are not re-read frame by frame."""
 TOLERATED_MISSING_S = 1.0
 TOLERATED_MISSING_FRAMES = 2
 """A container may list more frames than its stream holds: real AVI indexes are often off by a few (UCF101's
@@ -134,6 +136,7 @@ class VideoDecoder:
         self.spec = spec
         self.info = VideoInfo()
         self._capture: cv2.VideoCapture | None = None
+        self._verifier: cv2.VideoCapture | None = None
 
     def open(self) -> VideoInfo:
         check_file(self.path, self.uri)
@@ -177,9 +180,46 @@ class VideoDecoder:
             for index, timestamp, item, bgr in sampled:
                 yield SampledFrame(index, timestamp, item, False, bgr if keep_original else None)
             return
-        stream = ((bgr, item, (index, timestamp, item, bgr)) for index, timestamp, item, bgr in sampled)
-        for (index, timestamp, item, bgr), cut in ShotDetector(self.spec.shot_threshold).mark(stream):
-            yield SampledFrame(index, timestamp, item, cut, bgr if keep_original else None)
+        stream = ((bgr, (index, timestamp, item, bgr)) for index, timestamp, item, bgr in sampled)
+        detector = ShotDetector(self.spec.shot_threshold, verify=self._cut_between)
+        try:
+            for (index, timestamp, item, bgr), cut in detector.mark(stream):
+                yield SampledFrame(index, timestamp, item, cut, bgr if keep_original else None)
+        finally:
+            if self._verifier is not None:
+                self._verifier.release()
+                self._verifier = None
+
+    def _cut_between(self, before: tuple, after: tuple) -> bool:
+        """Whether a hard cut lies between two sampled frames (index first in each payload), judged on every frame
+        between them. A second reader of the same file moves forward only (candidates come in order; no seek,
+        which is slow or inexact in many containers), so verifying costs at most one more pass of `grab`s, and
+        only up to the last candidate. Consecutive frames, or frames the reader has passed, keep the sampled
+        frames' answer."""
+        first, last = before[0], after[0]
+        if last - first <= 1 or last - first > MAX_VERIFY_FRAMES:
+            return True
+        if self._verifier is None:
+            self._verifier = cv2.VideoCapture(self.path)
+            self._verifier_at, self._verifier_last = 0, None  # next frame it reads; the last (index, frame) read
+        capture, frames = self._verifier, []
+        if self._verifier_last is not None and self._verifier_last[0] == first:
+            frames.append((self._verifier_last[1], first))
+            first += 1
+        elif first < self._verifier_at:
+            return True
+        while self._verifier_at < first:
+            if not capture.grab():
+                return True
+            self._verifier_at += 1
+        for index in range(first, last + 1):
+            ok, frame = capture.read()
+            if not ok or frame is None:
+                return True
+            self._verifier_at += 1
+            frames.append((_bgr(frame), index))
+        self._verifier_last = (last, frames[-1][0])
+        return any(cut for _index, cut in ShotDetector(self.spec.shot_threshold).mark(frames))
 
     def _sampled(self) -> Iterator[tuple[int, float, np.ndarray, np.ndarray]]:
         """(index, timestamp, model-size RGB item, decoded BGR frame) per sampled frame; with `flow`, the item
