@@ -11,20 +11,25 @@ import pandas as pd
 from vidbatch.core.errors import VidbatchError
 from vidbatch.io import storage
 from vidbatch.model.bundle import load_bundle
+from vidbatch.model.location import MODEL_FILE_SUFFIXES
 
 
 def describe(path: str, storage_options: Mapping[str, Any] | None = None, classes: str | None = None) -> str:
     fs, local = storage.url_to_fs(path, storage_options)
     if fs.isdir(local) and fs.exists(storage.join(local, "run.json")):
         return describe_run(path, storage_options)
-    if fs.exists(local) and (fs.isdir(local) or local.endswith((".keras", ".h5", ".hdf5"))):
+    if fs.exists(local) and (fs.isdir(local) or local.lower().endswith(MODEL_FILE_SUFFIXES)):
         return describe_bundle(path, storage_options, classes)
-    raise VidbatchError(f"Cannot inspect {path!r}: not a model bundle (bundle.json + model.keras, or .h5) "
-                        "nor a finished run folder (run.json)")
+    raise VidbatchError(f"Cannot inspect {path!r}: not a model bundle (bundle.json + model.keras, or .h5), a .tflite "
+                        "classifier, nor a finished run folder (run.json)")
 
+
+SHOWN_CLASSES = 30
+"""Class names `inspect` lists (ImageNet's 1,001 or Kinetics' 600 would fill the screen)."""
 
 _SOURCES = {"sidecar": "from bundle.json", "option": "given as an option", "detected": "detected: the model rescales "
-            "its own input", "assumed": "assumed: nothing says; see the note"}
+            "its own input", "assumed": "assumed: nothing says; see the note",
+            "pretrained": "a pretrained classifier: uint8 RGB, scaled inside it; see the note"}
 
 
 def describe_bundle(path: str, storage_options=None, classes: str | None = None) -> str:
@@ -38,7 +43,8 @@ def describe_bundle(path: str, storage_options=None, classes: str | None = None)
         + (", centre-cropped to that aspect ratio" if spec.resize == "center_crop" else ""),
         f"  preprocessing: {spec.preprocessing} ({_SOURCES[bundle.preprocessing_source]})",
         f"  outputs:       {spec.outputs}",
-        f"  classes ({len(spec.classes)}): {', '.join(spec.classes)}",
+        f"  classes ({len(spec.classes)}): {', '.join(spec.classes[:SHOWN_CLASSES])}"
+        + (f", ... ({len(spec.classes) - SHOWN_CLASSES} more)" if len(spec.classes) > SHOWN_CLASSES else ""),
         f"  parameters:    {bundle.model.count_params():,}",
         f"  fingerprint:   {bundle.fingerprint[:16]}",
     ]

@@ -221,8 +221,8 @@ class LabelConfig:
                                    "per-video mean in embeddings/, for search and near-duplicates. They are the "
                                    "bundle's encoder output, or the input of the model's last layer")
     frame_top_k: int = option(0, answer=True, help="also list the best k classes of every frame (frames/ column top_k)")
-    classes: str | None = option(None, help="class names (JSON list or one per line) for a legacy .h5 model "
-                                            "without a sidecar")
+    classes: str | None = option(None, help="class names (a file: JSON list or one per line) for a pretrained "
+                                            ".tflite classifier, or a legacy .h5 model without a sidecar")
     preprocessing: str | None = option(None, answer=True, choices=PREPROCESSING,
                                        help="how pixels are scaled for the model, overriding its sidecar; for a legacy "
                                             ".h5 model without one, say it here (default: the sidecar's, else detected "

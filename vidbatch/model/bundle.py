@@ -23,6 +23,7 @@ from vidbatch.io import storage
 from vidbatch.model.encoder import FrameEncoder, load_encoder
 from vidbatch.model.legacy import load_legacy_h5
 from vidbatch.model.location import locate_model
+from vidbatch.model.pretrained import PRETRAINED_SUFFIXES, load_pretrained_classifier
 from vidbatch.model.spec import (
     MODEL_NAME,
     SIDECAR_NAME,
@@ -96,6 +97,8 @@ def _load(url: str, storage_options: Mapping[str, Any] | None, trust_model_code:
         stem = os.path.splitext(path)[0]
         candidates = [stem + ".json", storage.join(os.path.dirname(path) or ".", SIDECAR_NAME)]
         sidecar_path = next((c for c in candidates if fs.exists(c)), candidates[0])
+    if model_path.lower().endswith(PRETRAINED_SUFFIXES):
+        return load_pretrained_classifier(fs, model_path, url, classes, storage_options)
     if model_path.endswith((".h5", ".hdf5")):
         return load_legacy_h5(fs, model_path, sidecar_path, url, classes, storage_options, trust_model_code)
     if not model_path.endswith(".keras"):

@@ -115,11 +115,14 @@ class TFLiteEncoder(FrameEncoder):
         self._batched = None
 
     def _interpreter(self, batch: int = 1):
-        interpreter = self._class(model_content=self.data, num_threads=self._threads)
-        if batch != 1:
-            detail = interpreter.get_input_details()[0]
-            interpreter.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
-        interpreter.allocate_tensors()
+        from vidbatch.core.quiet import quiet_native_stderr
+
+        with quiet_native_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate for CPU" on every start
+            interpreter = self._class(model_content=self.data, num_threads=self._threads)
+            if batch != 1:
+                detail = interpreter.get_input_details()[0]
+                interpreter.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
+            interpreter.allocate_tensors()
         return interpreter
 
     def _run(self, interpreter, frames: np.ndarray) -> np.ndarray:

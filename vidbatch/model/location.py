@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 from vidbatch.core.errors import ModelBundleError
 from vidbatch.io import storage
 
-MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
-"""What a `--model` file may be: a Keras 3 file (beside its sidecar), or a legacy Keras 2 `.h5` file."""
+MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5", ".tflite")
+"""What a `--model` file may be: a Keras 3 file (beside its sidecar), a legacy Keras 2 `.h5` file, or a pretrained
+`.tflite` classifier (with `--classes`)."""
 
 
 class ModelLocation(NamedTuple):
@@ -43,6 +44,7 @@ def locate_model(url: str, storage_options: Mapping[str, Any] | None = None) -> 
                                + (f" (looked for {shown})" if shown else ""))
     if not is_dir and not path.lower().endswith(MODEL_FILE_SUFFIXES):
         raise ModelBundleError(
-            f"Cannot load model {url!r}: expected a bundle folder, a .keras file or a legacy .h5 file. "
+            f"Cannot load model {url!r}: expected a bundle folder, a .keras file, a legacy .h5 file or a .tflite "
+            "classifier. "
             f"Received: {os.path.basename(path)!r}")
     return ModelLocation(fs, path, is_dir)

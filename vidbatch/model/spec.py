@@ -186,6 +186,8 @@ class ModelBundle:
     preprocessing_source: str = "sidecar"
     encoder: Any = None
     """The loaded `FrameEncoder` when the sidecar names one."""
+    renamed_classes: tuple[str, ...] = ()
+    """Class names a pretrained classifier's label file repeated, renamed to stay unique (said in a note)."""
     """Where `spec.preprocessing` and `channel_order` came from: sidecar, option (the user's), detected (a legacy
     model that rescales its own input) or assumed (a legacy model with nothing to go on)."""
 
@@ -197,6 +199,14 @@ class ModelBundle:
             return (f"{name} does not say how its input was scaled: assuming preprocessing 'unit' (pixels / 255) in "
                     "RGB order. If it was trained on raw 0-255 pixels, pass --preprocessing none; if on cv2.imread "
                     "(BGR) images, --channel-order bgr",)
+        if self.preprocessing_source == "pretrained":
+            notes = (f"{name} is a pretrained classifier: frames reach it as uint8 RGB centre-cropped to its "
+                     f"{self.spec.input_size[0]}x{self.spec.input_size[1]} input (its own layers scale them), and its "
+                     "outputs are taken as class scores in the order of --classes",)
+            if self.renamed_classes:
+                notes += (f"--classes repeats {len(self.renamed_classes)} name(s), renamed to stay unique: "
+                          f"{', '.join(self.renamed_classes[:5])}",)
+            return notes
         if self.preprocessing_source == "detected":
             return (f"{name} scales its own input (its first layer is a Rescaling or Normalization layer): "
                     "preprocessing 'none'; pass --preprocessing to say otherwise",)
