@@ -41,16 +41,20 @@ def make_keras_encoder(path: str, size: int = 32, seed: int = 0) -> str:
 
 def make_tflite_encoder(path: str, size: int = 32, seed: int = 0) -> str:
     """An int8 model with uint8 input and output, like the shared MobileNet embedder (only much smaller)."""
-    import tensorflow as tf
-
-    model = tiny_encoder_model(size, seed)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
     rng = np.random.default_rng(seed)
     # calibration pictures: solid random colours (the full range of every feature) and noise
-    converter.representative_dataset = lambda: (
-        [(np.ones((1, size, size, 3)) * rng.integers(0, 256, 3) if i % 2 else rng.integers(0, 256, (1, size, size, 3)))
-         .astype("float32")] for i in range(32))
+    return int8_tflite(tiny_encoder_model(size, seed), path, lambda i: (
+        np.ones((1, size, size, 3)) * rng.integers(0, 256, 3) if i % 2 else rng.integers(0, 256, (1, size, size, 3))))
+
+
+def int8_tflite(model, path: str, calibration) -> str:
+    """`model` converted to an int8 .tflite with uint8 input and output; `calibration(i)`: its i-th calibration
+    picture (1, H, W, 3) in 0-255."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([calibration(i).astype("float32")] for i in range(32))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.uint8
@@ -63,22 +67,12 @@ def make_tflite_classifier(path: str, size: int = 32) -> str:
     """The colour model (ball red, box blue, waves green) as an int8 .tflite classifier taking uint8 RGB 0-255, with
     its softmax inside: what a pretrained classifier file such as the shared ImageNet MobileNet looks like."""
     import keras
-    import tensorflow as tf
 
     from tests.support.helpers import colour_model
 
     inputs = keras.Input(shape=(size, size, 3))
     model = keras.Model(inputs, colour_model(size)(keras.layers.Rescaling(1 / 255.0)(inputs)))
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
     rng = np.random.default_rng(0)
     colours = [(255, 0, 0), (0, 0, 255), (0, 255, 0), (128, 128, 128)]
-    converter.representative_dataset = lambda: (
-        [(np.ones((1, size, size, 3)) * np.array(colours[i % 4]) if i % 2 else rng.integers(0, 256, (1, size, size, 3)))
-         .astype("float32")] for i in range(32))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
-    with open(path, "wb") as handle:
-        handle.write(converter.convert())
-    return path
+    return int8_tflite(model, path, lambda i: (
+        np.ones((1, size, size, 3)) * np.array(colours[i % 4]) if i % 2 else rng.integers(0, 256, (1, size, size, 3))))
