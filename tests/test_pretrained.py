@@ -111,3 +111,15 @@ def test_inspect_shows_how_the_file_is_read(classifier_file):
     text = describe(model, classes=labels)
     assert "classes (3): ball, box, waves" in text and "input size:    32x32" in text
     assert "colour.tflite (tflite, litert), 3 features" in text and "pretrained classifier" in text
+
+
+@pytest.mark.slow
+def test_the_ray_engine_runs_a_pretrained_classifier_like_the_local_engine(classifier_file, synth_set, tmp_path):
+    from tests.support.raytools import assert_same_answers
+
+    model, labels = classifier_file
+    options = dict(classes=labels, fps=5, batch_size=8, progress=False)
+    local = vidbatch.label(synth_set, model, str(tmp_path / "local"), **options)
+    ray_run = vidbatch.label(synth_set, model, str(tmp_path / "ray"), engine="ray", **options)
+    assert (ray_run.ok, local.ok) == (6, 6)
+    assert_same_answers(tmp_path / "ray", tmp_path / "local")
