@@ -55,7 +55,7 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
             connection.sendall(HTTP2_PREFACE + EMPTY_SETTINGS)
             reply = connection.recv(9)
         if len(reply) < 9 or reply[3] != SETTINGS_FRAME:
-            raise ConnectionError(f"something listens there but does not answer as a Ray cluster (gRPC)")
+            raise ConnectionError("something listens there but does not answer as a Ray cluster (gRPC)")
     except OSError as exc:
         reason = f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
         raise ClusterError(
@@ -70,7 +70,7 @@ HEALTHY_RUN_MESSAGES = (
     "Started a local Ray instance",
     "Connecting to existing Ray cluster",
     "execution finished in",
-    "finished. ",  # "Data sink CommitSink finished. N rows written."
+    "Data sink CommitSink finished.",  # "... N rows and 3.5KiB data written."
 )
 """Ray's lines on a healthy run that a user can do nothing about (README "On a Ray cluster" explains them)."""
 
@@ -98,7 +98,6 @@ def init_or_fail(address: str, doing: str, **kwargs) -> None:
     import ray.data  # noqa: F401  (its loggers, configured on import, get the filter too)
 
     quiet_ray()
-
     try:
         with _deadline(JOIN_TIMEOUT_S), quiet_native_stderr():  # the C++ core's start-up lines
             ray.init(address=address, **kwargs)
@@ -108,8 +107,6 @@ def init_or_fail(address: str, doing: str, **kwargs) -> None:
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
         ray.shutdown()
         raise ClusterError(f"Cannot {doing}: {type(exc).__name__}: {text}") from None
-
-
 
 
 @contextlib.contextmanager

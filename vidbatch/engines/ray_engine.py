@@ -195,32 +195,45 @@ class Committer:
         from vidbatch.io.output import BatchCommitter
 
         self.batches = BatchCommitter(output, max_videos=commit_videos, max_seconds=commit_seconds)
+        self.stats: dict[str, Any] = {}
 
-    def add(self, outcomes: list) -> None:
+    def add(self, outcomes: list, stats: dict[str, Any]) -> None:
+        """A write task's outcomes, and its counters (summed here, so the driver gets one dict per committer at
+        the end, not one per block: 10^7 videos make some 150,000 blocks)."""
         for outcome in outcomes:
             self.batches.add(outcome)
+        self.stats = merge_stats(self.stats, stats)
 
     def waiting(self) -> int:
         return self.batches.waiting()
 
-    def close(self) -> dict[str, float]:
-        """Commit what is left; returns the commits made and their write time."""
+    def close(self) -> dict[str, Any]:
+        """Commit what is left; returns the summed counters of what it took, the commits made and their write time."""
         self.batches.close()
-        return {"commits": self.batches.batches, "write_s": self.batches.write_s}
+        return {**self.stats, "commits": self.batches.batches, "write_s": self.batches.write_s}
+
+
+def merge_stats(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two write tasks' counters as one: sums, and the earliest start."""
+    if not a:
+        return dict(b)
+    merged = {name: a.get(name, 0) + b.get(name, 0) for name in b if name != "first_started"}
+    firsts = [s["first_started"] for s in (a, b) if s.get("first_started")]
+    merged["first_started"] = min(firsts) if firsts else None
+    return merged
 
 
 class CommitSink(Datasink):
     """Ray Data datasink: each write task assembles its units (`stages.assemble`) on the worker and hands the
-    outcomes to a `Committer`; the driver gets back one small dict of counters per write task."""
+    outcomes, with its counters, to a `Committer`; the driver gets nothing per write task."""
 
     def __init__(self, classes: Sequence[str], config: LabelConfig, model: str, committers: Sequence[Any]) -> None:
         self.classes = list(classes)
         self.config = config
         self.model = model
         self.committers = list(committers)
-        self.results: list[dict[str, Any]] = []
 
-    def write(self, blocks, ctx) -> dict[str, Any]:
+    def write(self, blocks, ctx) -> None:
         stats = {"videos_ok": 0, "videos_failed": 0, "units": 0, "items": 0, "frames_decoded": 0, "flow_s": 0.0,
                  "flow_frames": 0, "assemble_s": 0.0, "first_started": None}
         outcomes, seen = [], set()
@@ -236,8 +249,7 @@ class CommitSink(Datasink):
                 outcomes.append(self._outcome(unit, stats))
         stats["assemble_s"] = time.perf_counter() - began
         if outcomes:  # one committer per write task, spread by the task's index
-            ray.get(self.committers[ctx.task_idx % len(self.committers)].add.remote(outcomes))
-        return stats
+            ray.get(self.committers[ctx.task_idx % len(self.committers)].add.remote(outcomes, stats))
 
     def _outcome(self, row: dict[str, Any], stats: dict[str, Any]):
         key, video_id = str(row["key"]), str(row["video_id"])
@@ -270,9 +282,6 @@ class CommitSink(Datasink):
         return assemble_range(video_id, key, self.classes, unit, probs, info, self.config, self.model, elapsed,
                               embeddings=embeddings)
 
-    def on_write_complete(self, write_result) -> None:
-        # Ray >= 2.39 passes a WriteResult; earlier versions passed the list of write returns itself
-        self.results = list(getattr(write_result, "write_returns", write_result))
 
 
 def _output_error(exc: BaseException) -> OutputError | None:
@@ -392,7 +401,6 @@ class RayEngine(Engine):
         finally:
             if started_here:
                 ray.shutdown()
-        self._count(sink.results)
         return {**self.counters.as_dict(), "engine": "ray", "layout": self.layout, "ray": self.connection}
 
     def _committers(self, count: int) -> list:
@@ -413,19 +421,21 @@ class RayEngine(Engine):
             if error is not None:
                 raise error from None
             raise
-        for result in results:
-            self.counters.commits += int(result["commits"])
-            self.counters.write_s += float(result["write_s"])
+        self._count(results)
 
     def _count(self, results: list[dict[str, Any]]) -> None:
         counters = self.counters
         for stats in results:
+            counters.commits += int(stats["commits"])
+            counters.write_s += float(stats["write_s"])
+            if "units" not in stats:  # a committer that was handed nothing
+                continue
             counters.videos_ok += stats["videos_ok"]
             counters.videos_failed += stats["videos_failed"]
             counters.items_classified += stats["items"]
             counters.frames_decoded += stats["frames_decoded"]
             counters.flow_s += stats["flow_s"]
             counters.flow_frames += stats["flow_frames"]
-        firsts = [s["first_started"] for s in results if s["first_started"]]
+        firsts = [s["first_started"] for s in results if s.get("first_started")]
         if firsts:  # start-up ends when the first video started decoding
             counters.first_item_at = time.monotonic() - (time.time() - min(firsts))
