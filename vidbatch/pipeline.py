@@ -110,6 +110,18 @@ def fail_lost(output: RunOutput, manifest: Manifest, model: str, commit_videos: 
     return output.ledger()
 
 
+def streaming_notes(bundle, config: LabelConfig) -> list[str]:
+    """What a run with a streaming video model assumes (the file cannot say its training frame rate)."""
+    if not getattr(bundle.encoder, "stateful", False):
+        return []
+    every = config.reset_every()
+    rate = f"{config.fps:g} fps" + (" (streaming models' default: MoViNet-A0's training rate; --fps to change it)"
+                                    if config.fps == bundle.spec.sample_fps else "")
+    return [f"{os.path.basename(bundle.source.rstrip('/'))} is a streaming video model: each video's state is carried "
+            f"from sampled frame to sampled frame at {rate}, and starts over at each shot cut"
+            + (f" and every {every} sampled frames ({config.state_reset_s:g} s) inside a shot" if every else "")]
+
+
 def keys(manifest: Manifest):
     return manifest.tasks.keys()
 
@@ -142,7 +154,8 @@ def dry_run(config: LabelConfig, manifest: Manifest, bundle, output: RunOutput, 
     lines = [
         f"dry run: nothing was decoded or written. Manifest {config.manifest}: {len(manifest.tasks)} videos, "
         f"{len(missing)} missing" + (f" (e.g. {', '.join(missing[:5])})" if missing else ""),
-        f"model {bundle.display_name}: {spec.kind}, {len(spec.classes)} classes, input {spec.input_size[0]}x"
+        f"model {bundle.display_name}: {spec.kind}, {len(bundle.classes)} classes"
+        + (f" (a label map of {len(spec.classes)})" if bundle.label_map is not None else "") + ", input {spec.input_size[0]}x"
         f"{spec.input_size[1]} {spec.channel_order.upper()}, preprocessing {spec.preprocessing} "
         f"({bundle.preprocessing_source})",
         f"output {config.out}: " + {"none": "new", "same": f"resumes an earlier run ({done} videos already done)",
@@ -171,14 +184,17 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
     output = RunOutput(config.out, config.storage_options)
     output.check_writable(leave_no_trace=config.dry_run)  # all that needs no model is checked before it loads
     bundle = load_bundle(config.model, config.storage_options, config.trust_model_code, classes=config.classes,
-                         preprocessing=config.preprocessing, channel_order=config.channel_order)
-    for note in bundle.notes:  # said once, before the work; kept in run.json
+                         preprocessing=config.preprocessing, channel_order=config.channel_order,
+                         label_map=config.label_map, label_map_options=config.label_map_options)
+    streaming = bool(getattr(bundle.encoder, "stateful", False))
+    config = config.for_model(bundle.spec.sample_fps if bundle.spec.kind == "clip" or streaming else None)
+    for note in list(bundle.notes) + streaming_notes(bundle, config):  # said once, before the work; kept in run.json
         log.warning(note)
-    config = config.for_model(bundle.spec.sample_fps if bundle.spec.kind == "clip" else None)
-    if config.sampling == "keyframes" and bundle.spec.kind != "frame":
-        raise ConfigError("Invalid `sampling`: key frames are seconds apart, so they cannot make the clips of "
-                          f"consecutive frames a {bundle.spec.kind} model reads; use sampling='rate'. "
-                          "Received: sampling='keyframes'")
+    if config.sampling == "keyframes" and (bundle.spec.kind != "frame" or streaming):
+        what = "the clips of consecutive frames a clip model reads" if bundle.spec.kind != "frame" else \
+            "the evenly spaced frames a streaming video model carries its state across"
+        raise ConfigError(f"Invalid `sampling`: key frames are seconds apart, so they cannot make {what}; use "
+                          "sampling='rate'. Received: sampling='keyframes'")
     identity = {"model_fingerprint": bundle.fingerprint, **config.answer_fields()}
     if config.dry_run:
         return dry_run(config, manifest, bundle, output, identity, started)
@@ -210,12 +226,14 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
             "fingerprint": bundle.fingerprint,
             "name": bundle.display_name,
             "kind": bundle.spec.kind,
-            "classes": list(bundle.spec.classes),
+            "classes": list(bundle.classes),
+            "label_map": bundle.label_map.describe() if bundle.label_map is not None else None,
+            "streaming": (bundle.encoder.describe() if getattr(bundle.encoder, "stateful", False) else None),
             "input_size": list(bundle.spec.input_size),
             "preprocessing": bundle.spec.preprocessing,
             "channel_order": bundle.spec.channel_order,
             "preprocessing_source": bundle.preprocessing_source,
-            "notes": list(bundle.notes),
+            "notes": list(bundle.notes) + streaming_notes(bundle, config),
             "clip_len": bundle.spec.clip_len,
             "encoder": ({**bundle.spec.encoder, "runtime": bundle.encoder.runtime}
                         if bundle.encoder is not None else None),

@@ -76,3 +76,59 @@ def make_tflite_classifier(path: str, size: int = 32) -> str:
     colours = [(255, 0, 0), (0, 0, 255), (0, 255, 0), (128, 128, 128)]
     return int8_tflite(model, path, lambda i: (
         np.ones((1, size, size, 3)) * np.array(colours[i % 4]) if i % 2 else rng.integers(0, 256, (1, size, size, 3))))
+
+
+STREAM_SCALE = (80.0, 40.0)
+"""The tiny streaming model's logits: 80 x (mean colour since the last reset) + 40 x (the frame before's colour)."""
+
+
+def make_streaming_classifier(path: str, size: int = 32) -> str:
+    """A tiny streaming, stateful video classifier made with TensorFlow's converter, shaped like MoViNet-Stream:
+    `image` float32 [1, 1, size, size, 3] in [0, 1] plus state in, `logits` [1, 3] (ball red, box blue, waves
+    green) plus the next state out. Its state: a running sum of the frames' colour features and their count (the
+    head pool), and the previous frame's features (a causal "stream buffer"). Its logits depend on the past, so a
+    state lost, mixed between videos or not reset shows in them; `streaming_reference` computes them in NumPy."""
+    import tensorflow as tf
+
+    kernel = tf.constant(COLOUR_KERNEL)
+
+    class Stream(tf.Module):
+        @tf.function(input_signature=[
+            tf.TensorSpec([1, 1, size, size, 3], tf.float32, name="image"),
+            tf.TensorSpec([1, 1, 1, 1, 3], tf.float32, name="state_head_pool_buffer"),
+            tf.TensorSpec([1], tf.int32, name="state_head_pool_frame_count"),
+            tf.TensorSpec([1, 1, 1, 1, 3], tf.float32, name="state_block0_stream_buffer")])
+        def __call__(self, image, state_head_pool_buffer, state_head_pool_frame_count, state_block0_stream_buffer):
+            colour = tf.nn.relu(tf.tensordot(image, kernel, axes=1) - 0.2)
+            feature = tf.reduce_mean(colour, axis=[1, 2, 3], keepdims=True)
+            total = state_head_pool_buffer + feature
+            count = state_head_pool_frame_count + 1
+            pooled = total / tf.cast(tf.reshape(count, [1, 1, 1, 1, 1]), tf.float32)
+            logits = tf.reshape(STREAM_SCALE[0] * pooled + STREAM_SCALE[1] * state_block0_stream_buffer, [1, 3])
+            return {"logits": logits, "state_head_pool_buffer": total, "state_head_pool_frame_count": count,
+                    "state_block0_stream_buffer": feature}
+
+    module = Stream()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
+    with open(path, "wb") as handle:
+        handle.write(converter.convert())
+    return path
+
+
+COLOUR_KERNEL = np.array([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0], [-0.5, 1.0, -0.5]], dtype="float32").T
+"""Redness, blueness, greenness of an RGB pixel in [0, 1] (the synthetic classes' colours)."""
+
+
+def streaming_reference(frames: np.ndarray, resets: np.ndarray) -> np.ndarray:
+    """The tiny streaming model's logits in NumPy, for uint8 frames [N, H, W, 3] in order; state starts over where
+    `resets` is true (and at the first frame)."""
+    out = np.zeros((len(frames), 3), np.float32)
+    total, count, previous = np.zeros(3), 0, np.zeros(3)
+    for i, frame in enumerate(frames):
+        if i == 0 or resets[i]:
+            total, count, previous = np.zeros(3), 0, np.zeros(3)
+        feature = np.maximum(frame.astype(np.float32) / 255.0 @ COLOUR_KERNEL - 0.2, 0).mean(axis=(0, 1))
+        total, count = total + feature, count + 1
+        out[i] = STREAM_SCALE[0] * total / count + STREAM_SCALE[1] * previous
+        previous = feature
+    return out

@@ -62,6 +62,11 @@ DEFAULT_FEATURE_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "vidbatc
 """Training with an encoder: where features are cached between runs (another head or window starts in seconds)."""
 ENGINES = ("local", "ray")
 SAMPLINGS = ("rate", "keyframes")
+LABEL_MAP_COMBINES = ("sum", "max")
+LABEL_MAP_RESTS = ("other", "drop")
+DEFAULT_STATE_RESET_S = 8.0
+"""A streaming model's head is a running mean since its last reset: this bounds how long the past weighs on a
+frame's label inside one shot (and how far back a long video's time range must start)."""
 PRECISIONS = ("float32", "bfloat16", "float16")
 """Inference precision: float32, or Keras mixed precision (weights stay float32, compute in 16 bits, the model's
 output layers in float32 so probabilities keep their resolution). 16 bits pays off on GPUs with tensor cores."""
@@ -145,10 +150,13 @@ class RayOptions:
     address: str | None = option(None, help="cluster address (default: start a local Ray; inside `ray job submit`, "
                                             "the job's own cluster)")
     decode_cpus: float = option(1.0, help="CPUs per decode actor")
-    inference_actors: int | None = option(None, help="size of the inference actor pool (default: one per GPU, or 1)")
+    inference_actors: int | None = option(None, help="size of the inference actor pool (default: one per GPU, or 1; "
+                                                     "for a .tflite model, which runs on CPUs, half the cluster's CPUs "
+                                                     "divided by --ray-inference-cpus)")
     inference_gpus: float | None = option(None, help="GPUs per inference actor, fractions allowed "
                                                      "(default: 1 if the cluster has GPUs, else 0)")
-    inference_cpus: float = option(1.0, help="CPUs per inference actor", cli=False)
+    inference_cpus: float = option(1.0, help="CPUs per inference actor; a streaming .tflite model runs this many "
+                                             "videos at once in each actor (default 1)")
     max_decode_in_flight: int | None = option(None, flag="--ray-decoders",
                                               help="decode actors (default: the cluster's CPUs, less those inference takes)")
     object_store_memory: float | None = option(
@@ -223,6 +231,18 @@ class LabelConfig:
     frame_top_k: int = option(0, answer=True, help="also list the best k classes of every frame (frames/ column top_k)")
     classes: str | None = option(None, help="class names (a file: JSON list or one per line) for a pretrained "
                                             ".tflite classifier, or a legacy .h5 model without a sidecar")
+    label_map: str | None = option(None, help="JSON file {\"my class\": [\"model class\", ...]}: the model's classes "
+                                              "combined into yours before smoothing (pretrained models)")
+    label_map_combine: str = option("sum", choices=LABEL_MAP_COMBINES,
+                                    help="how a class's model classes combine: sum of their probabilities, or max "
+                                         "(default sum)")
+    label_map_rest: str = option("other", choices=LABEL_MAP_RESTS,
+                                 help="model classes the map does not name: other (a class of their own) or drop "
+                                      "(default other)")
+    state_reset_s: float = option(DEFAULT_STATE_RESET_S, answer=True,
+                                  help="streaming video models: seconds of sampled frames after which the state "
+                                       "starts over inside a shot (it always does at a cut); 0 = only at cuts "
+                                       f"(default {DEFAULT_STATE_RESET_S:g})")
     preprocessing: str | None = option(None, answer=True, choices=PREPROCESSING,
                                        help="how pixels are scaled for the model, overriding its sidecar; for a legacy "
                                             ".h5 model without one, say it here (default: the sidecar's, else detected "
@@ -283,6 +303,11 @@ class LabelConfig:
         if not isinstance(self.unknown_label, str) or not self.unknown_label:
             _fail("unknown_label", self.unknown_label, "a non-empty string")
         _check_int("frame_top_k", self.frame_top_k, 0)
+        if self.label_map_combine not in LABEL_MAP_COMBINES:
+            _fail("label_map_combine", self.label_map_combine, f"one of {LABEL_MAP_COMBINES}")
+        if self.label_map_rest not in LABEL_MAP_RESTS:
+            _fail("label_map_rest", self.label_map_rest, f"one of {LABEL_MAP_RESTS}")
+        _check_positive_number("state_reset_s", self.state_reset_s, allow_zero=True)
         if self.engine not in ENGINES:
             _fail("engine", self.engine, f"one of {ENGINES}")
         if self.decode_workers is not None:
@@ -305,6 +330,16 @@ class LabelConfig:
         if self.fps is not None:
             return self
         return dataclasses.replace(self, fps=sample_fps if sample_fps else DEFAULT_FPS)
+
+    def reset_every(self) -> int:
+        """A streaming model's reset period in sampled frames (0: only at cuts), at this config's --fps."""
+        if not self.state_reset_s or not self.fps:
+            return 0
+        return max(1, round(self.state_reset_s * self.fps))
+
+    @property
+    def label_map_options(self) -> dict[str, str]:
+        return {"combine": self.label_map_combine, "rest": self.label_map_rest}
 
     def workers(self, inference_on_cpu: bool = True, model_items_per_s: float | None = None) -> int:
         return self.decode_workers or default_decode_workers(inference_on_cpu, model_items_per_s)

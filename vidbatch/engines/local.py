@@ -38,6 +38,9 @@ from vidbatch.stages.decode_job import (
 )
 
 
+STREAM_BATCHES_PER_LANE = 4
+
+
 def decode_jobs(tasks: Iterable[VideoTask], spec: DecodeSpec, config: LabelConfig,
                 on_job: Callable[[DecodeJob], Any] | None = None) -> Iterator[DecodeJob]:
     """A decode job per task, made when the decoder pool asks for it (`on_job` sees each as it is made)."""
@@ -64,17 +67,18 @@ class LocalEngine(Engine):
     def run(self, tasks: Sequence[VideoTask]) -> dict:
         """Label `tasks`; returns the stage counters and the layout chosen, for run.json."""
         on_accelerator = accelerator_available()
-        self.pool.workers = self.config.workers(inference_on_cpu=not on_accelerator)
+        self.streaming = bool(getattr(self.bundle.encoder, "stateful", False))
+        self.pool.workers = self._workers(on_accelerator)
         self.pool.start(len(tasks))  # decoders start up while the inference model is built
         try:
             self._predictor = Predictor(self.bundle, self.config.batch_size, precision=self.config.precision,
-                                        embeddings=self.config.embeddings)
+                                        embeddings=self.config.embeddings, reset_every=self.config.reset_every())
             model_items_per_s = self._predictor.warm_up()
         except BaseException:
             self.pool.close()
             raise
         # a model cheap enough on the CPU leaves every CPU to decoding (the pool tops itself up when it runs)
-        self.pool.workers = self.config.workers(inference_on_cpu=not on_accelerator, model_items_per_s=model_items_per_s)
+        self.pool.workers = self._workers(on_accelerator, model_items_per_s)
         progress = Progress(len(tasks), self.config.progress, self.counters)
         self.collector = VideoCollector((), self.bundle, self.config, self.output, self.counters, progress)
         try:
@@ -97,11 +101,28 @@ class LocalEngine(Engine):
         layout = {"decode_workers": self.pool.workers, "inference_device": "accelerator" if on_accelerator else "cpu",
                   "precision": self.config.precision, "batch_size": self.config.batch_size,
                   "model_items_per_s_at_start": round(model_items_per_s, 1)}
+        if self.streaming:
+            layout["streaming"] = {"lanes": self._predictor.encoder.lanes,
+                                   "reset_every_frames": self._predictor.encoder.reset.period or None}
         if self._predictor.encoder is not None:  # a clip's frames shared with the one before are encoded once
             layout["encoder"] = {"runtime": self._predictor.encoder.runtime,
                                  "frames_encoded": self._predictor.frames_encoded,
                                  "encode_s": round(self._predictor.encode_s, 3)}
         return {**self.counters.as_dict(), "engine": "local", "layout": layout}
+
+    def _workers(self, on_accelerator: bool, model_items_per_s: float | None = None) -> int:
+        """Decoder processes. A streaming model runs one lane per CPU, each on another video's frames in order:
+        it needs at least as many videos decoding at once as it has lanes (decoders wait when ahead)."""
+        if self.streaming and self.config.decode_workers is None:
+            return max(self.config.workers(inference_on_cpu=False), getattr(self.bundle.encoder, "lanes", 1))
+        return self.config.workers(inference_on_cpu=not on_accelerator, model_items_per_s=model_items_per_s)
+
+    def _flush_size(self) -> int:
+        """Items that make a flush: a batch, or for a streaming model `STREAM_BATCHES_PER_LANE` batches per lane,
+        so that each flush holds many more videos than lanes and they finish together (videos are run whole, one
+        lane each, longest first)."""
+        lanes = getattr(self.bundle.encoder, "lanes", 1) if self.streaming else 1
+        return self.config.batch_size * (lanes * STREAM_BATCHES_PER_LANE if self.streaming else 1)
 
     def _handle(self, event: DecodeEvent) -> None:
         state = self.collector.videos.get(event.key)
@@ -115,8 +136,8 @@ class LocalEngine(Engine):
                                   {name: event.arrays[name] for name in COLUMNS + OPTIONAL_COLUMNS if name in event.arrays}))
             self._pending_items += count
             self._in_flight[event.key] = self._in_flight.get(event.key, 0) + count
-            if self._pending_items >= self.config.batch_size:
-                self._flush(full_batches_only=True)
+            if self._pending_items >= self._flush_size():
+                self._flush(full_batches_only=not self.streaming)
         elif isinstance(event, Finished):
             state.info = event.info
             self._decoded.add(event.key)
@@ -144,7 +165,11 @@ class LocalEngine(Engine):
                 taken += need
         self._pending_items -= taken
         started = time.monotonic()
-        result = self._predictor.predict_all(np.concatenate([p[1] for p in pieces]))
+        keys = cuts = None
+        if self.streaming:  # each video's state is carried across its pieces, in order
+            keys = [key for key, frames, _ in pieces for _ in range(len(frames))]
+            cuts = np.concatenate([columns["shot_cut"] for _, _, columns in pieces])
+        result = self._predictor.predict_all(np.concatenate([p[1] for p in pieces]), keys, cuts)
         probs, embedding = result["probs"], result.get("embedding")
         self.counters.inference_s += time.monotonic() - started
         self.counters.inference_batches += -(-taken // batch)
@@ -164,11 +189,13 @@ class LocalEngine(Engine):
     def _maybe_finish(self, state: VideoState) -> None:
         key = state.task.key
         if key in self._decoded and not self._in_flight.get(key):
+            self._predictor.forget([key])
             self.collector.finish_ok(state)
             self._decoded.discard(key)
             self._in_flight.pop(key, None)
 
     def _drop_pending(self, key: str) -> None:
+        self._predictor.forget([key])
         self._pending_items -= sum(len(p[1]) for p in self._pending if p[0] == key)
         self._pending = [p for p in self._pending if p[0] != key]
         self._in_flight.pop(key, None)

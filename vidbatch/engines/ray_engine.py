@@ -57,6 +57,14 @@ COMMITTER_CPUS = 32
 """One write task (assembly) and one committer per this many cluster CPUs, at least `MIN_COMMITTERS`."""
 MIN_COMMITTERS = 2
 CLOSE_TIMEOUT_S = 60
+TFLITE_CPU_SHARE = 0.5
+"""A .tflite model runs on CPUs (LiteRT): by default its inference actors take half the cluster's CPU slots and
+the decoders the rest (MoViNet-A0 costs about 2.5x a UCF101 frame's decode, per sampled frame)."""
+
+
+def _runs_on_cpus(bundle) -> bool:
+    """A bundle whose frames go to a .tflite file (LiteRT has no GPU path here): its actors take CPU slots."""
+    return bundle.encoder is not None and getattr(bundle.encoder, "format", "") == "tflite"
 """How long an interrupted run waits for its committers to commit the finished work they hold."""
 
 
@@ -76,7 +84,8 @@ class RayDecoder:
     """
 
     def __init__(self, spec: DecodeSpec, item_shape: Sequence[int], timeout_s: float | None,
-                 storage_options: Mapping[str, Any], range_items: int, overlap: int, flush_items: int) -> None:
+                 storage_options: Mapping[str, Any], range_items: int, overlap: int, flush_items: int,
+                 reset_every: int | None = None) -> None:
         from vidbatch.engines.decode_pool import DecodePool
 
         self.spec = spec
@@ -86,6 +95,12 @@ class RayDecoder:
         self.overlap = overlap
         self.pool = DecodePool(workers=1, timeout_s=timeout_s, persistent=True, slot_bytes=spec.chunk_nbytes)
         self.flush_items = flush_items
+        if reset_every is None:
+            self.reset = None
+        else:  # a streaming model: each range starts at the last reset point before it
+            from vidbatch.model.streaming import ResetRule
+
+            self.reset = ResetRule(reset_every)
 
     def __call__(self, batch: dict[str, np.ndarray]):
         jobs = [
@@ -104,7 +119,7 @@ class RayDecoder:
             started.setdefault(job.key, time.time())
             splitter = splitters.get(job.key)
             if splitter is None:  # a video's first event
-                splitter = splitters[job.key] = RangeSplitter(self.range_items, self.overlap)
+                splitter = splitters[job.key] = RangeSplitter(self.range_items, self.overlap, self.reset)
             if isinstance(event, Started):
                 infos[job.key] = event.info
                 continue
@@ -156,13 +171,19 @@ class RayPredictor:
 
     def __init__(self, model: str, batch_size: int, storage_options: Mapping[str, Any], trust_model_code: bool,
                  classes: str | None = None, precision: str = "float32", preprocessing: str | None = None,
-                 channel_order: str | None = None, embeddings: bool = False) -> None:
+                 channel_order: str | None = None, embeddings: bool = False, reset_every: int = 0,
+                 label_map: str | None = None, label_map_options: Mapping[str, Any] | None = None,
+                 lanes: int | None = None) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from vidbatch.stages.classify import Predictor
 
         self.predictor = Predictor(model, batch_size=batch_size, storage_options=storage_options,
                                    trust_model_code=trust_model_code, classes=classes, precision=precision,
-                                   preprocessing=preprocessing, channel_order=channel_order, embeddings=embeddings)
+                                   preprocessing=preprocessing, channel_order=channel_order, embeddings=embeddings,
+                                   reset_every=reset_every, label_map=label_map, label_map_options=label_map_options)
+        if self.predictor.stateful and lanes:
+            self.predictor.encoder.lanes = lanes
+        self.calls = 0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """All the batch's units in as few model batches as they fill; `frames` replaced by `probs` per unit."""
@@ -170,7 +191,13 @@ class RayPredictor:
         sizes = [len(u) for u in units]
         result = {name: value for name, value in batch.items() if name != "frames"}
         if sum(sizes):
-            predicted = self.predictor.predict_all(np.concatenate([u for u in units if len(u)]))
+            keys = cuts = None
+            if self.predictor.stateful:  # a unit starts at a reset point (its pre-roll): a fresh state per row
+                self.calls += 1
+                keys = [(self.calls, row) for row, size in enumerate(sizes) for _ in range(size)]
+                cuts = np.concatenate([np.asarray(c, bool) for c, size in zip(batch["shot_cut"], sizes) if size])
+            predicted = self.predictor.predict_all(np.concatenate([u for u in units if len(u)]), keys, cuts)
+            self.predictor.forget(set(keys or ()))
         else:  # only failed videos: empty columns of the right widths, so every block has the same columns
             blank = np.zeros((1, *self.predictor.spec.item_shape), np.uint8)
             predicted = {name: values[:0] for name, values in self.predictor.predict_all(blank).items()}
@@ -324,14 +351,19 @@ class RayEngine(Engine):
         """The Ray Data pipeline for `tasks` up to the commit stage (lazy; nothing runs until it is written)."""
         cpus, gpus = _cluster_resources()
         ray_options = self.config.ray
-        actor_gpus = ray_options.inference_gpus if ray_options.inference_gpus is not None else (1.0 if gpus >= 1 else 0.0)
-        actors = ray_options.inference_actors or (max(1, int(gpus // actor_gpus)) if actor_gpus else 1)
+        on_cpus = _runs_on_cpus(self.bundle)
+        actor_gpus = ray_options.inference_gpus if ray_options.inference_gpus is not None else (
+            1.0 if gpus >= 1 and not on_cpus else 0.0)
+        actors = ray_options.inference_actors or (
+            max(1, int(gpus // actor_gpus)) if actor_gpus else
+            max(1, int(cpus * TFLITE_CPU_SHARE // max(ray_options.inference_cpus, 1.0))) if on_cpus else 1)
         inference_cpus = ray_options.inference_cpus if actor_gpus else max(ray_options.inference_cpus, 1.0)
         decoders = ray_options.max_decode_in_flight or max(
             1, int((cpus - (0 if actor_gpus else inference_cpus * actors)) // ray_options.decode_cpus)
         )
         decoders = min(decoders, max(1, len(tasks)))
         overlap = self.config.window - 1
+        streaming = bool(getattr(self.bundle.encoder, "stateful", False))
         item_nbytes = int(np.prod(self.bundle.spec.item_shape))
         range_items = ray_options.range_items or default_range_items(item_nbytes, overlap)
         committers = ray_options.committers or max(MIN_COMMITTERS, int(cpus // COMMITTER_CPUS))
@@ -358,7 +390,8 @@ class RayEngine(Engine):
                                    "timeout_s": self.config.video_timeout,
                                    "storage_options": dict(self.config.storage_options),
                                    "range_items": range_items, "overlap": overlap,
-                                   "flush_items": max(4 * self.spec.chunk_frames, self.config.batch_size)},
+                                   "flush_items": max(4 * self.spec.chunk_frames, self.config.batch_size),
+                                   "reset_every": self.config.reset_every() if streaming else None},
             batch_size=per_call, compute=ray.data.ActorPoolStrategy(size=decoders),
             num_cpus=ray_options.decode_cpus,
         )
@@ -369,7 +402,10 @@ class RayEngine(Engine):
                                    "storage_options": dict(self.config.storage_options),
                                    "trust_model_code": self.config.trust_model_code, "classes": self.config.classes,
                                    "precision": self.config.precision, "preprocessing": self.config.preprocessing,
-                                   "channel_order": self.config.channel_order, "embeddings": self.config.embeddings},
+                                   "channel_order": self.config.channel_order, "embeddings": self.config.embeddings,
+                                   "reset_every": self.config.reset_every(), "label_map": self.config.label_map,
+                                   "label_map_options": self.config.label_map_options,
+                                   "lanes": max(1, int(inference_cpus))},
             batch_size=None, compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=actor_gpus, num_cpus=inference_cpus,
         )

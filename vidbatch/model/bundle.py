@@ -63,6 +63,7 @@ def save_bundle(model: Any, spec: BundleSpec, folder: str, storage_options: Mapp
 def load_bundle(
     url: str, storage_options: Mapping[str, Any] | None = None, trust_model_code: bool = False,
     classes: str | None = None, preprocessing: str | None = None, channel_order: str | None = None,
+    label_map: str | None = None, label_map_options: Mapping[str, Any] | None = None,
 ) -> ModelBundle:
     """Load a bundle folder (or a `.keras` file with its sidecar), local or remote, in Keras safe mode.
 
@@ -70,9 +71,12 @@ def load_bundle(
     names come from a `<name>.json` sidecar beside it or from `classes` (a file).
     `preprocessing` and `channel_order`, when given, override what the sidecar
     says (or what a legacy model's loader detected or assumed); they are part of
-    the bundle's fingerprint, so a resumed run cannot mix them.
+    the bundle's fingerprint, so a resumed run cannot mix them. `label_map` (a JSON file, `model.label_map`)
+    combines the model's classes into the user's; `label_map_options`: its `combine` and `rest`.
     """
     bundle = _load(url, storage_options, trust_model_code, classes)
+    if label_map is not None:
+        bundle = with_label_map(bundle, label_map, storage_options, **dict(label_map_options or {}))
     changes = {name: value for name, value in (("preprocessing", preprocessing), ("channel_order", channel_order))
                if value is not None}
     if not changes:
@@ -85,6 +89,24 @@ def load_bundle(
     fingerprint = hashlib.sha256((bundle.fingerprint + "\0" + spec.to_json()).encode()).hexdigest()
     return dataclasses.replace(bundle, spec=spec, fingerprint=fingerprint,
                                preprocessing_source="option" if preprocessing is not None else bundle.preprocessing_source)
+
+
+def with_label_map(bundle: ModelBundle, url: str, storage_options: Mapping[str, Any] | None = None,
+                   combine: str = "sum", rest: str = "other") -> ModelBundle:
+    """The bundle labeling with the classes of the map at `url` (checked against the model's classes)."""
+    from vidbatch.model.label_map import LabelMap
+
+    try:
+        fs, path = storage.url_to_fs(url, storage_options)
+        text = fs.cat_file(path)
+    except Exception as exc:
+        if storage.is_missing_credentials(exc):
+            raise ModelBundleError(storage.credentials_hint("label map", url)) from None
+        raise ModelBundleError(f"Invalid `label_map`: cannot read it ({storage.describe_failure(exc)}). "
+                               f"Received: label_map={url!r}") from None
+    mapping = LabelMap.from_json(text, bundle.spec.classes, source=url, combine=combine, rest=rest)
+    fingerprint = hashlib.sha256((bundle.fingerprint + "\0" + mapping.identity).encode()).hexdigest()
+    return dataclasses.replace(bundle, label_map=mapping, fingerprint=fingerprint)
 
 
 def _load(url: str, storage_options: Mapping[str, Any] | None, trust_model_code: bool, classes: str | None) -> ModelBundle:

@@ -210,6 +210,10 @@ def encoder_format(path: str) -> str:
 def load_encoder(data: bytes, fmt: str, source: str, trust_model_code: bool = False) -> FrameEncoder:
     """The encoder in `data` (the bytes of a .tflite or .keras file)."""
     if fmt == "tflite":
+        from vidbatch.model.streaming import StreamingModel, is_streaming
+
+        if is_streaming(data):  # a video model: per-frame features that carry the video's past (pooled features)
+            return StreamingModel(data, source)
         return TFLiteEncoder(data, source)
     if fmt == "keras":
         return KerasEncoder(data, source, trust_model_code=trust_model_code)

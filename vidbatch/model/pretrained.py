@@ -27,6 +27,11 @@ from vidbatch.model.spec import BundleSpec, ModelBundle
 PRETRAINED_SUFFIXES = (".tflite",)
 
 
+STREAMING_FPS = 5.0
+"""The rate a streaming video model samples at unless --fps says otherwise: MoViNet-A0 was trained on 5 fps
+clips. The file cannot say it, so a run says it assumed it."""
+
+
 def load_pretrained_classifier(fs, path: str, url: str, classes: str | None,
                                storage_options: Mapping[str, Any] | None = None) -> ModelBundle:
     if not classes:
@@ -41,26 +46,25 @@ def load_pretrained_classifier(fs, path: str, url: str, classes: str | None,
             f"Invalid `classes`: {url!r} outputs {encoder.features} scores per frame but --classes names "
             f"{len(names)}; give one name per output, in the model's order. Received: classes={classes!r}")
     names, renamed = unique_names(names)
+    streaming = getattr(encoder, "stateful", False)
     record = {"file": os.path.basename(path), "format": "tflite", "features": encoder.features,
               "sha256": encoder.sha256}
     spec = BundleSpec(classes=tuple(names), input_size=tuple(encoder.input_size), kind="frame", preprocessing="none",
                       channel_order="rgb", resize="center_crop", name=os.path.splitext(os.path.basename(path))[0],
-                      encoder=record)
+                      encoder=record, outputs="logits" if streaming else "probabilities",
+                      sample_fps=STREAMING_FPS if streaming else None)
     fingerprint = hashlib.sha256(data + b"\0" + json.dumps(names).encode()).hexdigest()
     return ModelBundle(spec=spec, model=_identity_head(encoder.features), fingerprint=fingerprint, source=url,
                        preprocessing_source="pretrained", encoder=encoder, renamed_classes=tuple(renamed))
 
 
 def _classifier(data: bytes, url: str):
-    try:
-        return load_encoder(data, "tflite", url)
-    except ModelBundleError as exc:
-        if "inputs" in str(exc):  # a signature with state tensors beside the image: a streaming video model
-            raise ModelBundleError(
-                f"Cannot load model {url!r}: its signature is not a frame classifier's (one uint8 image in, one "
-                f"score vector out): {exc}. Streaming video models (state in, state out) are not supported yet"
-            ) from None
-        raise
+    """The file as a frame classifier (LiteRT), or as a streaming video classifier whose scores are its logits."""
+    from vidbatch.model.streaming import StreamingModel, is_streaming
+
+    if is_streaming(data):
+        return StreamingModel(data, url, head_input="logits")
+    return load_encoder(data, "tflite", url)
 
 
 def unique_names(names: list[str]) -> tuple[list[str], list[str]]:

@@ -188,21 +188,40 @@ class ModelBundle:
     """The loaded `FrameEncoder` when the sidecar names one."""
     renamed_classes: tuple[str, ...] = ()
     """Class names a pretrained classifier's label file repeated, renamed to stay unique (said in a note)."""
+    label_map: Any = None
+    """A `model.label_map.LabelMap`: the model's classes combined into the user's (`classes`)."""
     """Where `spec.preprocessing` and `channel_order` came from: sidecar, option (the user's), detected (a legacy
     model that rescales its own input) or assumed (a legacy model with nothing to go on)."""
 
     @property
     def notes(self) -> tuple[str, ...]:
         """What loading had to assume or detect: said once when a run starts, and kept in run.json."""
+        notes = self._load_notes()
+        if self.label_map is not None:
+            m = self.label_map
+            notes += (f"label map {os.path.basename(m.source)}: {len(m.targets)} classes from "
+                      f"{sum(map(len, m.sources))} of the model's {len(m.model_classes)} ({m.combine} of their "
+                      "probabilities); " + ("the rest are labeled 'other'" if m.rest == "other" else
+                                            "the rest are dropped and the mapped classes renormalised"),)
+        return notes
+
+    def _load_notes(self) -> tuple[str, ...]:
         name = os.path.basename(self.source.rstrip("/")) or self.source
         if self.preprocessing_source == "assumed":
             return (f"{name} does not say how its input was scaled: assuming preprocessing 'unit' (pixels / 255) in "
                     "RGB order. If it was trained on raw 0-255 pixels, pass --preprocessing none; if on cv2.imread "
                     "(BGR) images, --channel-order bgr",)
-        if self.preprocessing_source == "pretrained":
+        if self.preprocessing_source == "pretrained" and getattr(self.encoder, "stateful", False):
+            notes = (f"{name} is a pretrained streaming video classifier: frames reach it centre-cropped to its "
+                     f"{self.spec.input_size[0]}x{self.spec.input_size[1]} input, as RGB "
+                     + ("scaled to [0, 1] (its float input, as MoViNet expects)" if self.encoder.float_input else
+                        "uint8 (its own layers scale them)")
+                     + ", and its outputs are taken as logits (softmax) in the order of --classes",)
+        elif self.preprocessing_source == "pretrained":
             notes = (f"{name} is a pretrained classifier: frames reach it as uint8 RGB centre-cropped to its "
                      f"{self.spec.input_size[0]}x{self.spec.input_size[1]} input (its own layers scale them), and its "
                      "outputs are taken as class scores in the order of --classes",)
+        if self.preprocessing_source == "pretrained":
             if self.renamed_classes:
                 notes += (f"--classes repeats {len(self.renamed_classes)} name(s), renamed to stay unique: "
                           f"{', '.join(self.renamed_classes[:5])}",)
@@ -214,7 +233,8 @@ class ModelBundle:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return self.spec.classes
+        """The classes the run labels with: the model's, or with a label map the user's."""
+        return self.label_map.classes if self.label_map is not None else self.spec.classes
 
     @property
     def display_name(self) -> str:

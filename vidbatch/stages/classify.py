@@ -71,15 +71,24 @@ class Predictor:
         preprocessing: str | None = None,
         channel_order: str | None = None,
         embeddings: bool = False,
+        reset_every: int = 0,
+        label_map: str | None = None,
+        label_map_options: Mapping[str, Any] | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"Invalid `precision`: expected one of {PRECISIONS}. Received: precision={precision!r}")
         if isinstance(bundle, str):
             bundle = load_bundle(bundle, storage_options, trust_model_code, classes=classes,
-                                 preprocessing=preprocessing, channel_order=channel_order)
+                                 preprocessing=preprocessing, channel_order=channel_order, label_map=label_map,
+                                 label_map_options=label_map_options)
         self.bundle = bundle
         self.spec = bundle.spec
         self.encoder = bundle.encoder
+        self.stateful = bool(getattr(self.encoder, "stateful", False))
+        if self.stateful:
+            from vidbatch.model.streaming import ResetRule
+
+            self.encoder.reset = ResetRule(reset_every)
         self.batch_size = batch_size
         self.precision = precision
         self.embeddings = embeddings
@@ -120,19 +129,33 @@ class Predictor:
         blank = np.zeros((self.batch_size, *self.spec.item_shape), np.uint8)
         frames = blank.reshape(-1, *blank.shape[-3:])  # every frame distinct, so an encoder cannot skip repeats
         frames[:, 0, 0, 0], frames[:, 0, 0, 1] = np.arange(len(frames)) % 256, np.arange(len(frames)) // 256 % 256
-        self.predict_all(blank)
+        lanes = getattr(self.encoder, "lanes", 1) if self.stateful else 1
+        keys = [("warm-up", i % lanes) for i in range(len(blank))] if self.stateful else None
+        self.predict_all(blank, keys)
         started = time.perf_counter()
-        self.predict_all(blank)
+        self.predict_all(blank, keys)
+        self.forget(set(keys or ()))
         self.items_predicted -= 2 * self.batch_size
         self.frames_encoded, self.encode_s = 0, 0.0
         return self.batch_size / max(time.perf_counter() - started, 1e-9)
 
     def predict(self, items: np.ndarray) -> np.ndarray:
-        """Probabilities (float32, [N, classes]) for uint8 items of the bundle's item shape."""
-        return self.predict_all(items)["probs"]
+        """Probabilities (float32, [N, classes]) for uint8 items of the bundle's item shape (for a streaming
+        model: the items of one video, in order, from its start)."""
+        if not self.stateful:
+            return self.predict_all(items)["probs"]
+        key = object()
+        try:
+            return self.predict_all(items, [key] * len(items))["probs"]
+        finally:
+            self.forget([key])
 
-    def predict_all(self, items: np.ndarray) -> dict[str, np.ndarray]:
-        """`probs` [N, classes], and with `embeddings` also `embedding` [N, features] (float32)."""
+    def predict_all(self, items: np.ndarray, keys=None, cuts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """`probs` [N, classes], and with `embeddings` also `embedding` [N, features] (float32).
+
+        A streaming (stateful) model also needs `keys` (the video of each item; a video's items in order, after
+        its items of earlier calls) and `cuts` (a shot cut before the item); `forget(keys)` when videos end.
+        """
         items = np.asarray(items)
         expected = self.spec.item_shape
         if items.ndim != len(expected) + 1 or tuple(items.shape[1:]) != expected:
@@ -140,12 +163,20 @@ class Predictor:
         if items.dtype != np.uint8:
             items = np.clip(items, 0, 255).astype(np.uint8)
         embedding = None
-        if self.encoder is not None:
+        if self.stateful:
+            if keys is None:
+                raise ValueError("Predictor.predict_all: a streaming model carries each video's state from frame to "
+                                 "frame, so it needs `keys` (the video of each item). Received: keys=None")
+            started = time.perf_counter()
+            items, embedding = self.encoder.head_inputs(items, keys, cuts)
+            self.frames_encoded += len(items)
+            self.encode_s += time.perf_counter() - started
+        elif self.encoder is not None:
             features = self._encode(items)
             embedding = features.mean(axis=1) if features.ndim == 3 else features
             items = features
         n = len(items)
-        out = np.empty((n, len(self.spec.classes)), dtype=np.float32)
+        out = np.empty((n, len(self.spec.classes)), dtype=np.float32)  # the model's classes
         tail = tuple(items.shape[1:])
         size = self.batch_size
         for start in range(0, n, size):
@@ -160,8 +191,15 @@ class Predictor:
                     embedding = np.empty((n, np.shape(feats)[-1]), np.float32)
                 embedding[start : start + count] = np.asarray(feats, dtype=np.float32)[:count]
             out[start : start + count] = np.asarray(result, dtype=np.float32)[:count]
+        if self.bundle.label_map is not None:  # the model's classes combined into the user's, before smoothing
+            out = self.bundle.label_map.apply(out)
         self.items_predicted += n
         return {"probs": out, "embedding": embedding} if self.embeddings else {"probs": out}
+
+    def forget(self, keys) -> None:
+        """A streaming model drops the state of finished videos (nothing to do for other models)."""
+        if self.stateful:
+            self.encoder.forget(keys)
 
     def _encode(self, items: np.ndarray) -> np.ndarray:
         """Encoder features of every frame; a clip's frames shared with the previous clip are encoded once."""

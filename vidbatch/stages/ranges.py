@@ -7,6 +7,10 @@ average at its first own item sees what it sees in the whole video. The
 decoder that cuts the stream saw every item, so shot cuts, and the number of
 cuts before each unit (`shot_base`), are exact.
 
+A streaming (stateful) model's state starts over at reset points that depend only on the video
+(`model.streaming.ResetRule`: its start, shot cuts, a fixed period); a range then also starts at the last reset
+point before it, so its pre-roll warms the state exactly as the whole video did (tested: equal tables).
+
 Why: a 3-hour video's frames never sit in one place, and its ranges are
 classified and assembled wherever there is room, like short videos. Each
 range is assembled alone (`assemble.assemble_range`): its frames rows are
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -72,17 +77,21 @@ class RangeUnit:
 class RangeSplitter:
     """Cuts one video's chunks into `RangeUnit`s as they arrive: `push` each chunk, then `finish`.
 
-    At most `range_items + overlap` items (and one chunk) are held at a time.
+    At most `range_items + overlap` items (and one chunk) are held at a time; with a streaming model, up to
+    `range_items + max(overlap, reset period)`.
     """
 
     range_items: int
     overlap: int
+    reset: Any = None
+    """A streaming model's `ResetRule`: each range then starts at the last reset point before it."""
     attempt: str = field(default_factory=lambda: uuid.uuid4().hex)
     _parts: list[dict[str, np.ndarray]] = field(default_factory=list)
     _held: int = 0
     _prefix: int = 0
     _next_range: int = 0
     _shot_base: int = 0
+    _since: int | None = None
 
     def __post_init__(self) -> None:
         if self.range_items < 1:
@@ -93,6 +102,8 @@ class RangeSplitter:
     def push(self, chunk: dict[str, np.ndarray]) -> list[RangeUnit]:
         """Take a chunk's items; return the ranges that are now full (often none)."""
         part = {name: np.asarray(chunk[name]) for name in ARRAYS}
+        if self.reset is not None:
+            part["_reset"], self._since = self.reset.flags(part["shot_cut"], self._since)
         if len(part["frame_index"]):
             self._parts.append(part)
             self._held += len(part["frame_index"])
@@ -111,13 +122,18 @@ class RangeSplitter:
         return self._cut(self._held, last=True)
 
     def _cut(self, size: int, last: bool) -> RangeUnit:
-        joined = ({name: np.concatenate([p[name] for p in self._parts]) for name in ARRAYS} if self._parts
-                  else {name: np.zeros((0,), np.int64) for name in ARRAYS})
-        unit_arrays = {name: values[:size] for name, values in joined.items()}
+        names = ARRAYS + (("_reset",) if self.reset is not None else ())
+        joined = ({name: np.concatenate([p[name] for p in self._parts]) for name in names} if self._parts
+                  else {name: np.zeros((0,), np.int64) for name in names})
+        unit_arrays = {name: values[:size] for name, values in joined.items() if name in ARRAYS}
         unit = RangeUnit(unit_arrays, self.attempt, self._next_range, last, overlap=self._prefix,
                          shot_base=self._shot_base)
         self._next_range += 1
         keep = min(self.overlap, size)  # the next range's overlap: the last items of this unit
+        if self.reset is not None and not last:  # ...from the last reset point at or before that overlap, so
+            # that every item of the next unit, its overlap included, is computed from the state the video had
+            points = np.flatnonzero(joined["_reset"][: size - keep + 1])
+            keep = size - int(points[-1]) if len(points) else size
         rest = {name: values[size - keep:] for name, values in joined.items()}
         self._shot_base += int(np.count_nonzero(unit_arrays["shot_cut"][: size - keep]))
         self._parts = [rest]

@@ -1,0 +1,241 @@
+"""A streaming video model with no training (MoViNet-A0-Stream, Kinetics-600, int8) on the shared UCF101 clips.
+
+    python benchmarks/streaming.py            # about 15 min on 2 cores; needs ../shared/data/ucf101 and weights
+    python benchmarks/streaming.py --only speed
+
+Three measurements, each with `vidbatch.label` as users run it:
+
+- **zero-shot**: every shared clip (439, 5 classes, groups g08-g25), labeled with the model, its Kinetics-600
+  classes and `examples/ucf101_from_kinetics600.json`, for each way a label map combines (sum or max) and each
+  way it treats the rest (`other` or drop). Video accuracy is the summary's `pred_label` against the manifest's
+  label, over all clips and per group (mean and spread over the 18 groups: no training, so every group is held
+  out).
+- **reset**: the state's running-mean head inside one shot. Pairs of clips of two classes are joined into one
+  video; labeled with shot detection off (so the change happens inside one "shot"), for several reset periods:
+  the fraction of sampled frames whose smoothed label is the class of the clip they come from, and how many
+  videos get both classes in their segments. With shot detection on (the default), the state starts over at
+  the join.
+- **speed**: the labeling job's sampled frames per second (decode, model, smoothing, writing: the run's
+  frames_classified / elapsed) against a bare one-thread interpreter loop (LiteRT's signature runner, the state
+  carried by hand, as in the MoViNet tutorial) over the same frames decoded beforehand, on this machine.
+
+Results go to benchmarks/results/streaming_<host>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared", "data"))
+UCF = os.path.join(SHARED, "ucf101")
+MODEL = os.path.join(SHARED, "weights", "movinet_a0_stream_kinetics600_int8.tflite")
+LABELS = os.path.join(SHARED, "weights", "kinetics600_labels.txt")
+LABEL_MAP = os.path.join(ROOT, "examples", "ucf101_from_kinetics600.json")
+RESETS = (0.0, 2.0, 4.0, 8.0)
+PAIRS = 40
+SPEED_CLIPS = 439
+
+
+def clips() -> list[dict]:
+    with open(os.path.join(UCF, "manifest.csv")) as handle:
+        return [{**row, "uri": os.path.join(UCF, row["uri"])} for row in csv.DictReader(handle)]
+
+
+def write_manifest(rows: list[dict], path: str) -> str:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["uri", "label", "group"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def label(manifest: str, out: str, **options):
+    import vidbatch
+
+    return vidbatch.label(manifest, MODEL, out, classes=LABELS, progress=False, **options)
+
+
+def zero_shot(tmp: str) -> list[dict]:
+    import pandas as pd
+
+    manifest = write_manifest(clips(), os.path.join(tmp, "all.csv"))
+    rows = []
+    for combine in ("sum", "max"):
+        for rest in ("other", "drop"):
+            out = os.path.join(tmp, f"zs_{combine}_{rest}")
+            result = label(manifest, out, label_map=LABEL_MAP, label_map_combine=combine, label_map_rest=rest)
+            summary = pd.read_parquet(os.path.join(out, "summary.parquet"))
+            right = summary.pred_label == summary.label
+            groups = right.groupby(summary.group).mean()
+            rows.append({"combine": combine, "rest": rest, "videos": len(summary), "accuracy": round(float(right.mean()), 4),
+                         "group_mean": round(float(groups.mean()), 4), "group_std": round(float(groups.std()), 4),
+                         "group_min": round(float(groups.min()), 4), "other": int((summary.pred_label == "other").sum()),
+                         "elapsed_s": round(result.elapsed_s, 1)})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def joined_videos(tmp: str) -> tuple[str, list[dict]]:
+    """PAIRS videos, each a clip of one class followed by a clip of another (re-encoded, same size and rate)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    rows = clips()
+    by_class: dict[str, list[dict]] = {}
+    for row in rows:
+        by_class.setdefault(row["label"], []).append(row)
+    names = sorted(by_class)
+    made = []
+    for i in range(PAIRS):
+        a, b = rng.choice(len(names), 2, replace=False)
+        first, second = (by_class[names[k]][rng.integers(len(by_class[names[k]]))] for k in (a, b))
+        path = os.path.join(tmp, f"pair_{i:02d}.avi")
+        writer, boundary, count = None, None, 0
+        for part in (first, second):
+            capture = cv2.VideoCapture(part["uri"])
+            if part is second:
+                boundary = count
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                frame = cv2.resize(frame, (320, 240))
+                if writer is None:
+                    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (320, 240))
+                writer.write(frame)
+                count += 1
+        writer.release()
+        made.append({"uri": path, "label": f"{first['label']}+{second['label']}", "group": 0,
+                     "first": first["label"], "second": second["label"], "boundary_s": boundary / 25.0})
+    return write_manifest(made, os.path.join(tmp, "pairs.csv")), made
+
+
+def reset(tmp: str) -> list[dict]:
+    import pandas as pd
+
+    manifest, made = joined_videos(tmp)
+    truth = {os.path.basename(m["uri"]).rsplit(".", 1)[0]: m for m in made}
+    rows = []
+    settings = [(period, None) for period in RESETS] + [(8.0, 0.3)]
+    for period, shots in settings:
+        out = os.path.join(tmp, f"reset_{period:g}_{shots}")
+        label(manifest, out, label_map=LABEL_MAP, label_map_rest="drop", state_reset_s=period, shot_threshold=shots)
+        frames = pd.read_parquet(os.path.join(out, "frames"))
+        segments = pd.read_parquet(os.path.join(out, "segments.parquet"))
+        right, both = [], 0
+        for video_id, table in frames.groupby("video_id"):
+            m = truth[video_id.rsplit("-", 1)[0]]
+            expected = np.where(table.timestamp_s.to_numpy() < m["boundary_s"], m["first"], m["second"])
+            right.append(table.smoothed_label.to_numpy() == expected)
+            labels = set(segments[segments.video_id == video_id].label)
+            both += m["first"] in labels and m["second"] in labels
+        right = np.concatenate(right)
+        rows.append({"reset_s": period, "shot_detection": shots is not None, "frames": int(len(right)),
+                     "frame_accuracy": round(float(right.mean()), 4), "videos_with_both_classes": both,
+                     "videos": len(made)})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def speed(tmp: str) -> dict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from vidbatch.stages.decode import DecodeSpec, VideoDecoder
+    from vidbatch.model.spec import BundleSpec
+    from vidbatch.core.config import LabelConfig
+
+    rows = clips()[:: max(1, len(clips()) // SPEED_CLIPS)][:SPEED_CLIPS]
+    manifest = write_manifest(rows, os.path.join(tmp, "speed.csv"))
+    # the job, as users run it (warm: a first run pays LiteRT's and TensorFlow's start once)
+    out = os.path.join(tmp, "speed_job")
+    result = label(manifest, out, label_map=LABEL_MAP, overwrite=True)
+    with open(os.path.join(out, "run.json")) as handle:
+        record = json.load(handle)
+    items = record["counts"]["frames_classified"]
+    job = items / result.elapsed_s
+    # the bare loop over the same frames, decoded beforehand
+    spec = BundleSpec(classes=("a",), input_size=(172, 172), resize="center_crop", preprocessing="none")
+    config = LabelConfig(manifest=manifest, model=MODEL, out=out, fps=5.0)
+    decode = DecodeSpec.for_model(spec, config)
+    videos = []
+    for row in rows:
+        frames = []
+        decoder = VideoDecoder(row["uri"], decode)
+        for chunk in decoder.chunks():
+            frames.append(chunk["frames"])
+        videos.append(np.concatenate(frames))
+    interpreter = Interpreter(model_path=MODEL, num_threads=1)
+    runner = interpreter.get_signature_runner()
+    inputs = runner.get_input_details()
+    zeros = {name: np.zeros(d["shape"], d["dtype"]) for name, d in inputs.items() if name != "image"}
+    started, count = time.perf_counter(), 0
+    for frames in videos:
+        state = dict(zeros)
+        for frame in frames:
+            result_ = runner(image=frame[None, None].astype(np.float32) / 255.0, **state)
+            state = {name: result_[name] for name in zeros}
+            count += 1
+    bare = count / (time.perf_counter() - started)
+    return {"clips": len(rows), "items_job": items, "items_bare": count, "job_items_per_s": round(job, 1),
+            "bare_items_per_s": round(bare, 1), "ratio": round(job / bare, 2),
+            "job_layout": record["stages"].get("layout"), "cpus": os.cpu_count()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=("zero_shot", "reset", "speed"), action="append")
+    args = parser.parse_args()
+    if not os.path.exists(MODEL):
+        sys.exit(f"needs {MODEL} (../shared/data)")
+    host = platform.node() or "host"
+    path = os.path.join(HERE, "results", f"streaming_{host}.json")
+    results = json.load(open(path)) if os.path.exists(path) else {}
+    with tempfile.TemporaryDirectory(prefix="vidbatch-streaming-") as tmp:
+        for name in args.only or ("zero_shot", "reset", "speed"):
+            results[name] = globals()[name](tmp)
+            print(name, json.dumps(results[name]), flush=True)
+    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
+    with open(path, "w") as handle:
+        json.dump(results, handle, indent=2)
+    with open(path[:-5] + ".md", "w") as handle:
+        handle.write(markdown(results))
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    lines = ["# MoViNet-A0-Stream (int8, Kinetics-600) with no training, shared UCF101 clips", ""]
+    if "zero_shot" in results:
+        lines += ["| label map combine | rest | videos | accuracy | per group: mean (std, min) | labeled other |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['combine']} | {r['rest']} | {r['videos']} | {r['accuracy']:.1%} | {r['group_mean']:.1%} "
+                  f"({r['group_std']:.1%}, {r['group_min']:.1%}) | {r['other']} |" for r in results["zero_shot"]]
+        lines.append("")
+    if "reset" in results:
+        lines += ["| reset every (s) | shot detection | frames right (smoothed) | videos with both classes |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r['reset_s']:g}{' (only at cuts)' if not r['reset_s'] else ''} | "
+                  f"{'on' if r['shot_detection'] else 'off'} | {r['frame_accuracy']:.1%} | "
+                  f"{r['videos_with_both_classes']}/{r['videos']} |" for r in results["reset"]]
+        lines.append("")
+    if "speed" in results:
+        r = results["speed"]
+        lines += [f"Speed on {r['cpus']} CPUs, {r['clips']} clips: the labeling job {r['job_items_per_s']} sampled "
+                  f"frames/s (decode included), a bare one-thread loop {r['bare_items_per_s']} frames/s over frames "
+                  f"decoded beforehand: **{r['ratio']}x**.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""Streaming, stateful video models (MoViNet-Stream's shape) and label maps: labels with no training.
+
+A tiny stateful .tflite made here with TensorFlow's converter stands in for MoViNet (no shared data needed); the
+shared MoViNet-A0 itself is tested when ../shared/data is present.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import vidbatch
+from tests.support.encoders import make_streaming_classifier, make_tflite_encoder, streaming_reference
+from tests.support.helpers import SHARED_DATA
+from vidbatch.core.errors import ModelBundleError
+from vidbatch.model.label_map import LabelMap
+from vidbatch.model.streaming import ResetRule, StreamingModel
+from vidbatch.stages.ranges import RangeSplitter
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+WEIGHTS = os.path.join(SHARED_DATA, "weights")
+MOVINET = os.path.join(WEIGHTS, "movinet_a0_stream_kinetics600_int8.tflite")
+KINETICS = os.path.join(WEIGHTS, "kinetics600_labels.txt")
+UCF = os.path.join(SHARED_DATA, "ucf101")
+UCF_MAP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
+                       "ucf101_from_kinetics600.json")
+
+
+@pytest.fixture(scope="module")
+def stream_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("streaming")
+    (folder / "labels.txt").write_text("ball\nbox\nwaves\n")
+    return make_streaming_classifier(str(folder / "stream.tflite")), str(folder / "labels.txt")
+
+
+@pytest.fixture(scope="module")
+def stream_model(stream_file):
+    with open(stream_file[0], "rb") as handle:
+        return StreamingModel(handle.read(), stream_file[0], head_input="logits", lanes=2)
+
+
+def videos(count: int, length: int, seed: int = 0) -> list[np.ndarray]:
+    """Frames whose colours change from frame to frame (so every state shows in the logits)."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (length + i, 32, 32, 3), dtype=np.uint8) for i in range(count)]
+
+
+def test_the_state_is_carried_from_frame_to_frame_of_each_video(stream_model):
+    frames = videos(1, 12)[0]
+    logits, _ = stream_model.run(frames, ["a"] * len(frames))
+    np.testing.assert_allclose(logits, streaming_reference(frames, np.zeros(len(frames), bool)), atol=1e-4)
+    # ...and across calls: the next frames of "a" continue from its state
+    more = videos(1, 5, seed=1)[0]
+    logits, _ = stream_model.run(more, ["a"] * len(more))
+    both = np.concatenate([frames, more])
+    np.testing.assert_allclose(logits, streaming_reference(both, np.zeros(len(both), bool))[len(frames):], atol=1e-4)
+    stream_model.forget(["a"])
+    assert stream_model.videos_held == 0
+
+
+def test_the_state_starts_over_at_each_cut(stream_model):
+    frames = videos(1, 10)[0]
+    cuts = np.zeros(len(frames), bool)
+    cuts[[4, 7]] = True
+    logits, _ = stream_model.run(frames, ["v"] * len(frames), cuts)
+    stream_model.forget(["v"])
+    np.testing.assert_allclose(logits, streaming_reference(frames, cuts), atol=1e-4)
+    # the frame after a cut is labeled as if the video began there
+    fresh, _ = stream_model.run(frames[4:], ["w"] * 6)
+    stream_model.forget(["w"])
+    np.testing.assert_allclose(logits[4], fresh[0], atol=1e-5)
+    assert not np.allclose(logits[5], streaming_reference(frames, np.zeros(10, bool))[5], atol=1e-3)
+
+
+def test_a_periodic_reset_counts_frames_since_the_last_reset():
+    rule = ResetRule(period=3)
+    flags, since = rule.flags(np.array([0, 0, 0, 0, 1, 0, 0, 0], bool), None)
+    assert flags.tolist() == [True, False, False, True, True, False, False, True] and since == 1
+    flags, since = rule.flags(np.zeros(3, bool), since)  # continues across calls
+    assert flags.tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="period"):
+        ResetRule(period=-1)
+
+
+def test_many_videos_interleaved_in_one_batch_equal_each_alone(stream_model):
+    clips = videos(5, 9, seed=3)
+    alone = [stream_model.run(v, [("alone", i)] * len(v))[0] for i, v in enumerate(clips)]
+    stream_model.forget([("alone", i) for i in range(5)])
+    # chunks of 4 frames of every video, round robin, several videos in each call (two lanes)
+    got = {i: [] for i in range(5)}
+    position = [0] * 5
+    while any(position[i] < len(clips[i]) for i in range(5)):
+        frames, keys = [], []
+        for i in range(5):
+            part = clips[i][position[i] : position[i] + 4]
+            position[i] += len(part)
+            frames += list(part)
+            keys += [i] * len(part)
+        logits, _ = stream_model.run(np.stack(frames), keys)
+        for i in range(5):
+            got[i].append(logits[np.array(keys) == i])
+    for i in range(5):
+        np.testing.assert_array_equal(np.concatenate(got[i]), alone[i])
+    stream_model.forget(range(5))
+
+
+def test_time_ranges_with_their_pre_roll_equal_the_unsplit_video(stream_file):
+    """A long video cut into ranges (as the Ray engine cuts it): each range classified alone, from a fresh state,
+    starting at the last reset point before it, gives the unsplit video's logits for its own items."""
+    with open(stream_file[0], "rb") as handle:
+        model = StreamingModel(handle.read(), "stream", head_input="logits", reset=ResetRule(period=7))
+    frames = videos(1, 60, seed=4)[0]
+    cuts = np.zeros(60, bool)
+    cuts[[13, 40]] = True
+    whole, _ = model.run(frames, ["whole"] * 60, cuts)
+    splitter = RangeSplitter(range_items=9, overlap=2, reset=model.reset)
+    units = []
+    for start in range(0, 60, 8):  # chunks of 8, as a decoder sends them
+        part = slice(start, start + 8)
+        units += splitter.push({"frames": frames[part], "frame_index": np.arange(60)[part],
+                                "timestamp_s": np.arange(60)[part] / 5.0, "shot_cut": cuts[part]})
+    units.append(splitter.finish())
+    assert len(units) > 5
+    assert any(u.overlap > 2 for u in units)  # a range whose reset point lies further back than the window
+    seen = []
+    for n, unit in enumerate(units):
+        logits, _ = model.run(unit.arrays["frames"], [("unit", n)] * len(unit), unit.shot_cut)
+        model.forget([("unit", n)])
+        own = unit.frame_index[unit.overlap:]
+        np.testing.assert_allclose(logits[unit.overlap:], whole[own], atol=1e-5)
+        seen += own.tolist()
+    assert seen == list(range(60))
+
+
+def test_a_streaming_classifier_labels_videos_with_no_training(stream_file, synth_set, tmp_path):
+    model, labels = stream_file
+    result = vidbatch.label(synth_set, model, str(tmp_path / "out"), classes=labels, progress=False)
+    assert (result.ok, result.failed) == (6, 0)
+    summary = result.summary_frame()
+    assert (summary.pred_label == summary.label).all(), summary[["video_id", "pred_label"]]
+    run = json.load(open(tmp_path / "out" / "run.json"))
+    assert run["config"]["fps"] == 5.0  # the streaming default, not the frame models' 2 fps
+    streaming = run["model"]["streaming"]
+    assert streaming["stateful"] and streaming["state_tensors"] == 3 and streaming["reset_every_frames"] == 40
+    assert streaming["value_range"] == "float32 [0, 1]" and streaming["image_shape"] == [1, 1, 32, 32, 3]
+    assert any("streaming video model" in note and "5 fps" in note for note in run["model"]["notes"])
+    assert run["stages"]["layout"]["streaming"]["lanes"] >= 1
+
+
+def test_a_label_change_at_a_hard_cut_gives_both_labels(stream_file, tmp_path):
+    """A ball shot, then a box shot: the state starts over at the cut, so the box frames are not outvoted by the
+    ball frames before them (without the reset, the running mean keeps 'ball' well past the cut)."""
+    from vidbatch.apps.synth import SynthSpec, write_shots_video
+
+    model, labels = stream_file
+    path = str(tmp_path / "two.mp4")
+    write_shots_video(path, ["ball", "box"], seed=3, spec=SynthSpec(width=96, height=72, seconds=3.0))
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame([{"video_id": "two", "uri": path}]).to_csv(manifest, index=False)
+    frames = {}
+    for name, shots in (("cut", 0.3), ("nocut", None)):
+        vidbatch.label(str(manifest), model, str(tmp_path / name), classes=labels, progress=False, window=1,
+                       shot_threshold=shots, state_reset_s=0)
+        frames[name] = pd.read_parquet(tmp_path / name / "frames").sort_values("frame_index")
+    cut = frames["cut"]
+    assert cut[cut.timestamp_s < 3.0].raw_label.eq("ball").all() and cut[cut.timestamp_s >= 3.0].raw_label.eq("box").all()
+    segments = pd.read_parquet(tmp_path / "cut" / "segments.parquet")
+    assert segments.label.tolist() == ["ball", "box"]
+    nocut = frames["nocut"]
+    assert (nocut[nocut.timestamp_s >= 3.0].raw_label == "ball").sum() >= 3  # what the reset prevents
+
+
+def test_a_label_map_speaks_the_users_classes(stream_file, synth_set, tmp_path):
+    model, labels = stream_file
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"round": ["ball"], "square": ["box"]}))
+    result = vidbatch.label(synth_set, model, str(tmp_path / "out"), classes=labels, label_map=str(mapping),
+                            progress=False, frame_top_k=2)
+    summary = result.summary_frame()
+    expected = summary.label.map({"ball": "round", "box": "square", "waves": "other"})
+    assert (summary.pred_label == expected).all(), summary[["label", "pred_label"]]
+    frames = pd.read_parquet(tmp_path / "out" / "frames")
+    assert set(frames.smoothed_label) <= {"round", "square", "other"}
+    segments = pd.read_parquet(tmp_path / "out" / "segments.parquet")
+    assert set(segments.label) == {"round", "square", "other"}
+    run = json.load(open(tmp_path / "out" / "run.json"))
+    assert run["model"]["classes"] == ["round", "square", "other"]
+    assert run["model"]["label_map"]["combine"] == "sum" and run["model"]["label_map"]["model_classes"] == 3
+    # the map is part of the run identity
+    mapping.write_text(json.dumps({"round": ["ball", "waves"], "square": ["box"]}))
+    with pytest.raises(vidbatch.OutputError, match="another model"):
+        vidbatch.label(synth_set, model, str(tmp_path / "out"), classes=labels, label_map=str(mapping), progress=False)
+    dropped = vidbatch.label(synth_set, model, str(tmp_path / "drop"), classes=labels, label_map=str(mapping),
+                             label_map_rest="drop", progress=False)
+    assert set(dropped.summary_frame().pred_label) == {"round", "square"}
+
+
+def test_label_map_sum_and_max():
+    probs = np.array([[0.5, 0.3, 0.1, 0.1], [0.1, 0.1, 0.4, 0.4]], np.float32)
+    classes = ("a1", "a2", "b", "c")
+    text = json.dumps({"A": ["a1", "a2"], "B": "b"})
+    summed = LabelMap.from_json(text, classes).apply(probs)
+    np.testing.assert_allclose(summed, [[0.8, 0.1, 0.1], [0.2, 0.4, 0.4]], atol=1e-6)
+    maxed = LabelMap.from_json(text, classes, combine="max").apply(probs)
+    np.testing.assert_allclose(maxed, [[0.5, 0.1, 0.1], [0.1, 0.4, 0.4]], atol=1e-6)
+    dropped = LabelMap.from_json(text, classes, rest="drop").apply(probs)
+    np.testing.assert_allclose(dropped, [[0.8 / 0.9, 0.1 / 0.9], [1 / 3, 2 / 3]], atol=1e-6)
+    assert LabelMap.from_json(text, classes, rest="drop").classes == ("A", "B")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "not valid JSON"),
+    ("[]", "expected a non-empty JSON object"),
+    (json.dumps({"A": ["bal"]}), "not classes of the model: 'bal' \\(did you mean 'ball'\\?\\)"),
+    (json.dumps({"A": ["ball"], "B": ["ball"]}), "mapped to both 'A' and 'B'"),
+    (json.dumps({"other": ["ball"]}), "names a target 'other'"),
+    (json.dumps({"A": []}), "non-empty list"),
+])
+def test_bad_label_maps_are_refused_in_words(text, message):
+    with pytest.raises(ModelBundleError, match=message):
+        LabelMap.from_json(text, ("ball", "box", "waves"), source="map.json")
+
+
+def test_bad_inputs_are_refused_before_any_work(stream_file, synth_set, tmp_path):
+    """A map that is not JSON, an unknown class, --classes of the wrong count, a .tflite with an unexpected
+    signature: exit 2, one clear line, nothing written."""
+    import tensorflow as tf
+
+    model, labels = stream_file
+    run = [sys.executable, "-m", "vidbatch.cli", "label", synth_set, "--model", model, "--out", str(tmp_path / "o")]
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{'round': ['ball']}")
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"round": ["football"]}))
+    two = tmp_path / "two.txt"
+    two.write_text("ball\nbox\n")
+
+    class Odd(tf.Module):  # two inputs, neither a state whose output has its name
+        @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32, name="image"),
+                                      tf.TensorSpec([1, 4], tf.float32, name="extra")])
+        def __call__(self, image, extra):
+            return {"logits": tf.reduce_mean(image, axis=[1, 2]) + tf.reduce_sum(extra)}
+
+    odd = Odd()
+    odd_path = tmp_path / "odd.tflite"
+    odd_path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions(
+        [odd.__call__.get_concrete_function()], odd).convert())
+    cases = [
+        (["--classes", labels, "--label-map", str(bad_json)], "not valid JSON"),
+        (["--classes", labels, "--label-map", str(unknown)], "not classes of the model: 'football'"),
+        (["--classes", str(two)], "outputs 3 scores per frame but --classes names 2"),
+    ]
+    for extra, message in cases:
+        done = subprocess.run(run + extra, capture_output=True, text=True, env=ENV, timeout=180)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    odd_run = [sys.executable, "-m", "vidbatch.cli", "label", synth_set, "--model", str(odd_path), "--classes", labels,
+               "--out", str(tmp_path / "o")]
+    done = subprocess.run(odd_run, capture_output=True, text=True, env=ENV, timeout=180)
+    assert done.returncode == 2 and "unexpected signature for a streaming video model" in done.stderr, done.stderr
+    assert not (tmp_path / "o" / "summary.parquet").exists()
+
+
+def test_a_frame_encoder_is_not_taken_for_a_streaming_model(tmp_path):
+    """The router tells them apart by the signature: one input is a frame model, state beside it a video model."""
+    from vidbatch.model.encoder import TFLiteEncoder, load_encoder
+
+    path = make_tflite_encoder(str(tmp_path / "enc.tflite"))
+    assert isinstance(load_encoder(open(path, "rb").read(), "tflite", path), TFLiteEncoder)
+
+
+@pytest.mark.slow
+def test_the_ray_engine_labels_streaming_ranges_like_the_local_engine(stream_file, synth_set, tmp_path):
+    """Ranges of 4 items: each starts at the last reset point (every 3 frames here) before it; the tables equal
+    the local engine's, which never splits."""
+    import ray
+
+    from tests.support.raytools import assert_same_answers
+    from vidbatch.core.config import RayOptions
+
+    model, labels = stream_file
+    options = dict(classes=labels, batch_size=8, window=3, state_reset_s=0.6, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        split = vidbatch.label(synth_set, model, str(tmp_path / "ray"), engine="ray", ray=RayOptions(range_items=4),
+                               **options)
+    finally:
+        ray.shutdown()
+    whole = vidbatch.label(synth_set, model, str(tmp_path / "local"), **options)
+    assert (split.ok, whole.ok) == (6, 6)
+    assert_same_answers(tmp_path / "ray", tmp_path / "local")
+    run = json.load(open(tmp_path / "ray" / "run.json"))
+    assert run["stages"]["layout"]["gpus_per_inference_actor"] == 0.0  # a .tflite model runs on CPU slots
+
+
+def _ucf(tmp_path, names):
+    if not (os.path.exists(MOVINET) and os.path.exists(os.path.join(UCF, "manifest.csv"))):
+        pytest.skip(f"shared MoViNet weights or UCF101 clips not present under {SHARED_DATA}")
+    manifest = tmp_path / "ucf.csv"
+    pd.DataFrame([{"uri": os.path.join(UCF, n.split("_")[1], n), "label": n.split("_")[1]} for n in names]
+                 ).to_csv(manifest, index=False)
+    return str(manifest)
+
+
+CLIPS = ["v_ApplyLipstick_g08_c01.avi", "v_BaseballPitch_g08_c01.avi", "v_BalanceBeam_g08_c01.avi",
+         "v_ApplyEyeMakeup_g10_c02.avi"]
+
+
+@pytest.mark.shared_data
+def test_movinet_names_the_kinetics_action_of_shared_ucf101_clips(tmp_path):
+    manifest = _ucf(tmp_path, CLIPS)
+    result = vidbatch.label(manifest, MOVINET, str(tmp_path / "out"), classes=KINETICS, progress=False)
+    summary = result.summary_frame().set_index("label")
+    assert result.ok == 4
+    assert summary.pred_label["ApplyLipstick"] == "putting on lipstick"
+    assert summary.pred_label["BaseballPitch"] in ("catching or throwing baseball", "hitting baseball")
+    assert summary.pred_label["ApplyEyeMakeup"] in ("putting on eyeliner", "putting on mascara", "putting on foundation")
+    run = json.load(open(tmp_path / "out" / "run.json"))
+    assert run["model"]["streaming"]["state_tensors"] == 43 and run["model"]["streaming"]["pooled_features"] == 480
+
+
+@pytest.mark.shared_data
+def test_a_label_map_turns_kinetics_actions_into_ucf101_classes(tmp_path):
+    manifest = _ucf(tmp_path, CLIPS)
+    result = vidbatch.label(manifest, MOVINET, str(tmp_path / "out"), classes=KINETICS, label_map=UCF_MAP,
+                            label_map_rest="drop", progress=False)
+    summary = result.summary_frame()
+    assert (summary.pred_label == summary.label).all(), summary[["label", "pred_label"]]
