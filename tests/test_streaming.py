@@ -265,6 +265,15 @@ def test_bad_inputs_are_refused_before_any_work(stream_file, synth_set, tmp_path
     assert not (tmp_path / "o" / "summary.parquet").exists()
 
 
+def test_inspect_shows_how_a_streaming_file_is_read(stream_file):
+    from vidbatch.apps.describe import describe
+
+    model, labels = stream_file
+    text = describe(model, classes=labels)
+    assert "streaming:     stateful (signature 'serving_default': image [1, 1, 32, 32, 3] float32 [0, 1], 3 state" in text
+    assert "3 pooled features" in text and "trained at:    5 sampled frames/s" in text
+
+
 def test_a_frame_encoder_is_not_taken_for_a_streaming_model(tmp_path):
     """The router tells them apart by the signature: one input is a frame model, state beside it a video model."""
     from vidbatch.model.encoder import TFLiteEncoder, load_encoder

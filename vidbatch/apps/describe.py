@@ -32,6 +32,12 @@ _SOURCES = {"sidecar": "from bundle.json", "option": "given as an option", "dete
             "pretrained": "a pretrained classifier: uint8 RGB, scaled inside it; see the note"}
 
 
+def _source(bundle) -> str:
+    if bundle.preprocessing_source == "pretrained" and getattr(bundle.encoder, "stateful", False):
+        return "a pretrained streaming video classifier; see the note"
+    return _SOURCES[bundle.preprocessing_source]
+
+
 def describe_bundle(path: str, storage_options=None, classes: str | None = None) -> str:
     bundle = load_bundle(path, storage_options, classes=classes)
     spec = bundle.spec
@@ -41,7 +47,7 @@ def describe_bundle(path: str, storage_options=None, classes: str | None = None)
         f"  kind:          {spec.kind}" + (f" (clips of {spec.clip_len} frames)" if spec.kind == "clip" else ""),
         f"  input size:    {spec.input_size[0]}x{spec.input_size[1]} (height x width), {spec.channel_order.upper()}"
         + (", centre-cropped to that aspect ratio" if spec.resize == "center_crop" else ""),
-        f"  preprocessing: {spec.preprocessing} ({_SOURCES[bundle.preprocessing_source]})",
+        f"  preprocessing: {spec.preprocessing} ({_source(bundle)})",
         f"  outputs:       {spec.outputs}",
         f"  classes ({len(spec.classes)}): {', '.join(spec.classes[:SHOWN_CLASSES])}"
         + (f", ... ({len(spec.classes) - SHOWN_CLASSES} more)" if len(spec.classes) > SHOWN_CLASSES else ""),
@@ -51,6 +57,12 @@ def describe_bundle(path: str, storage_options=None, classes: str | None = None)
     if bundle.encoder is not None:
         lines.append(f"  encoder:       {spec.encoder['file']} ({spec.encoder['format']}, {bundle.encoder.runtime}), "
                      f"{spec.encoder['features']} features per frame; the parameters above are the head's")
+    if getattr(bundle.encoder, "stateful", False):
+        info = bundle.encoder.describe()
+        lines.append(f"  streaming:     stateful (signature {info['signature']!r}: image {info['image_shape']} "
+                     f"{info['value_range']}, {info['state_tensors']} state tensors, "
+                     f"{info['state_bytes_per_video'] / 1e6:.1f} MB a video"
+                     + (f", {info['pooled_features']} pooled features" if info["pooled_features"] else "") + ")")
     lines += [f"  note:          {note}" for note in bundle.notes]
     if spec.sample_fps:
         lines.append(f"  trained at:    {spec.sample_fps:g} sampled frames/s")
