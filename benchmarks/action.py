@@ -27,6 +27,11 @@ ROOT = os.path.dirname(HERE)
 SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared", "data"))
 UCF = os.path.join(SHARED, "ucf101", "manifest.csv")
 EMBEDDER = os.path.join(SHARED, "weights", "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
+MOVINET = os.path.join(SHARED, "weights", "movinet_a0_stream_kinetics600_int8.tflite")
+KINETICS = os.path.join(SHARED, "weights", "kinetics600_labels.txt")
+LABEL_MAP = os.path.join(ROOT, "examples", "ucf101_from_kinetics600.json")
+MOVINET_PARAMETERS = 3_100_000
+"""MoViNet-A0 (Kondratyuk et al. 2021: 3.1M parameters), run at 5 fps, its training rate."""
 HOLDOUT = (8, 9, 10, 11)
 FPS = 8.0
 """Sampling rate for training and labeling: the shortest clip (1.2 s) still gives a window of 8 frames."""
@@ -49,6 +54,9 @@ MODELS = {
     "seq_attention": ("CNN + attention pooling (encoder)", dict(kind="sequence", encoder=EMBEDDER, head="attention",
                                                                 clip_len=8)),
     "seq_mean": ("CNN + mean pooling (encoder)", dict(kind="sequence", encoder=EMBEDDER, head="mean", clip_len=8)),
+    "video_encoder_movinet": ("head on MoViNet-A0-Stream pooled features (video encoder, 5 fps)",
+                              dict(kind="sequence", encoder=MOVINET, fps=5.0)),
+    "zero_shot_movinet": ("MoViNet-A0-Stream, no training: Kinetics-600 + label map (max, drop), 5 fps", None),
 }
 PUBLISHED = [
     ("3D CNN, 5 UCF101 classes", "88%", "the seed articles, another 5-class subset"),
@@ -78,23 +86,31 @@ def run_model(name: str, work: str, train_csv: str, test_csv: str, reuse: bool =
     from vidbatch.apps.train.trainer import TrainConfig, train
 
     family, fields = MODELS[name]
-    bundle = os.path.join(work, name)
-    config = TrainConfig(data=train_csv, out=bundle, fps=FPS, test_fraction=0.15, batch_size=32,
-                         feature_cache=os.path.join(work, "features"), **fields)
-    saved = os.path.join(bundle, "metrics.json")
-    if reuse and os.path.exists(saved):  # --reuse: a bundle this work folder already trained
-        with open(saved) as handle:
-            metrics = json.load(handle)
-    else:
-        metrics = train(config)
     out = os.path.join(work, f"{name}-labels")
     shutil.rmtree(out, ignore_errors=True)  # a fresh run (an equal earlier one would only be resumed)
-    labeled = vidbatch.label(test_csv, bundle, out, fps=FPS, window=8, shot_threshold=None, progress=False)
+    if fields is None:  # no training: the streaming video model and a label map
+        labeled = vidbatch.label(test_csv, MOVINET, out, classes=KINETICS, label_map=LABEL_MAP,
+                                 label_map_rest="drop", window=8, shot_threshold=None, progress=False)
+        metrics, head, fps = {"test_accuracy": None, "train_seconds": 0.0}, 0, 5.0
+    else:
+        fps = fields.get("fps", FPS)
+        bundle = os.path.join(work, name)
+        config = TrainConfig(data=train_csv, out=bundle, test_fraction=0.15, batch_size=32,
+                             feature_cache=os.path.join(work, "features"), **{"fps": FPS, **fields})
+        saved = os.path.join(bundle, "metrics.json")
+        if reuse and os.path.exists(saved):  # --reuse: a bundle this work folder already trained
+            with open(saved) as handle:
+                metrics = json.load(handle)
+        else:
+            metrics = train(config)
+        labeled = vidbatch.label(test_csv, bundle, out, fps=fps, window=8, shot_threshold=None, progress=False)
+        head = keras.saving.load_model(os.path.join(bundle, "model.keras"), compile=False).count_params()
     summary = labeled.summary_frame()  # the manifest's columns (label) pass through
-    run = json.load(open(os.path.join(work, f"{name}-labels", "run.json")))
+    run = json.load(open(os.path.join(out, "run.json")))
     stages = run["stages"]
-    head = keras.saving.load_model(os.path.join(bundle, "model.keras"), compile=False).count_params()
-    encoded = fields.get("encoder") is not None
+    encoder = (fields or {}).get("encoder")
+    encoder_parameters = MOVINET_PARAMETERS if encoder == MOVINET or fields is None else (
+        ENCODER_PARAMETERS if encoder else 0)
     return {
         "family": family,
         "video_accuracy": float((summary.pred_label == summary.label).mean()),
@@ -104,7 +120,7 @@ def run_model(name: str, work: str, train_csv: str, test_csv: str, reuse: bool =
         "inference_items_per_s": stages["inference_items_per_busy_s"],
         "labeling_videos_per_s": len(summary) / labeled.elapsed_s,
         "items_classified": stages["items_classified"],
-        "parameters": head + (ENCODER_PARAMETERS if encoded else 0),
+        "parameters": head + encoder_parameters,
         "trained_parameters": head,
         "train_seconds": metrics["train_seconds"],
         "items_per_video": (stages["items_classified"] / max(1, len(summary))),
@@ -125,8 +141,9 @@ def markdown(results: dict) -> str:
              "| model | video accuracy | inference frames/s | parameters (trained) | training time |",
              "|---|---:|---:|---:|---:|"]
     for name, r in results["models"].items():
-        fields = MODELS[name][1] if name in MODELS else {}
-        per_item = fields.get("clip_len", 1) if fields.get("kind") in ("clip", "sequence") else 1
+        fields = (MODELS[name][1] if name in MODELS else {}) or {}
+        per_item = fields.get("clip_len", 1) if fields.get("kind") in ("clip", "sequence") and fields.get(
+            "encoder") != MOVINET else 1
         encode = (f" (encoding {r['encode_seconds']:.0f} s)" if (r.get("encode_seconds") or 0) >= 1
                   else " (features from the cache)" if fields.get("encoder") else "")
         lines.append(f"| {r['family']} | {r['video_accuracy']:.1%} ({r['test_videos']} clips) | "

@@ -189,7 +189,7 @@ def test_a_label_map_speaks_the_users_classes(stream_file, synth_set, tmp_path):
     assert set(segments.label) == {"round", "square", "other"}
     run = json.load(open(tmp_path / "out" / "run.json"))
     assert run["model"]["classes"] == ["round", "square", "other"]
-    assert run["model"]["label_map"]["combine"] == "sum" and run["model"]["label_map"]["model_classes"] == 3
+    assert run["model"]["label_map"]["combine"] == "max" and run["model"]["label_map"]["model_classes"] == 3
     # the map is part of the run identity
     mapping.write_text(json.dumps({"round": ["ball", "waves"], "square": ["box"]}))
     with pytest.raises(vidbatch.OutputError, match="another model"):
@@ -280,6 +280,35 @@ def test_a_frame_encoder_is_not_taken_for_a_streaming_model(tmp_path):
 
     path = make_tflite_encoder(str(tmp_path / "enc.tflite"))
     assert isinstance(load_encoder(open(path, "rb").read(), "tflite", path), TFLiteEncoder)
+
+
+def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, tmp_path):
+    """`train sequence --encoder STREAM.tflite`: the head reads the pooled features (the state's head pool) per
+    sampled frame; the bundle carries the encoder (sha256-checked) and labels with nothing else; --embeddings
+    writes the pooled features."""
+    from vidbatch.apps.synth import SynthSpec, make_dataset
+    from vidbatch.apps.train.trainer import TrainConfig, train
+
+    manifest = make_dataset(str(tmp_path / "data"), videos_per_class=4, seed=3,
+                            spec=SynthSpec(width=96, height=72, seconds=2.0))
+    bundle = str(tmp_path / "bundle")
+    metrics = train(TrainConfig(data=manifest, out=bundle, kind="sequence", encoder=stream_file[0], epochs=40,
+                                feature_cache=None, test_fraction=0.25, learning_rate=3e-3))
+    assert metrics["encoder"]["features"] == 3 and metrics["config"]["fps"] == 5.0
+    spec = json.load(open(os.path.join(bundle, "bundle.json")))
+    assert spec["kind"] == "frame" and spec["sample_fps"] == 5.0 and spec["encoder"]["features"] == 3
+    result = vidbatch.label(manifest, bundle, str(tmp_path / "out"), progress=False, embeddings=True)
+    summary = result.summary_frame()
+    assert result.ok == 12 and (summary.pred_label == summary.label).mean() >= 0.9, summary[["label", "pred_label"]]
+    run = json.load(open(tmp_path / "out" / "run.json"))
+    assert run["model"]["streaming"]["head_input"] == "pooled" and run["config"]["fps"] == 5.0
+    embeddings = pd.read_parquet(tmp_path / "out" / "embeddings")
+    assert len(embeddings) == 12 and len(embeddings.embedding[0]) == 3
+    # the encoder is checked against the sidecar's sha256, as for any encoder bundle
+    with open(os.path.join(bundle, "encoder.tflite"), "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelBundleError, match="does not match the sha256"):
+        vidbatch.label(manifest, bundle, str(tmp_path / "again"), progress=False)
 
 
 @pytest.mark.slow

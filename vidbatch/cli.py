@@ -177,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--epochs", type=int, default=30 if sub is sequence else 10)
         sub.add_argument("--batch-size", type=int, default=32)
         sub.add_argument("--learning-rate", type=float, default=1e-3)
-        sub.add_argument("--fps", type=float, default=8.0 if sub is sequence else 5.0,
-                         help="video manifests: frames sampled per second (default 5; sequence: 8)")
+        sub.add_argument("--fps", type=float, default=None,
+                         help="video manifests: frames sampled per second (default 5; sequence over a frame encoder: "
+                              "8; over a streaming video encoder such as MoViNet: 5)")
         sub.add_argument("--test-fraction", type=float, default=0.25)
         sub.add_argument("--width", type=int, default=32, help="channels of the first layer (small models)")
         sub.add_argument("--max-items-per-video", type=int, default=None)

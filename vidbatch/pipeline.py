@@ -115,8 +115,9 @@ def streaming_notes(bundle, config: LabelConfig) -> list[str]:
     if not getattr(bundle.encoder, "stateful", False):
         return []
     every = config.reset_every()
-    rate = f"{config.fps:g} fps" + (" (streaming models' default: MoViNet-A0's training rate; --fps to change it)"
-                                    if config.fps == bundle.spec.sample_fps else "")
+    default = ("streaming models' default: MoViNet-A0's training rate" if bundle.preprocessing_source == "pretrained"
+               else "the rate its head was trained at")
+    rate = f"{config.fps:g} fps" + (f" ({default}; --fps to change it)" if config.fps == bundle.spec.sample_fps else "")
     return [f"{os.path.basename(bundle.source.rstrip('/'))} is a streaming video model: each video's state is carried "
             f"from sampled frame to sampled frame at {rate}, and starts over at each shot cut"
             + (f" and every {every} sampled frames ({config.state_reset_s:g} s) inside a shot" if every else "")]

@@ -233,9 +233,9 @@ class LabelConfig:
                                             ".tflite classifier, or a legacy .h5 model without a sidecar")
     label_map: str | None = option(None, help="JSON file {\"my class\": [\"model class\", ...]}: the model's classes "
                                               "combined into yours before smoothing (pretrained models)")
-    label_map_combine: str = option("sum", choices=LABEL_MAP_COMBINES,
-                                    help="how a class's model classes combine: sum of their probabilities, or max "
-                                         "(default sum)")
+    label_map_combine: str = option("max", choices=LABEL_MAP_COMBINES,
+                                    help="how a class's model classes combine: the best one's probability (max), or "
+                                         "their sum (default max: measured better, benchmarks/streaming.py)")
     label_map_rest: str = option("other", choices=LABEL_MAP_RESTS,
                                  help="model classes the map does not name: other (a class of their own) or drop "
                                       "(default other)")

@@ -7,9 +7,10 @@ speak the user's classes. The model classes no target names go to `other` (or ar
 probabilities renormalised). The map and how it combines are part of the model's fingerprint, so a resumed run
 cannot mix two maps.
 
-How a target's probability is made from its model classes (`combine`): `sum` (the probability that the frame
-shows any of them; what the classes of a softmax mean together) or `max` (the best single one). Measured on the
-shared UCF101 clips with MoViNet-A0 (benchmarks/README.md): see the "label map" rows.
+How a target's probability is made from its model classes (`combine`): `max` (the best single one; the run's
+default) or `sum` (the probability that the frame shows any of them). Measured on the 439 shared UCF101 clips
+with MoViNet-A0 (benchmarks/streaming.py): max 96.1% and sum 95.9% with the rest dropped, 79.0% and 74.0% with
+the rest as `other` (a sum over 585 unmapped classes outweighs a few mapped ones more often).
 """
 
 from __future__ import annotations

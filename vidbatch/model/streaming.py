@@ -67,6 +67,17 @@ def is_streaming(data: bytes) -> bool:
     return len(interpreter.get_input_details()) > 1
 
 
+def is_streaming_file(path: str) -> bool:
+    """Whether a local .tflite file is a streaming video model (False for anything else, readable or not)."""
+    if not str(path).lower().endswith(".tflite"):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return is_streaming(handle.read())
+    except OSError:
+        return False
+
+
 class _Lane:
     """One interpreter, run by one thread at a time: the tensors of a video's frames in, logits out."""
 

@@ -45,7 +45,9 @@ class ShotDetector:
         height, width = bgr.shape[:2]
         if width > self.WIDTH:
             size = (self.WIDTH, max(1, round(height * self.WIDTH / max(width, 1))))
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            # bilinear: a fifth of area averaging's cost (0.16 vs 0.89 ms for 320x240 here), and a 32x32-bin
+            # histogram does not see the difference (benchmarks/shots.py: the same cuts)
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
         # a frame no wider than WIDTH is used as it is: enlarging it adds no information to its histogram
         hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
         histogram = cv2.calcHist([hsv], [0, 1], None, [32, 32], [0, 180, 0, 256])

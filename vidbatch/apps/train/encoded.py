@@ -104,12 +104,14 @@ def split(data: FeatureSet, config: Any) -> tuple[np.ndarray, np.ndarray]:
     return split_by_group(data.y, data.groups, config.test_fraction, config.seed)
 
 
-def items(data: FeatureSet, mask: np.ndarray, config: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def items(data: FeatureSet, mask: np.ndarray, config: Any, windowed: bool | None = None
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training items (frames, or windows), their labels, and the source each came from."""
+    windowed = config.kind == "sequence" if windowed is None else windowed
     xs, ys, sources = [], [], []
     for index in np.flatnonzero(mask):
         feats = np.asarray(data.features[index], np.float32)
-        if config.kind == "sequence":
+        if windowed:
             feats = windows(feats, config.clip_len, config.clip_stride or max(1, config.clip_len // 2))
         xs.append(feats)
         ys.append(np.full(len(feats), data.y[index], np.int64))
@@ -125,15 +127,28 @@ def train_encoded(config: Any) -> tuple[keras.Model, FrameEncoder, dict[str, Any
     started = time.monotonic()
     keras.utils.set_random_seed(config.seed)
     encoder = open_encoder(config.encoder)
+    streaming = getattr(encoder, "stateful", False)
+    if streaming:
+        # a streaming video encoder: its pooled features at a frame are the mean over the video since the last
+        # reset, a window already; the head reads one per sampled frame (a frame head), and the state starts over
+        # as `vidbatch label` starts it over (every --state-reset-s at this rate; the clips have no cuts to speak of)
+        from vidbatch.core.config import DEFAULT_STATE_RESET_S
+        from vidbatch.model.streaming import ResetRule
+
+        if os.path.isdir(config.data):
+            raise ConfigError(f"Invalid `encoder`: a streaming video encoder reads videos, not an image folder. "
+                              f"Received: data={config.data!r}, encoder={config.encoder!r}")
+        encoder.reset = ResetRule(max(1, round(DEFAULT_STATE_RESET_S * config.fps)))
     data = load_features(config, encoder)
     if len(data.features) == 0:
         raise ConfigError(f"No usable training items in {config.data!r} (skipped: {data.skipped})")
     encode_s = time.monotonic() - started
     train_mask, test_mask = split(data, config)
-    x_train, y_train, _ = items(data, train_mask, config)
-    x_test, y_test, test_sources = items(data, test_mask, config)
+    windowed = config.kind == "sequence" and not streaming
+    x_train, y_train, _ = items(data, train_mask, config, windowed)
+    x_test, y_test, test_sources = items(data, test_mask, config, windowed)
     num_classes = len(data.classes)
-    if config.kind == "sequence":
+    if windowed:
         head = sequence_head(config.clip_len, encoder.features, num_classes, config.head)
     else:
         head = frame_head(encoder.features, num_classes)

@@ -156,7 +156,9 @@ def encode_manifest(url: str, encoder: FrameEncoder, fps: float, storage_options
     out = FeatureSet([], np.zeros(0, np.int64), np.zeros(0, np.int64), classes, [])
     spec = DecodeSpec(width=encoder.input_size[1], height=encoder.input_size[0], sampling=FrameSampling(fps),
                       chunk_frames=64, resize=RESIZE)
-    cache = FeatureCache(cache_dir, encoder, kind="video", fps=fps, size=list(encoder.input_size), resize=RESIZE)
+    reset = getattr(encoder, "reset", None)  # a streaming encoder's features depend on when its state starts over
+    cache = FeatureCache(cache_dir, encoder, kind="video", fps=fps, size=list(encoder.input_size), resize=RESIZE,
+                         **({"reset_every": reset.period} if reset is not None else {}))
     ys, group_keys = [], []
     wanted = list(zip(manifest.tasks, labels, groups))
     for task, label, group, features, frames, error in progress(_decoded(wanted, spec, cache, storage_options),

@@ -56,8 +56,9 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     test_fraction: float = 0.25
-    fps: float = 5.0
-    """Video manifests: frames sampled per second for training items."""
+    fps: float | None = None
+    """Video manifests: frames sampled per second for training items (default 5; sequence models over a frame
+    encoder 8; over a streaming video encoder 5, the rate MoViNet-A0 was trained at)."""
     clip_len: int = 10
     seed: int = 0
     width: int = 32
@@ -94,6 +95,11 @@ class TrainConfig:
             raise ConfigError(f"Invalid `head`: expected one of {HEADS}. Received: head={self.head!r}")
         if self.kind == "frame" and self.backbone not in FRAME_BACKBONES:
             raise ConfigError(f"Invalid `backbone`: expected one of {FRAME_BACKBONES}. Received: backbone={self.backbone!r}")
+        if self.fps is None:
+            from vidbatch.model.streaming import is_streaming_file
+
+            frame_encoder = self.encoder and not is_streaming_file(self.encoder)
+            object.__setattr__(self, "fps", 8.0 if self.kind == "sequence" and frame_encoder else 5.0)
         for name in ("image_size", "epochs", "batch_size", "clip_len", "width"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -228,14 +234,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def _train_head(config: TrainConfig) -> dict[str, Any]:
     """A head on a frozen encoder's features (frame or sequence); the bundle holds both."""
     head, encoder, metrics, data = train_encoded(config)
-    kind = "clip" if config.kind == "sequence" else "frame"
+    streaming = getattr(encoder, "stateful", False)
+    kind = "clip" if config.kind == "sequence" and not streaming else "frame"
     spec = BundleSpec(
         classes=tuple(data.classes),
         input_size=tuple(encoder.input_size),
         kind=kind,
         clip_len=config.clip_len if kind == "clip" else None,
         name=f"{config.head + '-sequence' if kind == 'clip' else 'frame-head'}-{os.path.basename(config.out.rstrip('/'))}",
-        sample_fps=config.fps if kind == "clip" else None,
+        sample_fps=config.fps if kind == "clip" or streaming else None,
         resize=RESIZE,
         extra={"trained_on": config.data, "test_accuracy": metrics["test_accuracy"],
                "video_accuracy": metrics["video_accuracy"], "encoder": os.path.basename(config.encoder)},
