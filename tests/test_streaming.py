@@ -189,6 +189,10 @@ def test_a_label_map_speaks_the_users_classes(stream_file, synth_set, tmp_path):
     assert set(segments.label) == {"round", "square", "other"}
     run = json.load(open(tmp_path / "out" / "run.json"))
     assert run["model"]["classes"] == ["round", "square", "other"]
+    from vidbatch.apps.report import write_report
+
+    page = open(write_report(str(tmp_path / "out"), str(tmp_path / "r.html")), encoding="utf-8").read()
+    assert "square" in page and "round" in page  # the report speaks the mapped classes
     assert run["model"]["label_map"]["combine"] == "max" and run["model"]["label_map"]["model_classes"] == 3
     # the map is part of the run identity
     mapping.write_text(json.dumps({"round": ["ball", "waves"], "square": ["box"]}))

@@ -22,12 +22,11 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import warnings
-from typing import Any
 
 import numpy as np
 
 from vidbatch.core.errors import ModelBundleError
+from vidbatch.model.litert import _cpus, _interpreter_class
 
 ENCODER_FORMATS = ("tflite", "keras")
 
@@ -58,29 +57,6 @@ class FrameEncoder:
 
     def _encode(self, frames: np.ndarray) -> np.ndarray:
         raise NotImplementedError
-
-
-def _cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS
-        return max(1, os.cpu_count() or 1)
-
-
-def _interpreter_class() -> tuple[Any, str]:
-    try:
-        from ai_edge_litert.interpreter import Interpreter  # the maintained runtime
-
-        return Interpreter, "litert"
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise ModelBundleError("A .tflite encoder needs LiteRT: pip install ai-edge-litert") from None
-    warnings.warn("LiteRT (ai-edge-litert) is not installed: running the .tflite encoder with TensorFlow's "
-                  "deprecated tf.lite.Interpreter", stacklevel=3)
-    return tf.lite.Interpreter, "tf.lite"
 
 
 class TFLiteEncoder(FrameEncoder):

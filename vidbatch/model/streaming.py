@@ -56,7 +56,7 @@ class ResetRule:
 def is_streaming(data: bytes) -> bool:
     """Whether a .tflite file's signature carries state beside its image (more than one input)."""
     from vidbatch.core.quiet import quiet_native_stderr
-    from vidbatch.model.encoder import _interpreter_class
+    from vidbatch.model.litert import _interpreter_class
 
     cls, _ = _interpreter_class()
     try:
@@ -88,6 +88,11 @@ class _Lane:
             self.interpreter = model._class(model_content=model.data, num_threads=1)
             self.interpreter.allocate_tensors()
         self.model = model
+        it = self.interpreter
+        # views into the interpreter's own buffers, made and dropped around each invoke (LiteRT refuses to run
+        # while one is held): the next state is copied once, output to input, and the frame scaled in place
+        self._carry = [(it.tensor(dst), it.tensor(src)) for src, dst in zip(model._state_out, model._state_in)]
+        self._image = it.tensor(model._image)
 
     def run(self, frames: np.ndarray, resets: np.ndarray, state: list[np.ndarray] | None,
             logits: np.ndarray, features: np.ndarray | None) -> list[np.ndarray]:
@@ -102,8 +107,10 @@ class _Lane:
             if resets[i] and i:
                 for index, value in zip(inputs, model._zeros):
                     it.set_tensor(index, value)
-            frame = frames[i][None, None] if model.frame_axis else frames[i][None]
-            it.set_tensor(model._image, frame.astype(np.float32) * scale if scale is not None else frame)
+            if scale is not None:
+                np.multiply(frames[i], scale, out=self._image().reshape(frames[i].shape), casting="unsafe")
+            else:
+                np.copyto(self._image().reshape(frames[i].shape), frames[i])
             it.invoke()
             logits[i] = model._dequantize(it.get_tensor(model._logits).reshape(-1))
             if features is not None:
@@ -111,8 +118,8 @@ class _Lane:
                 count = float(it.get_tensor(model._pool_index[1]).reshape(-1)[0])
                 features[i] = total / max(count, 1.0)
             if i + 1 < len(frames) and not resets[i + 1]:
-                for src, dst in zip(outputs, inputs):
-                    it.set_tensor(dst, it.get_tensor(src))
+                for dst, src in self._carry:
+                    np.copyto(dst(), src())
         return [it.get_tensor(index) for index in outputs]
 
 
@@ -128,7 +135,7 @@ class StreamingModel:
 
     def __init__(self, data: bytes, source: str, head_input: str = "pooled", lanes: int | None = None,
                  reset: ResetRule | None = None) -> None:
-        from vidbatch.model.encoder import _cpus, _interpreter_class
+        from vidbatch.model.litert import _cpus, _interpreter_class
 
         if head_input not in HEAD_INPUTS:
             raise ValueError(f"StreamingModel: head_input must be one of {HEAD_INPUTS}. Received: head_input={head_input!r}")

@@ -9,6 +9,7 @@ write one bundle: the encoder file plus the head (see `model.encoder`).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -139,6 +140,11 @@ def train_encoded(config: Any) -> tuple[keras.Model, FrameEncoder, dict[str, Any
             raise ConfigError(f"Invalid `encoder`: a streaming video encoder reads videos, not an image folder. "
                               f"Received: data={config.data!r}, encoder={config.encoder!r}")
         encoder.reset = ResetRule(max(1, round(DEFAULT_STATE_RESET_S * config.fps)))
+        if config.kind == "sequence":
+            logging.getLogger("vidbatch").warning(
+                "%s is a streaming video encoder: its pooled features already span the video since its state last "
+                "started over, so the head reads them at every sampled frame (a frame bundle); --head and "
+                "--clip-len do not apply", os.path.basename(config.encoder))
     data = load_features(config, encoder)
     if len(data.features) == 0:
         raise ConfigError(f"No usable training items in {config.data!r} (skipped: {data.skipped})")
