@@ -151,6 +151,29 @@ def test_a_streaming_classifier_labels_videos_with_no_training(stream_file, synt
     assert run["stages"]["layout"]["streaming"]["lanes"] >= 1
 
 
+def test_bad_videos_among_good_ones_fail_alone(stream_file, synth_set, tmp_path):
+    """Videos that fail before or after sending frames (a cut AVI fails once its frames stop) while their frames
+    are being classified: each gets a failed row, every other video its labels, and no state is left behind."""
+    from tests.support.badfiles import avi_cut, random_bytes
+
+    model, labels = stream_file
+    rows = pd.read_csv(synth_set)
+    rows["uri"] = [os.path.join(os.path.dirname(synth_set), u) for u in rows.uri]
+    folder = str(tmp_path / "bad")
+    os.makedirs(folder)
+    bad = pd.DataFrame([{"video_id": "random", "uri": random_bytes(folder)},
+                        {"video_id": "cut", "uri": avi_cut(folder, frames=200)}])
+    manifest = tmp_path / "m.csv"
+    pd.concat([rows.iloc[:3], bad, rows.iloc[3:]], ignore_index=True).to_csv(manifest, index=False)
+    result = vidbatch.label(str(manifest), model, str(tmp_path / "out"), classes=labels, progress=False,
+                            decode_workers=2, batch_size=4)
+    summary = result.summary_frame().set_index("video_id")
+    assert (result.ok, result.failed) == (6, 2)
+    assert "truncated" in summary.error["cut"] and summary.error["random"]
+    good = summary[summary.status == "ok"]
+    assert (good.pred_label == good.label).all()
+
+
 def test_a_label_change_at_a_hard_cut_gives_both_labels(stream_file, tmp_path):
     """A ball shot, then a box shot: the state starts over at the cut, so the box frames are not outvoted by the
     ball frames before them (without the reset, the running mean keeps 'ball' well past the cut)."""

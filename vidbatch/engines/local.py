@@ -3,12 +3,16 @@
 Decoding (worker processes, streaming chunks) overlaps inference (main
 thread); frames of different videos share inference batches; each video is
 smoothed, assembled and committed as soon as its last frame is classified.
+A streaming video model's lanes classify one flush on a background thread
+while the main thread takes the decoders' next chunks and finishes videos
+(flushes stay in order, so each video's frames reach its state in order).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -63,6 +67,8 @@ class LocalEngine(Engine):
         self._pending_items = 0
         self._in_flight: dict[str, int] = {}
         self._decoded: set[str] = set()
+        self._running = None  # the flush being classified: (result or future, pieces, items)
+        self._inference = ThreadPoolExecutor(1, thread_name_prefix="vidbatch-inference")
 
     def run(self, tasks: Sequence[VideoTask]) -> dict:
         """Label `tasks`; returns the stage counters and the layout chosen, for run.json."""
@@ -92,9 +98,11 @@ class LocalEngine(Engine):
                         continue
                     self._handle(event)
             self._flush(full_batches_only=False)
+            self._collect()
             self.collector.finish_missing("internal: the decoder finished without a result for this video")
         finally:
             try:
+                self._inference.shutdown(wait=True, cancel_futures=True)
                 self.collector.close()  # every finished video is committed, even after an error or Ctrl-C
             finally:
                 progress.close()
@@ -164,19 +172,42 @@ class LocalEngine(Engine):
                 self._pending[0] = (key, frames[need:], {n: v[need:] for n, v in columns.items()})
                 taken += need
         self._pending_items -= taken
-        started = time.monotonic()
         keys = cuts = None
         if self.streaming:  # each video's state is carried across its pieces, in order
             keys = [key for key, frames, _ in pieces for _ in range(len(frames))]
             cuts = np.concatenate([columns["shot_cut"] for _, _, columns in pieces])
-        result = self._predictor.predict_all(np.concatenate([p[1] for p in pieces]), keys, cuts)
-        probs, embedding = result["probs"], result.get("embedding")
+        items = np.concatenate([p[1] for p in pieces])
+        self._collect()  # the flush before this one (a streaming model's videos continue in order)
+        if self.streaming:
+            # the lanes classify while this thread takes the decoders' next chunks and finishes videos
+            self._running = (self._inference.submit(self._predict, items, keys, cuts), pieces, taken)
+        else:
+            self._running = (self._predict(items, keys, cuts), pieces, taken)
+            self._collect()
+
+    def _predict(self, items: np.ndarray, keys, cuts) -> dict:
+        started = time.monotonic()
+        result = self._predictor.predict_all(items, keys, cuts)
         self.counters.inference_s += time.monotonic() - started
-        self.counters.inference_batches += -(-taken // batch)
+        return result
+
+    def _collect(self) -> None:
+        """Hand the last flush's probabilities to their videos, and finish the videos they complete."""
+        if self._running is None:
+            return
+        result, pieces, taken = self._running
+        self._running = None
+        if not isinstance(result, dict):
+            result = result.result()
+        probs, embedding = result["probs"], result.get("embedding")
+        self.counters.inference_batches += -(-taken // self.config.batch_size)
         self.counters.classified(taken)
         offset, touched = 0, []
         for key, frames, columns in pieces:
-            state = self.collector.videos[key]
+            state = self.collector.videos.get(key)
+            if state is None or state.closed:  # it failed while its frames were being classified
+                offset += len(frames)
+                continue
             if embedding is not None:
                 columns = {**columns, "embedding": embedding[offset : offset + len(frames)]}
             state.add(probs[offset : offset + len(frames)], columns)
@@ -195,6 +226,7 @@ class LocalEngine(Engine):
             self._in_flight.pop(key, None)
 
     def _drop_pending(self, key: str) -> None:
+        self._collect()  # its frames may be in the flush being classified: let it finish, then forget the state
         self._predictor.forget([key])
         self._pending_items -= sum(len(p[1]) for p in self._pending if p[0] == key)
         self._pending = [p for p in self._pending if p[0] != key]
