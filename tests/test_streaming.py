@@ -145,7 +145,7 @@ def test_a_streaming_classifier_labels_videos_with_no_training(stream_file, synt
     run = json.load(open(tmp_path / "out" / "run.json"))
     assert run["config"]["fps"] == 5.0  # the streaming default, not the frame models' 2 fps
     streaming = run["model"]["streaming"]
-    assert streaming["stateful"] and streaming["state_tensors"] == 3 and streaming["reset_every_frames"] == 40
+    assert streaming["stateful"] and streaming["state_tensors"] == 3 and streaming["reset_every_frames"] == 20
     assert streaming["value_range"] == "float32 [0, 1]" and streaming["image_shape"] == [1, 1, 32, 32, 3]
     assert any("streaming video model" in note and "5 fps" in note for note in run["model"]["notes"])
     assert run["stages"]["layout"]["streaming"]["lanes"] >= 1
@@ -324,6 +324,7 @@ def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, t
     assert metrics["encoder"]["features"] == 3 and metrics["config"]["fps"] == 5.0
     spec = json.load(open(os.path.join(bundle, "bundle.json")))
     assert spec["kind"] == "frame" and spec["sample_fps"] == 5.0 and spec["encoder"]["features"] == 3
+    assert spec["extra"]["state_reset_s"] == 4.0  # labeling starts the state over as training did
     result = vidbatch.label(manifest, bundle, str(tmp_path / "out"), progress=False, embeddings=True)
     summary = result.summary_frame()
     assert result.ok == 12 and (summary.pred_label == summary.label).mean() >= 0.9, summary[["label", "pred_label"]]

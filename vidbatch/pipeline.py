@@ -188,7 +188,8 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
                          preprocessing=config.preprocessing, channel_order=config.channel_order,
                          label_map=config.label_map, label_map_options=config.label_map_options)
     streaming = bool(getattr(bundle.encoder, "stateful", False))
-    config = config.for_model(bundle.spec.sample_fps if bundle.spec.kind == "clip" or streaming else None)
+    config = config.for_model(bundle.spec.sample_fps if bundle.spec.kind == "clip" or streaming else None,
+                              streaming, bundle.spec.extra.get("state_reset_s"))
     for note in list(bundle.notes) + streaming_notes(bundle, config):  # said once, before the work; kept in run.json
         log.warning(note)
     if config.sampling == "keyframes" and (bundle.spec.kind != "frame" or streaming):

@@ -245,7 +245,9 @@ def _train_head(config: TrainConfig) -> dict[str, Any]:
         sample_fps=config.fps if kind == "clip" or streaming else None,
         resize=RESIZE,
         extra={"trained_on": config.data, "test_accuracy": metrics["test_accuracy"],
-               "video_accuracy": metrics["video_accuracy"], "encoder": os.path.basename(config.encoder)},
+               "video_accuracy": metrics["video_accuracy"], "encoder": os.path.basename(config.encoder),
+               # a streaming encoder's features depend on when its state starts over: labeling starts it over alike
+               **({"state_reset_s": encoder.reset.period / config.fps} if streaming else {})},
     )
     os.makedirs(config.out, exist_ok=True)
     save_bundle(head, spec, config.out, encoder=encoder)
