@@ -182,3 +182,26 @@ def test_a_slow_run_commits_by_age(ray_local, synth_set, colour_bundle, tmp_path
                             commit_videos=1000, commit_seconds=0.01)
     assert result.ok == 6
     assert json.load(open(out / "run.json"))["stages"]["commits"] >= 2  # not one batch at the end
+
+
+def test_streaming_ranges_label_like_the_local_engine(ray_local, synth_set, tmp_path):
+    """A streaming model (state in, state out) on ranges of 4 items: each range starts at the last reset point
+    (every 3 frames here) before it, so the tables equal the local engine's, which never splits; a .tflite
+    model's inference actors take CPU slots, not GPUs."""
+    import json
+
+    from tests.support.encoders import make_streaming_classifier
+    from vidbatch.core.config import RayOptions
+
+    model = make_streaming_classifier(str(tmp_path / "stream.tflite"))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("ball\nbox\nwaves\n")
+    options = dict(classes=str(labels), batch_size=8, window=3, state_reset_s=0.6, progress=False)
+    split = vidbatch.label(synth_set, model, str(tmp_path / "ray"), engine="ray", ray=RayOptions(range_items=4),
+                           **options)
+    whole = vidbatch.label(synth_set, model, str(tmp_path / "local"), **options)
+    assert (split.ok, whole.ok) == (6, 6)
+    assert_same_answers(tmp_path / "ray", tmp_path / "local")
+    run = json.load(open(tmp_path / "ray" / "run.json"))
+    assert run["stages"]["layout"]["gpus_per_inference_actor"] == 0.0
+    assert run["stages"]["layout"]["range_items"] == 4

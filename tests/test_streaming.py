@@ -253,14 +253,19 @@ def test_bad_label_maps_are_refused_in_words(text, message):
 
 
 def test_bad_inputs_are_refused_before_any_work(stream_file, synth_set, tmp_path):
-    """A map that is not JSON, an unknown class, --classes of the wrong count, a .tflite with an unexpected
-    signature: exit 2, one clear line, nothing written."""
+    """A map that is not JSON (through the command line: exit 2, one clear line), an unknown class, --classes of
+    the wrong count, a .tflite with an unexpected signature: each refused in words, nothing labeled."""
     import tensorflow as tf
 
     model, labels = stream_file
-    run = [sys.executable, "-m", "vidbatch.cli", "label", synth_set, "--model", model, "--out", str(tmp_path / "o")]
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{'round': ['ball']}")
+    run = [sys.executable, "-m", "vidbatch.cli", "label", synth_set, "--model", model, "--out", str(tmp_path / "o"),
+           "--classes", labels, "--label-map", str(bad_json)]
+    done = subprocess.run(run, capture_output=True, text=True, env=ENV, timeout=180)
+    assert done.returncode == 2 and "not valid JSON" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "o" / "summary.parquet").exists()
+
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps({"round": ["football"]}))
     two = tmp_path / "two.txt"
@@ -277,19 +282,14 @@ def test_bad_inputs_are_refused_before_any_work(stream_file, synth_set, tmp_path
     odd_path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions(
         [odd.__call__.get_concrete_function()], odd).convert())
     cases = [
-        (["--classes", labels, "--label-map", str(bad_json)], "not valid JSON"),
-        (["--classes", labels, "--label-map", str(unknown)], "not classes of the model: 'football'"),
-        (["--classes", str(two)], "outputs 3 scores per frame but --classes names 2"),
+        (model, dict(classes=labels, label_map=str(unknown)), "not classes of the model: 'football'"),
+        (model, dict(classes=str(two)), "outputs 3 scores per frame but --classes names 2"),
+        (str(odd_path), dict(classes=labels), "unexpected signature for a streaming video model"),
     ]
-    for extra, message in cases:
-        done = subprocess.run(run + extra, capture_output=True, text=True, env=ENV, timeout=180)
-        assert done.returncode == 2 and message in done.stderr, done.stderr
-        assert "Traceback" not in done.stderr
-    odd_run = [sys.executable, "-m", "vidbatch.cli", "label", synth_set, "--model", str(odd_path), "--classes", labels,
-               "--out", str(tmp_path / "o")]
-    done = subprocess.run(odd_run, capture_output=True, text=True, env=ENV, timeout=180)
-    assert done.returncode == 2 and "unexpected signature for a streaming video model" in done.stderr, done.stderr
-    assert not (tmp_path / "o" / "summary.parquet").exists()
+    for n, (path, options, message) in enumerate(cases):
+        with pytest.raises(ModelBundleError, match=message):
+            vidbatch.label(synth_set, path, str(tmp_path / f"o{n}"), progress=False, **options)
+        assert not (tmp_path / f"o{n}" / "summary.parquet").exists()
 
 
 def test_inspect_shows_how_a_streaming_file_is_read(stream_file):
@@ -337,30 +337,6 @@ def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, t
         handle.write(b"\0")
     with pytest.raises(ModelBundleError, match="does not match the sha256"):
         vidbatch.label(manifest, bundle, str(tmp_path / "again"), progress=False)
-
-
-@pytest.mark.slow
-def test_the_ray_engine_labels_streaming_ranges_like_the_local_engine(stream_file, synth_set, tmp_path):
-    """Ranges of 4 items: each starts at the last reset point (every 3 frames here) before it; the tables equal
-    the local engine's, which never splits."""
-    import ray
-
-    from tests.support.raytools import assert_same_answers
-    from vidbatch.core.config import RayOptions
-
-    model, labels = stream_file
-    options = dict(classes=labels, batch_size=8, window=3, state_reset_s=0.6, progress=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        split = vidbatch.label(synth_set, model, str(tmp_path / "ray"), engine="ray", ray=RayOptions(range_items=4),
-                               **options)
-    finally:
-        ray.shutdown()
-    whole = vidbatch.label(synth_set, model, str(tmp_path / "local"), **options)
-    assert (split.ok, whole.ok) == (6, 6)
-    assert_same_answers(tmp_path / "ray", tmp_path / "local")
-    run = json.load(open(tmp_path / "ray" / "run.json"))
-    assert run["stages"]["layout"]["gpus_per_inference_actor"] == 0.0  # a .tflite model runs on CPU slots
 
 
 def _ucf(tmp_path, names):
