@@ -59,7 +59,8 @@ MIN_COMMITTERS = 2
 CLOSE_TIMEOUT_S = 60
 TFLITE_CPU_SHARE = 0.5
 """A .tflite model runs on CPUs (LiteRT): by default its inference actors take half the cluster's CPU slots and
-the decoders the rest (MoViNet-A0 costs about 2.5x a UCF101 frame's decode, per sampled frame)."""
+the decoders the rest (MoViNet-A0 costs about twice a UCF101 frame's decode with shot detection, per sampled
+frame)."""
 
 
 def _runs_on_cpus(bundle) -> bool:
