@@ -120,7 +120,9 @@ def streaming_notes(bundle, config: LabelConfig) -> list[str]:
     rate = f"{config.fps:g} fps" + (f" ({default}; --fps to change it)" if config.fps == bundle.spec.sample_fps else "")
     return [f"{os.path.basename(bundle.source.rstrip('/'))} is a streaming video model: each video's state is carried "
             f"from sampled frame to sampled frame at {rate}, and starts over at each shot cut"
-            + (f" and every {every} sampled frames ({config.state_reset_s:g} s) inside a shot" if every else "")]
+            + (f" and every {every} sampled frames ({config.state_reset_s:g} s) inside a shot" if every else
+               "; with --state-reset-s 0 a long shot's time ranges (Ray engine) each start at the shot's start, "
+               "so their pre-roll grows with the shot")]
 
 
 def keys(manifest: Manifest):
