@@ -1,6 +1,8 @@
 """The ledger: commit records replayed into columns, each video's latest commit, and whose rows are live."""
 
 import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.test_output import outcome_ok, prepared, range_outcomes
 from vidbatch.io import ledger
@@ -48,3 +50,53 @@ def test_owned_rows_of_a_range_are_its_own_frame_span():
     whole = {"video_id": "w", "status": "ok", "first_index": None, "last_index": None, "items": None}
     assert ledger.owned_rows([span], video, index).tolist() == [False, True, True, False]
     assert ledger.owned_rows([whole], video, index).tolist() == [False, False, False, True]
+
+
+def _history_tasks():
+    from hypothesis import strategies as st
+
+    action = st.tuples(st.integers(0, 2), st.sampled_from(["ok", "failed", "ranges_a", "ranges_b"]),
+                       st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True))
+    return st.lists(action, min_size=1, max_size=10), st.lists(st.integers(1, 4), min_size=1, max_size=10)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(*_history_tasks(), st.integers(1, 5))
+def test_latest_status_is_the_ledgers_answer_for_any_commit_history(tmp_path_factory, actions, sizes, chunk):
+    """Random histories: videos failed, redone, committed twice; ranges of two decodes, in any order, retried,
+    some sets never completed. The compact status pass agrees with the whole ledger, however records are
+    fetched."""
+    import copy
+    import os
+
+    from vidbatch.io.output import COMMIT_FORMAT, COMMITS_DIR
+
+    manifest, out = prepared(tmp_path_factory.mktemp("h"), [f"{name}.mp4" for name in "abc"])
+    tasks = list(manifest.tasks)
+    outcomes = []
+    for video, kind, which in actions:
+        task = tasks[video]
+        if kind == "ok":
+            outcomes.append(outcome_ok(task))
+        elif kind == "failed":
+            outcomes.append(assemble_failed(task.video_id, task.key, "timeout: no progress", {}, "m", 0.0))
+        else:
+            parts, _ = range_outcomes(task)
+            for i in which:
+                part = copy.deepcopy(parts[i % len(parts)])
+                part.record["attempt"] = f"{task.video_id}-{kind}"
+                outcomes.append(part)
+    start, step = 0, 0
+    while start < len(outcomes):
+        size = sizes[step % len(sizes)]
+        out.commit_batch(outcomes[start:start + size])
+        start, step = start + size, step + 1
+    folder = os.path.join(out.path, COMMITS_DIR)
+    raw = [open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))]
+    chunks = [raw[i:i + chunk] for i in range(0, len(raw), chunk)]
+    book = ledger.read(chunks, COMMIT_FORMAT)
+    expected = dict(zip(book.videos.column("key").to_pylist(),
+                        [s == "ok" for s in book.videos.column("status").to_pylist()]))
+    latest = ledger.latest_status(chunks, COMMIT_FORMAT)
+    assert dict(zip(latest.column("key").to_pylist(), latest.column("ok").to_pylist())) == expected
+    assert sorted(out.done_keys().to_pylist()) == sorted(k for k, ok in expected.items() if ok)

@@ -49,6 +49,37 @@ def test_commit_and_finalize_roundtrip(tmp_path):
     assert leftovers == []
 
 
+def test_finalize_writes_the_tables_a_slice_at_a_time_in_manifest_order(tmp_path, monkeypatch):
+    """With slices of 2 rows, 7 videos committed out of order (one failed, one redone) give one summary file of
+    4 row groups in manifest order, with the manifest's columns, and segments in the same order; the failed
+    rows are read alone."""
+    from vidbatch.io import output as output_module
+    from vidbatch.pipeline import RunResult
+
+    monkeypatch.setattr(output_module, "TABLE_SLICE_ROWS", 2)
+    manifest = Manifest.from_records([{"uri": f"v{i}.mp4", "n": i} for i in range(7)], base_dir=str(tmp_path))
+    out = RunOutput(str(tmp_path / "out"))
+    out.prepare({})
+    tasks = list(manifest.tasks)
+    out.commit_batch([outcome_ok(t) for t in tasks[4:]])
+    out.commit_batch([assemble_failed(tasks[1].video_id, tasks[1].key, "timeout: no progress", {}, "m", 0.0)]
+                     + [outcome_ok(t) for t in tasks[:4] if t is not tasks[1]])
+    out.commit_batch([assemble_failed(tasks[5].video_id, tasks[5].key, "not found: gone", {}, "m", 0.0)])
+    out.finalize(manifest, {})
+    path = tmp_path / "out" / "summary.parquet"
+    assert pq.ParquetFile(path).metadata.num_row_groups == 4
+    summary = pd.read_parquet(path)
+    assert summary["n"].tolist() == list(range(7)) and summary["video_id"].tolist() == [t.video_id for t in tasks]
+    assert summary["status"].tolist() == ["ok", "failed", "ok", "ok", "ok", "failed", "ok"]
+    assert str(summary["width"].dtype) == "Int32"  # the nullable integers survive the slices
+    segments = pd.read_parquet(tmp_path / "out" / "segments.parquet")
+    assert segments["video_id"].drop_duplicates().tolist() == [t.video_id for i, t in enumerate(tasks) if i not in (1, 5)]
+    result = RunResult(out=str(tmp_path / "out"), videos=7, ok=5, failed=2, resumed=0, elapsed_s=0.0)
+    assert result.failed_videos().values.tolist() == [[tasks[1].video_id, "timeout: no progress"],
+                                                      [tasks[5].video_id, "not found: gone"]]
+    assert result.summary.num_rows == 7
+
+
 def test_identity_mismatch_needs_overwrite(tmp_path):
     out = RunOutput(str(tmp_path / "out"))
     out.prepare({"model": "A", "fps": 5})
@@ -122,7 +153,8 @@ def test_output_on_memory_filesystem(tmp_path):
     out = RunOutput("memory://runs/r1")
     out.prepare({})
     out.commit_batch([outcome_ok(manifest.tasks[0])])
-    summary = out.finalize(manifest, {})
+    out.finalize(manifest, {})
+    summary = out.summary()
     assert isinstance(summary, pa.Table) and out.fs.exists("/runs/r1/summary.parquet")
 
 
@@ -194,7 +226,8 @@ def test_a_failed_video_redone_later_wins_and_keeps_no_stale_rows(tmp_path):
     assert out.committed()[second.key]["error"] == "timeout: no progress"  # a failed row keeps its message
     out.commit_batch([outcome_ok(second)])  # the rerun
     out.commit_batch([outcome_ok(first)])  # a retried task commits the first video twice
-    summary = out.finalize(manifest, {}).to_pandas()
+    out.finalize(manifest, {})
+    summary = out.summary().to_pandas()
     assert summary.status.tolist() == ["ok", "ok"]
     frames = pd.read_parquet(tmp_path / "out" / "frames")
     assert len(frames) == 6 and not frames.duplicated(["video_id", "frame_index"]).any()

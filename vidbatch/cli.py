@@ -215,8 +215,7 @@ def _label(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.failed:
-        frame = result.summary_frame()
-        failed = frame[frame["status"] == "failed"]
+        failed = result.failed_videos()
         for row in failed.head(20).itertuples():
             print(f"  failed: {row.video_id}: {row.error}", file=sys.stderr)
         if len(failed) > 20:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+import pyarrow.compute as pc
+
 from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import ConfigError
 from vidbatch.engines.local import LocalEngine
@@ -37,15 +39,29 @@ class RunResult:
     failed: int
     resumed: int
     elapsed_s: float
-    summary: Any = None
     notes: list[str] = field(default_factory=list)
     """What the user should know about the labels (also in run.json), e.g. videos with too few key frames."""
     dry_run: bool = False
     """A `--dry-run`: nothing was labeled; `notes` say what would run, `failed` counts missing videos."""
+    storage_options: Any = field(default=None, repr=False)
+    _summary: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def summary(self):
+        """The summary table (`summary.parquet`), read from `out` when first asked for: a run over millions of
+        videos writes it a slice at a time and keeps none of it in memory. None for a dry run."""
+        if self._summary is None and not self.dry_run:
+            self._summary = RunOutput(self.out, self.storage_options).summary()
+        return self._summary
 
     @property
     def exit_code(self) -> int:
         return 0 if self.failed == 0 else 1
+
+    def failed_videos(self):
+        """The failed videos' ids and errors (a pandas DataFrame), read from the summary without the rest of it."""
+        return RunOutput(self.out, self.storage_options).summary(
+            columns=["video_id", "error"], filters=[("status", "=", "failed")]).to_pandas()
 
     def summary_frame(self):
         return self.summary.to_pandas() if self.summary is not None else None
@@ -148,8 +164,7 @@ def missing_videos(manifest: Manifest, storage_options) -> list[str]:
 def dry_run(config: LabelConfig, manifest: Manifest, bundle, output: RunOutput, identity: dict, started: float) -> RunResult:
     """Everything a run checks before work, and what it would do, with nothing written (`--dry-run`)."""
     existing = output.existing_run(identity, overwrite=config.overwrite, defaults=LabelConfig.answer_defaults())
-    statuses = output.ledger().column_for(keys(manifest), "status") if existing == "same" else []
-    done = statuses.count("ok")
+    done = pending(output, manifest)[1] if existing == "same" else 0
     missing = missing_videos(manifest, config.storage_options)
     spec = bundle.spec
     sampling = "key frames only" if config.sampling == "keyframes" else (
@@ -168,6 +183,56 @@ def dry_run(config: LabelConfig, manifest: Manifest, bundle, output: RunOutput, 
     ]
     return RunResult(out=config.out, videos=len(manifest.tasks), ok=0, failed=len(missing), resumed=done,
                      elapsed_s=time.monotonic() - started, notes=lines, dry_run=True)
+
+
+def pending(output: RunOutput, manifest: Manifest):
+    """The manifest's videos left to label (those with no ok commit), and how many an earlier run finished."""
+    done = pc.is_in(keys(manifest), output.done_keys()).to_numpy(zero_copy_only=False)
+    todo = manifest.tasks.where(~done)
+    return todo, len(manifest.tasks) - len(todo)
+
+
+def finish(config: LabelConfig, output: RunOutput, manifest: Manifest, run_record: dict, started: float,
+           resumed: int, processed: int, windows: int | None = None):
+    """The end of a run, after the engine: a failed row for every video with no commit, the counts and notes in
+    `run_record`, then the tables (`RunOutput.finalize`). `windows`: a clip or sequence model's clip length.
+    Returns the ok and failed counts and the notes."""
+    model = run_record["model"]["name"]
+    ledger = fail_lost(output, manifest, model, config.commit_videos)
+    elapsed = time.monotonic() - started
+    statuses = ledger.column_for(keys(manifest), "status")
+    classified = ledger.column_for(keys(manifest), "frames_classified")
+    ok, failed = statuses.count("ok"), statuses.count("failed")
+    run_record.update({
+        "finished_at": now_iso(),
+        "elapsed_s": round(elapsed, 3),
+        "counts": {
+            "videos": len(manifest.tasks),
+            "ok": ok,
+            "failed": failed,
+            "resumed_from_previous_run": resumed,
+            "processed_this_run": processed,
+            "frames_decoded": int(sum(n or 0 for n in ledger.column_for(keys(manifest), "frames_decoded"))),
+            "frames_classified": int(sum(n or 0 for n in classified)),
+            # what the summary's frames_classified counts: a clip or sequence model classifies windows
+            "frames_classified_counts": ("sampled frames" if windows is None else
+                                         f"windows of {windows} sampled frames (one per window, "
+                                         "stamped with its last frame)"),
+        },
+    })
+    few, note = few_keyframes_note(config, manifest.tasks, statuses, classified)
+    notes = [note] if note else []
+    decode_notes = [n for n, status in zip(ledger.column_for(keys(manifest), "decode_note"), statuses)
+                    if n and status == "ok"]
+    run_record["counts"]["decode_notes"] = len(decode_notes)
+    if decode_notes:
+        notes.append(f"{len(decode_notes)} video(s) were labeled from fewer frames than their container lists (an "
+                     f"index off by under a second; e.g. {decode_notes[0]}): see the summary's decode_note column")
+    if config.sampling == "keyframes":
+        run_record["counts"]["few_keyframes"] = few
+    run_record["notes"] = notes
+    output.finalize(manifest, run_record, ledger)
+    return ok, failed, notes
 
 
 def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = None) -> RunResult:
@@ -204,9 +269,7 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
         return dry_run(config, manifest, bundle, output, identity, started)
     output.prepare(identity, overwrite=config.overwrite, defaults=LabelConfig.answer_defaults())
 
-    statuses = output.ledger().column_for(keys(manifest), "status")
-    todo = manifest.tasks.where([status != "ok" for status in statuses])
-    resumed = len(manifest.tasks) - len(todo)
+    todo, resumed = pending(output, manifest)
 
     if config.engine == "local":
         stages = LocalEngine(config, bundle, output, on_worker_event=on_worker_event).run(todo)
@@ -218,11 +281,6 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
     else:  # pragma: no cover - LabelConfig validates this
         raise ConfigError(f"Unknown engine. Received: engine={config.engine!r}")
 
-    ledger = fail_lost(output, manifest, bundle.display_name, config.commit_videos)
-    elapsed = time.monotonic() - started
-    statuses = ledger.column_for(keys(manifest), "status")
-    classified = ledger.column_for(keys(manifest), "frames_classified")
-    ok, failed = statuses.count("ok"), statuses.count("failed")
     run_record = {
         "config": config.to_record(),
         "model": {
@@ -246,34 +304,10 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
         "host": socket.gethostname(),
         "engine": config.engine,
         "started_at": started_at,
-        "finished_at": now_iso(),
-        "elapsed_s": round(elapsed, 3),
-        "counts": {
-            "videos": len(manifest.tasks),
-            "ok": ok,
-            "failed": failed,
-            "resumed_from_previous_run": resumed,
-            "processed_this_run": len(todo),
-            "frames_decoded": int(sum(n or 0 for n in ledger.column_for(keys(manifest), "frames_decoded"))),
-            "frames_classified": int(sum(n or 0 for n in classified)),
-            # what the summary's frames_classified counts: a clip or sequence model classifies windows
-            "frames_classified_counts": ("sampled frames" if bundle.spec.kind == "frame" else
-                                         f"windows of {bundle.spec.clip_len} sampled frames (one per window, "
-                                         "stamped with its last frame)"),
-        },
         "stages": stages,
     }
-    few, note = few_keyframes_note(config, manifest.tasks, statuses, classified)
-    notes = [note] if note else []
-    decode_notes = [n for n, status in zip(ledger.column_for(keys(manifest), "decode_note"), statuses)
-                    if n and status == "ok"]
-    run_record["counts"]["decode_notes"] = len(decode_notes)
-    if decode_notes:
-        notes.append(f"{len(decode_notes)} video(s) were labeled from fewer frames than their container lists (an "
-                     f"index off by under a second; e.g. {decode_notes[0]}): see the summary's decode_note column")
-    if config.sampling == "keyframes":
-        run_record["counts"]["few_keyframes"] = few
-    run_record["notes"] = notes
-    summary = output.finalize(manifest, run_record, ledger)
+    ok, failed, notes = finish(config, output, manifest, run_record, started, resumed, len(todo),
+                                        windows=None if bundle.spec.kind == "frame" else bundle.spec.clip_len)
+    elapsed = run_record["elapsed_s"]
     return RunResult(out=config.out, videos=len(manifest.tasks), ok=ok, failed=failed, resumed=resumed,
-                     elapsed_s=elapsed, summary=summary, notes=notes)
+                     elapsed_s=elapsed, notes=notes, storage_options=config.storage_options)

@@ -85,11 +85,12 @@ _READ = pajson.ReadOptions(use_threads=False)  # the reader's threads would each
 _PARSE = pajson.ParseOptions(explicit_schema=RECORD_SCHEMA, unexpected_field_behavior="ignore")
 
 
-def _parse(raw: Sequence[bytes], commit_format: str) -> tuple[pa.Table, list[bytes]]:
+def _parse(raw: Sequence[bytes], commit_format: str, parse: pajson.ParseOptions = _PARSE
+           ) -> tuple[pa.Table, list[bytes]]:
     """Records (one JSON object each) into one table row each, natively: no Python object per video. A record
     that does not parse is left out (its videos are simply redone), as is one of another format."""
     def native(parts):
-        return pajson.read_json(io.BytesIO(b"\n".join(parts)), read_options=_READ, parse_options=_PARSE)
+        return pajson.read_json(io.BytesIO(b"\n".join(parts)), read_options=_READ, parse_options=parse)
 
     try:
         table, kept = native(raw), list(raw)
@@ -101,7 +102,7 @@ def _parse(raw: Sequence[bytes], commit_format: str) -> tuple[pa.Table, list[byt
                 kept.append(one)
             except (pa.ArrowInvalid, ValueError):
                 continue
-        table = pa.concat_tables(tables) if tables else RECORD_SCHEMA.empty_table()
+        table = pa.concat_tables(tables) if tables else parse.explicit_schema.empty_table()
     mine = pc.fill_null(pc.equal(table.column("format"), commit_format), False).to_pylist()
     return table.filter(pa.array(mine, pa.bool_())), [r for r, ok in zip(kept, mine) if ok]
 
@@ -113,7 +114,7 @@ def read(chunks: Iterable[Sequence[bytes]], commit_format: str) -> Ledger:
     video are also read as dicts, since their sums merge in Python (`io.ranges.merge`).
     """
     entries, segments, shots, owners, files = [], [], [], [], []
-    parts: dict[str, dict[str, dict[int, tuple[int, dict[str, Any]]]]] = {}
+    parts: dict[str, dict[str, dict[int, tuple[int, dict[str, Any]]]]] = {}  # see _replay_range
     merged_now: dict[int, dict[str, Any]] = {}
     merged_rows: list[dict[str, Any]] = []
     number = 0
@@ -151,17 +152,11 @@ def read(chunks: Iterable[Sequence[bytes]], commit_format: str) -> Ledger:
             "first_index": pa.nulls(mine.num_rows, pa.int64()), "last_index": pa.nulls(mine.num_rows, pa.int64()),
             "items": pa.nulls(mine.num_rows, pa.int64())}))
         for row in sorted(set(parent[partial].tolist())):  # records with ranges: read as dicts, replayed in order
-            record = json.loads(raw[row])
-            for place, entry in enumerate(record["videos"]):
-                if entry.get("status") != ranges.PARTIAL:
-                    continue
-                entry_order = (int(numbers[row]) << ROW_BITS) | place
+            for entry_order, entry in _range_entries(raw[row], int(numbers[row])):
                 owners.append(pa.Table.from_pylist([{**entry, "order": entry_order, "record": int(numbers[row])}],
                                                    OWNERS_SCHEMA))
-                attempt = parts.setdefault(entry["key"], {}).setdefault(entry["attempt"], {})
-                attempt[entry["range"]] = (entry_order, entry)
-                if ranges.complete({i: e for i, (_, e) in attempt.items()}):
-                    merged = ranges.merge({i: e for i, (_, e) in attempt.items()})
+                merged = _replay_range(parts, entry_order, entry)
+                if merged is not None:
                     merged_now[entry_order] = merged
                     merged_rows.append({**merged, "order": entry_order})
     if merged_rows:
@@ -182,6 +177,72 @@ def read(chunks: Iterable[Sequence[bytes]], commit_format: str) -> Ledger:
                                                         videos.column("order").to_pylist()) if o in merged_now]
     return Ledger(videos=videos, segments=_of(_concat(segments, SEGMENT_ROWS), winners),
                   shots=_of(_concat(shots, SHOT_ROWS), winners), owners=owner_table, records=files, fresh=fresh)
+
+
+def _range_entries(raw: bytes, number: int) -> Iterable[tuple[int, dict[str, Any]]]:
+    """The range entries of record number `number` (raw JSON), with their orders."""
+    for place, entry in enumerate(json.loads(raw)["videos"]):
+        if entry.get("status") == ranges.PARTIAL:
+            yield (number << ROW_BITS) | place, entry
+
+
+def _replay_range(parts: dict, order: int, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """Add a range entry to `parts` (key -> attempt -> range -> (order, entry)); the video's merged entry when
+    it completes its attempt's set, else None. A range committed twice keeps its latest copy."""
+    attempt = parts.setdefault(entry["key"], {}).setdefault(entry["attempt"], {})
+    attempt[entry["range"]] = (order, entry)
+    if ranges.complete({i: e for i, (_, e) in attempt.items()}):
+        return ranges.merge({i: e for i, (_, e) in attempt.items()})
+    return None
+
+
+STATUS_SCHEMA = pa.schema([("format", pa.string()),
+                           ("videos", pa.list_(pa.struct([("key", pa.string()), ("status", pa.string())])))])
+_PARSE_STATUS = pajson.ParseOptions(explicit_schema=STATUS_SCHEMA, unexpected_field_behavior="ignore")
+
+
+def latest_status(chunks: Iterable[Sequence[bytes]], commit_format: str) -> pa.Table:
+    """Each committed video's key and whether its latest entry is ok (`key`, `ok`): what resume needs, read with
+    the same replay as `read` (a split video counts once a whole set of one decode's ranges is in, and the
+    latest commit wins) but keeping only the key, the order and the status of each entry, never its fields,
+    segments or shots: about 45 bytes a video at the peak instead of `read`'s 1.9 KB."""
+    keys, orders, oks = [], [], []
+    parts: dict = {}
+    number = 0
+    for raw in chunks:
+        table, raw = _parse(raw, commit_format, _PARSE_STATUS)
+        if not table.num_rows:
+            continue
+        numbers = np.arange(number, number + table.num_rows, dtype=np.int64)
+        number += table.num_rows
+        videos = table.column("videos").combine_chunks()
+        flat = pc.list_flatten(videos)
+        parent = pc.list_parent_indices(videos).to_numpy()
+        order = (numbers[parent] << ROW_BITS) | (np.arange(len(parent)) - videos.offsets.to_numpy()[parent])
+        status = flat.field("status")
+        partial = pc.fill_null(pc.equal(status, ranges.PARTIAL), False).to_numpy(zero_copy_only=False)
+        keys.append(flat.field("key").filter(pa.array(~partial)))
+        orders.append(order[~partial])
+        oks.append(pc.fill_null(pc.equal(status, "ok"), False).to_numpy(zero_copy_only=False)[~partial])
+        for row in sorted(set(parent[partial].tolist())):
+            for entry_order, entry in _range_entries(raw[row], int(numbers[row])):
+                merged = _replay_range(parts, entry_order, entry)
+                if merged is not None:
+                    keys.append(pa.array([entry["key"]], pa.string()))
+                    orders.append(np.array([entry_order], np.int64))
+                    oks.append(np.array([merged["status"] == "ok"]))
+    if not keys:
+        return pa.table({"key": pa.array([], pa.string()), "ok": pa.array([], pa.bool_())})
+    entries = pa.table({"key": pa.chunked_array(keys, pa.string()), "order": np.concatenate(orders),
+                        "ok": np.concatenate(oks)})
+    del keys, orders, oks
+    ranked = entries.take(pc.sort_indices(entries, [("key", "ascending"), ("order", "descending")]))
+    del entries
+    key = ranked.column("key").combine_chunks()
+    first = np.ones(len(key), bool)
+    if len(key) > 1:
+        first[1:] = pc.not_equal(key.slice(1), key.slice(0, len(key) - 1)).to_numpy(zero_copy_only=False)
+    return ranked.select(["key", "ok"]).filter(pa.array(first))
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:

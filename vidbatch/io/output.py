@@ -79,6 +79,8 @@ FRAMES_INDEX = "_vidbatch/frames_index.parquet"
 """Which frames shard holds each video's rows (`read_frames`): sorted by video_id, so a lookup reads one row
 group of it, then one shard, however many shards the run has."""
 INDEX_ROW_GROUP_ROWS = 65536
+TABLE_SLICE_ROWS = 65536
+"""Rows of the summary (segments, shots) that finalize builds and writes at a time, one row group each."""
 COMMIT_FORMAT = "vidbatch.commit/1"
 SHARD_PREFIX = "part-"
 ROW_GROUP_ROWS = 65536
@@ -282,6 +284,12 @@ class RunOutput:
         time ranges counts once every range of one decode is committed (its entry is their merge)."""
         return ledger_module.read(self._record_chunks(), COMMIT_FORMAT)
 
+    def done_keys(self) -> pa.Array:
+        """The keys of the videos whose latest commit is ok: what resume skips (`ledger.latest_status`, a few
+        dozen bytes a video, where `ledger()` holds every entry's fields)."""
+        latest = ledger_module.latest_status(self._record_chunks(), COMMIT_FORMAT)
+        return latest.column("key").filter(latest.column("ok")).combine_chunks()
+
     def committed(self) -> dict[str, dict[str, Any]]:
         """The committed entry of every video as a dict, by output key: `ledger()` for small runs and tests."""
         return self.ledger().entries()
@@ -393,7 +401,7 @@ class RunOutput:
 
     # -- at the end ----------------------------------------------------------
     def finalize(self, manifest: Manifest, run_record: Mapping[str, Any],
-                 ledger: ledger_module.Ledger | None = None) -> pa.Table:
+                 ledger: ledger_module.Ledger | None = None) -> None:
         """Rebuild summary.parquet, segments.parquet, shots.parquet and run.json from the commit records
         (`ledger`: the records as just read, when the caller has them)."""
         # every writer has stopped: what a killed worker left half-written goes now, not at the next run
@@ -406,17 +414,21 @@ class RunOutput:
         if where.null_count:
             missing = manifest.tasks.column("video_id").filter(where.is_null()).to_pylist()
             raise OutputError(f"Cannot finish {self.url!r}: {len(missing)} video(s) have no commit record, e.g. {missing[:3]}")
-        entries = ledger.videos.take(where)
-        orders = entries.column("order").combine_chunks()
-        summary = build_summary(entries, manifest.passthrough)
-        segments = ledger_module.in_order(ledger.segments, orders, "segment_index")
-        shots = ledger_module.in_order(ledger.shots, orders, "shot_index")
         self._write_frames_index(ledger)
-        storage.atomic_write_bytes(self.fs, self._p("summary.parquet"),
-                                   table_to_parquet_bytes(with_nullable_integers(summary)))
-        storage.atomic_write_bytes(self.fs, self._p("segments.parquet"), table_to_parquet_bytes(segments))
-        storage.atomic_write_bytes(self.fs, self._p("shots.parquet"), table_to_parquet_bytes(shots))
-        if not pc.any(pc.equal(entries.column("status"), "ok")).as_py():
+        passthrough = manifest.passthrough
+        # the summary is built and written a slice of the manifest at a time (a row group each): never a second
+        # copy of every video's entry, nor the whole file in memory
+        summaries = (with_nullable_integers(build_summary(ledger.videos.take(where.slice(start, TABLE_SLICE_ROWS)),
+                                                          passthrough.slice(start, TABLE_SLICE_ROWS)))
+                     for start in range(0, max(len(where), 1), TABLE_SLICE_ROWS))
+        self._write_slices("summary.parquet", summaries)
+        orders = ledger.videos.column("order").take(where).combine_chunks()
+        for name, table, within in (("segments", ledger.segments, "segment_index"), ("shots", ledger.shots, "shot_index")):
+            ordered = ledger_module.in_order(table, orders, within)
+            self._write_slices(f"{name}.parquet", (ordered.slice(start, TABLE_SLICE_ROWS)
+                                                   for start in range(0, max(ordered.num_rows, 1), TABLE_SLICE_ROWS)))
+            del ordered
+        if not pc.any(pc.equal(ledger.videos.column("status").take(where), "ok")).as_py():
             # readers of frames/ should find a valid, empty dataset
             storage.atomic_write_bytes(
                 self.fs, self._p(FRAMES_DIR, "_empty.parquet"), table_to_parquet_bytes(FRAMES_SCHEMA.empty_table())
@@ -424,7 +436,22 @@ class RunOutput:
         storage.atomic_write_bytes(
             self.fs, self._p("run.json"), json.dumps(run_record, indent=2, sort_keys=True, default=str).encode()
         )
-        return summary
+
+    def _write_slices(self, name: str, tables: Iterable[pa.Table]) -> None:
+        """One Parquet file from tables of one schema, a row group each, committed whole at the end."""
+        with storage.atomic_writer(self.fs, self._p(name)) as handle:
+            writer = None
+            for table in tables:
+                if writer is None:
+                    writer = pq.ParquetWriter(handle, table.schema, compression="zstd")
+                writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+            if writer is not None:
+                writer.close()
+
+    def summary(self, columns: list[str] | None = None, filters=None) -> pa.Table:
+        """The summary table as finalize wrote it (`columns` and row `filters` as `pyarrow.parquet.read_table`
+        takes them, so a few columns of the failed rows are read without the rest)."""
+        return pq.read_table(self._p("summary.parquet"), filesystem=self.fs, columns=columns, filters=filters)
 
 
 def _without(table: pa.Table, stale: list[dict[str, Any]], kept: list[dict[str, Any]], by_frame: bool) -> pa.Table:

@@ -134,6 +134,36 @@ def atomic_write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) ->
         fs.pipe_file(path, data)
 
 
+@contextlib.contextmanager
+def atomic_writer(fs: fsspec.AbstractFileSystem, path: str):
+    """A binary file handle whose contents appear at `path` whole, when the block ends without error (as
+    `atomic_write_bytes`, for writers that stream, such as a Parquet writer's row groups): locally a hidden
+    temporary file renamed into place; on object stores one upload, completed at the end or discarded."""
+    if is_local(fs):
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f"{TEMPORARY_PREFIX}{uuid.uuid4().hex}-{os.path.basename(path)}")
+        try:
+            with open(tmp, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return
+    handle = fs.open(path, "wb")
+    try:
+        yield handle
+    except BaseException:
+        discard = getattr(handle, "discard", None)
+        if discard is not None:
+            discard()  # an object-store upload that never completes leaves no object
+        raise
+    handle.close()
+
+
 def remove_stale_temporaries(fs: fsspec.AbstractFileSystem, folder: str, prefixes: tuple[str, ...] = (TEMPORARY_PREFIX,)) -> int:
     """Delete what a killed writer left under `folder`: hidden temporaries that were never renamed.
 
