@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -64,9 +65,10 @@ def derive_video_id(uri: str) -> str:
     return f"{stem}-{hashlib.sha1(uri.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
-TASK_COLUMNS = ("video_id", "uri", "location")
 ITERATE_ROWS = 4096
 """Rows turned into `VideoTask`s at a time while iterating."""
+MAP_ROWS = 65536
+"""Rows turned into Python strings at a time to derive a column (ids, keys, locations)."""
 
 
 class TaskList(Sequence[VideoTask]):
@@ -76,9 +78,12 @@ class TaskList(Sequence[VideoTask]):
     subset (`where`) is a view (an index array), so a resumed run's to-do list costs 8 bytes a video.
     """
 
-    def __init__(self, columns: dict[str, pa.Array], rows: np.ndarray | None = None) -> None:
+    def __init__(self, columns: dict[str, pa.Array], rows: np.ndarray | None = None, base_dir: str | None = None
+                 ) -> None:
         self._columns = columns  # the whole manifest's, shared by every view of it (and its keys, once made)
         self._rows = rows  # positions in the manifest, None for all of it
+        self._base_dir = base_dir
+        """What relative uris resolve against: `location` is made from `uri` when read (unless given)."""
 
     def __len__(self) -> int:
         return len(self._columns["video_id"]) if self._rows is None else len(self._rows)
@@ -89,9 +94,15 @@ class TaskList(Sequence[VideoTask]):
     def column(self, name: str) -> pa.Array:
         """`video_id`, `uri`, `location` or `key` of every task, in order."""
         if name == "key" and "key" not in self._columns:  # made once per manifest, for all of it
-            self._columns["key"] = pa.array([output_key(v) for v in self._columns["video_id"].to_pylist()], pa.string())
+            self._columns["key"] = _mapped(self._columns["video_id"], output_key)
+        if name == "location" and "location" not in self._columns:  # made for what is asked, never kept
+            uris = self._columns["uri"] if self._rows is None else self._columns["uri"].take(pa.array(self._rows))
+            return _mapped(uris, self._resolve)
         values = self._columns[name]
         return values if self._rows is None else values.take(pa.array(self._rows))
+
+    def _resolve(self, uri: str) -> str:
+        return storage.resolve(uri, self._base_dir if self._base_dir is not None else os.getcwd())
 
     def keys(self) -> pa.Array:
         return self.column("key")
@@ -99,17 +110,19 @@ class TaskList(Sequence[VideoTask]):
     def where(self, mask: Sequence[bool]) -> "TaskList":
         """The tasks whose `mask` is true, as a view."""
         chosen = self._positions(0, len(self))[np.asarray(mask, dtype=bool)]
-        return TaskList(self._columns, chosen)
+        return TaskList(self._columns, chosen, self._base_dir)
 
     def _tasks(self, positions: np.ndarray) -> list[VideoTask]:
         index = pa.array(positions)
-        ids, uris, locations = (self._columns[name].take(index).to_pylist() for name in TASK_COLUMNS)
+        ids, uris = (self._columns[name].take(index).to_pylist() for name in ("video_id", "uri"))
+        locations = (self._columns["location"].take(index).to_pylist() if "location" in self._columns
+                     else [self._resolve(u) for u in uris])
         return [VideoTask(video_id=v, uri=u, location=loc, row=int(r))
                 for v, u, loc, r in zip(ids, uris, locations, positions)]
 
     def __getitem__(self, item):
         if isinstance(item, slice):
-            return TaskList(self._columns, self._positions(0, len(self))[item])
+            return TaskList(self._columns, self._positions(0, len(self))[item], self._base_dir)
         position = range(len(self))[item]  # negative indices, and IndexError past the end
         return self._tasks(self._positions(position, position + 1))[0]
 
@@ -217,39 +230,53 @@ def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, Ta
         raise ManifestError(f"Manifest {source!r} is empty: it has a header but no rows")
 
     _warn_lookalikes(names, source)
-    uris = _string_column(table, "uri", source)
+    uri_column = _text_column(table, "uri", source)
+    clean = pc.utf8_trim_whitespace(uri_column)
     if "video_id" in names:
-        ids = _string_column(table, "video_id", source)
+        ids_column = _text_column(table, "video_id", source)
     else:
-        ids = [None] * table.num_rows
+        ids_column = _derived_ids(clean)
+    # checked on columns; a manifest that fails is walked row by row, only to say where
+    blank_uri = pc.any(pc.fill_null(pc.equal(clean, ""), True)).as_py()
+    blank_id = "video_id" in names and pc.any(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids_column), ""), True)).as_py()
+    if blank_uri or blank_id or pc.count_distinct(ids_column, mode="all").as_py() != len(ids_column):
+        _first_bad_row(uri_column.to_pylist(), ids_column.to_pylist(), "video_id" in names, source)
+    if pc.all(pc.equal(clean, uri_column)).as_py():
+        clean = uri_column  # the usual case: one copy of the uris
+    tasks = TaskList({"video_id": ids_column, "uri": clean}, base_dir=base_dir)
+    passthrough = table.drop_columns([c for c in ("video_id",) if c in names])
+    passthrough = passthrough.add_column(0, "video_id", ids_column)
+    return passthrough, tasks
 
-    video_ids: list[str] = []
-    clean: list[str] = []
+
+def _first_bad_row(uris: list, ids: list, has_ids: bool, source: str) -> None:
+    """Raise the error of the manifest's first bad row (a blank uri or id, a duplicate id)."""
     seen: dict[str, int] = {}
     for row, (uri, video_id) in enumerate(zip(uris, ids)):
         if uri is None or not uri.strip():
             raise ManifestError(f"Manifest {source!r}, row {row + 1}, column 'uri': blank; every row needs a video path or URL")
-        uri = uri.strip()
-        if "video_id" in names:
-            if video_id is None or not video_id.strip():
-                raise ManifestError(f"Manifest {source!r}, row {row + 1}, column 'video_id': blank; fill it or drop the column to derive ids")
-        else:
-            video_id = derive_video_id(uri)
+        if has_ids and (video_id is None or not video_id.strip()):
+            raise ManifestError(f"Manifest {source!r}, row {row + 1}, column 'video_id': blank; fill it or drop the column to derive ids")
         if video_id in seen:
             raise ManifestError(
                 f"Manifest {source!r}, row {row + 1}, column 'video_id': duplicate {video_id!r} "
                 f"(also row {seen[video_id] + 1}); ids must be unique"
             )
         seen[video_id] = row
-        video_ids.append(video_id)
-        clean.append(uri)
-    del seen
-    ids_column = pa.array(video_ids, pa.string())
-    tasks = TaskList({"video_id": ids_column, "uri": pa.array(clean, pa.string()),
-                      "location": pa.array([storage.resolve(u, base_dir) for u in clean], pa.string())})
-    passthrough = table.drop_columns([c for c in ("video_id",) if c in names])
-    passthrough = passthrough.add_column(0, "video_id", ids_column)
-    return passthrough, tasks
+
+
+def _derived_ids(uris: pa.Array) -> pa.Array:
+    """`derive_video_id` of each uri (a blank one gets None: it is reported as blank)."""
+    return _mapped(uris, lambda u: derive_video_id(u.strip()) if u is not None and u.strip() else None)
+
+
+def _mapped(values: pa.Array, function) -> pa.Array:
+    """`function` of each string, as a string array, `MAP_ROWS` at a time (no list of every value at once)."""
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if not len(values):
+        return pa.array([], pa.string())
+    return pa.concat_arrays([pa.array([function(v) for v in values.slice(start, MAP_ROWS).to_pylist()], pa.string())
+                             for start in range(0, len(values), MAP_ROWS)])
 
 
 def _warn_lookalikes(names: Sequence[str], source: str) -> None:
@@ -265,12 +292,13 @@ def _warn_lookalikes(names: Sequence[str], source: str) -> None:
                     f"the uris; rename it to video_id if it holds the ids")
 
 
-def _string_column(table: pa.Table, name: str, source: str) -> list[str | None]:
-    column = table.column(name)
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        return column.to_pylist()
-    if pa.types.is_null(column.type):
-        return [None] * len(column)
+def _text_column(table: pa.Table, name: str, source: str) -> pa.Array:
+    """A manifest column as one string array (integer ids as their text), or a clear error."""
+    column = table.column(name).combine_chunks()
+    if pa.types.is_string(column.type):
+        return column
+    if pa.types.is_large_string(column.type) or pa.types.is_null(column.type):
+        return column.cast(pa.string())
     if pa.types.is_integer(column.type) and name == "video_id":
-        return [None if v is None else str(v) for v in column.to_pylist()]
+        return column.cast(pa.string())
     raise ManifestError(f"Manifest {source!r}, column {name!r}: expected text, found {column.type}")

@@ -117,21 +117,11 @@ def atomic_write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) ->
     On object stores a single PUT (or a completed multipart upload) is atomic
     already, so the object is written in place.
     """
-    if is_local(fs):
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f"{TEMPORARY_PREFIX}{uuid.uuid4().hex}-{os.path.basename(path)}")
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    else:
+    if not is_local(fs):
         fs.pipe_file(path, data)
+        return
+    with atomic_writer(fs, path) as handle:
+        handle.write(data)
 
 
 @contextlib.contextmanager
