@@ -60,6 +60,7 @@ def test_a_finalize_killed_at_any_moment_then_rerun_gives_the_clean_tables(tmp_p
         time.sleep(work * fraction * rng.uniform(0.8, 1.2))
         process.send_signal(signal.SIGKILL)
         process.wait()
+        process.stdout.close()
     RunOutput(out).finalize(Manifest.from_path(manifest), {"counts": {}})
     got = _tables(out)
     for name, table in expected.items():
