@@ -205,7 +205,8 @@ def latest_status(chunks: Iterable[Sequence[bytes]], commit_format: str) -> pa.T
     """Each committed video's key and whether its latest entry is ok (`key`, `ok`): what resume needs, read with
     the same replay as `read` (a split video counts once a whole set of one decode's ranges is in, and the
     latest commit wins) but keeping only the key, the order and the status of each entry, never its fields,
-    segments or shots: about 45 bytes a video at the peak instead of `read`'s 1.9 KB."""
+    segments or shots. Measured by benchmarks/driver_scale.py, manifest included: a resume's peak grows 250-355
+    bytes a video this way, against 650-730 through `read`."""
     keys, orders, oks = [], [], []
     parts: dict = {}
     number = 0
