@@ -309,6 +309,8 @@ class DecodePool:
 
     def _fill(self, worker: _Worker, pending: "_Pending") -> None:
         while pending and len(worker.jobs) < PREFETCH_JOBS:
+            if pending.peek().parts > 1 and any(job.key == pending.peek().key for job in worker.jobs):
+                return  # a long video's parts go to different decoders: this one waits for another
             worker.assign(pending.popleft())
 
     def _fail_current(self, worker: _Worker, pending: "_Pending", message: str) -> _Worker | None:
@@ -407,6 +409,11 @@ class _Pending:
                 return False
             self._back.append(job)
         return True
+
+    def peek(self) -> DecodeJob:
+        if not self:
+            raise IndexError("no pending decode jobs")
+        return self._back[0]
 
     def popleft(self) -> DecodeJob:
         if not self:

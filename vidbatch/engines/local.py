@@ -11,13 +11,14 @@ while the main thread takes the decoders' next chunks and finishes videos
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from vidbatch.core.config import LabelConfig
+from vidbatch.core.config import LabelConfig, decoder_threads
 from vidbatch.engines.base import (
     COLUMNS,
     OPTIONAL_COLUMNS,
@@ -31,6 +32,7 @@ from vidbatch.io.manifest import VideoTask
 from vidbatch.io.output import RunOutput
 from vidbatch.model.spec import ModelBundle
 from vidbatch.stages.classify import Predictor, accelerator_available
+from vidbatch.stages import split
 from vidbatch.stages.decode import DecodeSpec
 from vidbatch.stages.decode_job import (
     Chunk,
@@ -46,15 +48,22 @@ STREAM_BATCHES_PER_LANE = 4
 
 
 def decode_jobs(tasks: Iterable[VideoTask], spec: DecodeSpec, config: LabelConfig,
-                on_job: Callable[[DecodeJob], Any] | None = None) -> Iterator[DecodeJob]:
-    """A decode job per task, made when the decoder pool asks for it (`on_job` sees each as it is made)."""
+                on_job: Callable[[DecodeJob], Any] | None = None,
+                parts_for: Callable[[DecodeJob], int] | None = None) -> Iterator[DecodeJob]:
+    """Decode jobs, made when the decoder pool asks for them (`on_job` sees each video's first as it is made): one
+    per task, or with `parts_for`, that many per long video (`stages.split`), its parts one after the other."""
     storage_options = dict(config.storage_options)
     for t in tasks:
         job = DecodeJob(key=t.key, video_id=t.video_id, uri=t.uri, location=t.location, spec=spec,
                         storage_options=storage_options)
+        parts = parts_for(job) if parts_for is not None else 1
         if on_job is not None:
             on_job(job)
-        yield job
+        if parts == 1:
+            yield job
+            continue
+        for part in range(parts):
+            yield dataclasses.replace(job, part=part, parts=parts)
 
 
 class LocalEngine(Engine):
@@ -67,6 +76,11 @@ class LocalEngine(Engine):
         self._pending_items = 0
         self._in_flight: dict[str, int] = {}
         self._decoded: set[str] = set()
+        self._parts: dict[str, list[int]] = {}
+        """Videos split between decoders: key -> [parts, parts finished]."""
+        self._split_off: str | None = None
+        self._split = {"videos": 0, "parts": 0, "one_pass": 0}
+        """Videos split, their parts, and those of them decoded in one pass after all (not seekable exactly)."""
         self._running = None  # the flush being classified: (result or future, pieces, items)
         self._inference = ThreadPoolExecutor(1, thread_name_prefix="vidbatch-inference")
 
@@ -75,7 +89,9 @@ class LocalEngine(Engine):
         on_accelerator = accelerator_available()
         self.streaming = bool(getattr(self.bundle.encoder, "stateful", False))
         self.pool.workers = self._workers(on_accelerator)
-        self.pool.start(len(tasks))  # decoders start up while the inference model is built
+        self._split_off = split.unsplittable(self.spec, self.streaming)
+        # decoders start up while the inference model is built (every decoder when one long video may need them all)
+        self.pool.start(None if self._split_off is None else len(tasks))
         try:
             self._predictor = Predictor(self.bundle, self.config.batch_size, precision=self.config.precision,
                                         embeddings=self.config.embeddings, reset_every=self.config.reset_every())
@@ -85,12 +101,15 @@ class LocalEngine(Engine):
             raise
         # a model cheap enough on the CPU leaves every CPU to decoding (the pool tops itself up when it runs)
         self.pool.workers = self._workers(on_accelerator, model_items_per_s)
+        # the CPUs shared out among the decoders (FFmpeg would give each a thread per CPU)
+        self.spec = dataclasses.replace(self.spec, threads=decoder_threads(self.pool.workers))
         progress = Progress(len(tasks), self.config.progress, self.counters)
         self.collector = VideoCollector((), self.bundle, self.config, self.output, self.counters, progress)
         try:
             # a video is held from when its job is made (on the pool's receiver thread) until it is committed
-            jobs = decode_jobs(tasks, self.spec, self.config, on_job=self.collector.open)
-            events = self.pool.run(jobs, idle_s=0.02, videos=len(tasks))
+            jobs = decode_jobs(tasks, self.spec, self.config, on_job=self.collector.open,
+                               parts_for=self._parts_for if self._split_off is None else None)
+            events = self.pool.run(jobs, idle_s=0.02, videos=len(tasks) if self._split_off else None)
             with contextlib.closing(events):
                 for event in events:
                     if event is None:
@@ -106,9 +125,10 @@ class LocalEngine(Engine):
                 self.collector.close()  # every finished video is committed, even after an error or Ctrl-C
             finally:
                 progress.close()
-        layout = {"decode_workers": self.pool.workers, "inference_device": "accelerator" if on_accelerator else "cpu",
+        layout = {"decode_workers": self.pool.workers, "decoder_threads": self.spec.threads, "inference_device": "accelerator" if on_accelerator else "cpu",
                   "precision": self.config.precision, "batch_size": self.config.batch_size,
                   "model_items_per_s_at_start": round(model_items_per_s, 1)}
+        layout["split_long_videos"] = {**self._split, "off": self._split_off}
         if self.streaming:
             layout["streaming"] = {"lanes": self._predictor.encoder.lanes,
                                    "reset_every_frames": self._predictor.encoder.reset.period or None}
@@ -125,6 +145,15 @@ class LocalEngine(Engine):
             return max(self.config.workers(inference_on_cpu=False), getattr(self.bundle.encoder, "lanes", 1))
         return self.config.workers(inference_on_cpu=not on_accelerator, model_items_per_s=model_items_per_s)
 
+    def _parts_for(self, job: DecodeJob) -> int:
+        """Decoders for one video (on the pool's receiver thread, as it asks for work): see `stages.split`."""
+        parts = split.parts_for(job.location, self.pool.workers, job.storage_options)
+        if parts > 1:
+            self._parts[job.key] = [parts, 0]
+            self._split["videos"] += 1
+            self._split["parts"] += parts
+        return parts
+
     def _flush_size(self) -> int:
         """Items that make a flush: a batch, or for a streaming model `STREAM_BATCHES_PER_LANE` batches per lane,
         so that each flush holds many more videos than lanes and they finish together (videos are run whole, one
@@ -136,8 +165,9 @@ class LocalEngine(Engine):
         state = self.collector.videos.get(event.key)
         if state is None or state.closed:  # finished already (no event follows a terminal one, but be safe)
             return
+        parts = self._parts.get(event.key)
         if isinstance(event, Started):
-            state.info = event.info
+            state.info = split.merge_part_info(state.info, event.info) if parts else event.info
         elif isinstance(event, Chunk):
             count = len(event)
             self._pending.append((event.key, event.arrays["frames"],
@@ -147,10 +177,20 @@ class LocalEngine(Engine):
             if self._pending_items >= self._flush_size():
                 self._flush(full_batches_only=not self.streaming)
         elif isinstance(event, Finished):
-            state.info = event.info
+            if parts:  # a part of a long video: the video is decoded when its last part is
+                state.info = split.merge_part_info(state.info, event.info)
+                parts[1] += 1
+                if parts[1] < parts[0]:
+                    return
+                del self._parts[event.key]
+                if split.ONE_PASS_NOTE in (state.info.get("note") or ""):
+                    self._split["one_pass"] += 1
+            else:
+                state.info = event.info
             self._decoded.add(event.key)
             self._maybe_finish(state)
         elif isinstance(event, Failed):
+            self._parts.pop(event.key, None)  # one part failing fails the video; the others' events are dropped
             self._drop_pending(event.key)
             self.collector.finish_failed(state, event.message, event.info)
 

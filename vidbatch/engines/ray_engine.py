@@ -25,6 +25,7 @@ tables equal its unsplit ones).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -387,7 +388,9 @@ class RayEngine(Engine):
         per_call = max(1, min(VIDEOS_PER_DECODE_CALL, len(tasks) // (4 * decoders)))
         decoded = dataset.map_batches(
             RayDecoder,
-            fn_constructor_kwargs={"spec": self.spec, "item_shape": self.bundle.spec.item_shape,
+            # a decode actor's FFmpeg threads are the CPUs it was given, not every CPU of its node
+            fn_constructor_kwargs={"spec": dataclasses.replace(self.spec, threads=max(1, int(ray_options.decode_cpus))),
+                                   "item_shape": self.bundle.spec.item_shape,
                                    "timeout_s": self.config.video_timeout,
                                    "storage_options": dict(self.config.storage_options),
                                    "range_items": range_items, "overlap": overlap,

@@ -68,6 +68,9 @@ class DecodeSpec:
     shot_threshold: float | None = None
     """Hard-cut detection: colour-histogram (Bhattacharyya) distance between consecutive sampled frames above
     which a new shot starts; None turns it off."""
+    threads: int = 0
+    """FFmpeg's decoding threads per decoder; 0: FFmpeg's default (one per CPU). Engines set the CPUs shared out
+    among their decoders (`config.decoder_threads`). The pixels do not depend on it."""
 
     @classmethod
     def for_model(cls, model: "BundleSpec", config: "LabelConfig") -> "DecodeSpec":
@@ -143,7 +146,7 @@ class VideoDecoder:
         not_video = sniff_non_video(self.path)
         if not_video:
             raise VideoError(not_video)
-        capture = cv2.VideoCapture(self.path)
+        capture = open_capture(self.path, self.spec.threads)
         if not capture.isOpened():
             capture.release()
             raise VideoError(describe_unopenable(self.path))
@@ -200,7 +203,7 @@ class VideoDecoder:
         if last - first <= 1 or last - first > MAX_VERIFY_FRAMES:
             return True
         if self._verifier is None:
-            self._verifier = cv2.VideoCapture(self.path)
+            self._verifier = open_capture(self.path, self.spec.threads)
             self._verifier_at, self._verifier_last = 0, None  # next frame it reads; the last (index, frame) read
         capture, frames = self._verifier, []
         if self._verifier_last is not None and self._verifier_last[0] == first:
@@ -342,6 +345,13 @@ class VideoDecoder:
             info.duration_s = max(info.frames_decoded / info.fps, last_timestamp + 1.0 / info.fps)
         else:
             info.duration_s = last_timestamp + step
+
+
+def open_capture(path: str, threads: int = 0) -> cv2.VideoCapture:
+    """OpenCV's reader of `path`, with `threads` FFmpeg threads (0: FFmpeg's default)."""
+    if threads > 0:
+        return cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, int(threads)])
+    return cv2.VideoCapture(path)
 
 
 def fit(image: np.ndarray, height: int, width: int, resize: str = "stretch") -> np.ndarray:
