@@ -16,7 +16,7 @@ import pytest
 import vidbatch
 from tests.support.encoders import make_streaming_classifier, make_tflite_encoder, streaming_reference
 from tests.support.helpers import SHARED_DATA
-from vidbatch.core.errors import ModelBundleError
+from vidbatch.core.errors import ConfigError, ModelBundleError
 from vidbatch.model.label_map import LabelMap
 from vidbatch.model.streaming import ResetRule, StreamingModel
 from vidbatch.stages.ranges import RangeSplitter
@@ -338,6 +338,50 @@ def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, t
     with pytest.raises(ModelBundleError, match="does not match the sha256"):
         vidbatch.label(manifest, bundle, str(tmp_path / "again"), progress=False)
 
+
+
+def test_a_trained_head_mixed_with_the_models_own_classes(stream_file, tmp_path):
+    """`train sequence --prior-map --prior-classes`: the head reads the pooled features and the logits, and the
+    bundle averages its probabilities with the label map's zero-shot ones, as training evaluated it."""
+    from vidbatch.apps.synth import SynthSpec, make_dataset
+    from vidbatch.apps.train.trainer import TrainConfig, train
+    from vidbatch.model.bundle import load_bundle
+    from vidbatch.stages.classify import Predictor
+
+    manifest = make_dataset(str(tmp_path / "data"), videos_per_class=2, seed=5,
+                            spec=SynthSpec(width=96, height=72, seconds=2.0))
+    prior_map = tmp_path / "map.json"
+    prior_map.write_text(json.dumps({"ball": ["ball"], "box": ["box"], "waves": ["waves"]}))
+    bundle = str(tmp_path / "bundle")
+    config = dict(data=manifest, out=bundle, kind="sequence", encoder=stream_file[0], epochs=5, feature_cache=None,
+                  test_fraction=0.34, prior_map=str(prior_map), prior_classes=stream_file[1], prior_weight=0.25)
+    train(TrainConfig(**config))
+    spec = json.load(open(os.path.join(bundle, "bundle.json")))
+    assert spec["encoder"]["head_input"] == "both" and spec["encoder"]["features"] == 3 + 3
+    assert spec["encoder"]["prior"]["weight"] == 0.25 and spec["encoder"]["prior"]["classes"] == ["ball", "box", "waves"]
+    loaded = load_bundle(bundle)
+    assert any("averaged with its video model's own (0.75 and 0.25)" in note for note in loaded.notes)
+    frames = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), np.uint8)
+    mixed = Predictor(loaded, batch_size=4).predict(frames)
+    # by hand: the head on [pooled, logits], and the softmax of the logits (the map is the identity here)
+    encoder = loaded.encoder
+    inputs = encoder.encode(frames)
+    head = np.asarray(loaded.model.predict(inputs, verbose=0))
+    logits = inputs[:, 3:]
+    prior = np.exp(logits - logits.max(axis=1, keepdims=True))
+    prior /= prior.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(mixed, 0.75 * head + 0.25 * prior, atol=1e-5)
+    result = vidbatch.label(manifest, bundle, str(tmp_path / "out"), progress=False)
+    assert result.ok == 6
+    # a map naming a class the model does not have, or not every training class, is refused before any encoding
+    prior_map.write_text(json.dumps({"ball": ["ball"], "box": ["bus"], "waves": ["waves"]}))
+    with pytest.raises(ModelBundleError, match="bus"):
+        train(TrainConfig(**{**config, "out": str(tmp_path / "b2")}))
+    prior_map.write_text(json.dumps({"ball": ["ball"], "box": ["box"]}))
+    with pytest.raises(ModelBundleError, match="Missing: \\['waves'\\]"):
+        train(TrainConfig(**{**config, "out": str(tmp_path / "b3")}))
+    with pytest.raises(ConfigError, match="prior_classes"):
+        TrainConfig(**{**config, "prior_classes": None})
 
 def _ucf(tmp_path, names):
     if not (os.path.exists(MOVINET) and os.path.exists(os.path.join(UCF, "manifest.csv"))):

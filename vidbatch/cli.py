@@ -163,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     sequence.add_argument("--clip-stride", type=int, default=None, help="sampled frames between training windows "
                           "(default: half a window)")
     sequence.add_argument("--head", default="gru", choices=SEQUENCE_HEADS, help="what reads the window (default gru)")
+    sequence.add_argument("--prior-map", default=None,
+                          help="a streaming video encoder (MoViNet): a label map (JSON: each training class -> the "
+                          "model's classes) whose zero-shot probabilities the bundle averages with the head's")
+    sequence.add_argument("--prior-classes", default=None, help="the video model's class names, for --prior-map "
+                          "(e.g. kinetics600_labels.txt)")
+    sequence.add_argument("--prior-weight", type=float, default=None, help="the prior's share (default 0.7)")
+    sequence.add_argument("--prior-combine", default="max", choices=("max", "sum"),
+                          help="how the prior's map combines a class's model classes (default max)")
     frames.add_argument("--encoder", default=None, help="train only a head on this frozen encoder's features "
                         "(.tflite or .keras file); --backbone and --weights are then unused")
     for sub in (frames, sequence):
@@ -240,6 +248,9 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, learning_rate=args.learning_rate, test_fraction=args.test_fraction, fps=args.fps,
         clip_len=getattr(args, "clip_len", 10), seed=args.seed, width=args.width,
         max_items_per_video=args.max_items_per_video, verbose=args.verbose,
+        prior_map=getattr(args, "prior_map", None), prior_classes=getattr(args, "prior_classes", None),
+        prior_combine=getattr(args, "prior_combine", "max"),
+        **({"prior_weight": args.prior_weight} if getattr(args, "prior_weight", None) is not None else {}),
     )
     metrics = train(config)
     data = metrics["data"]

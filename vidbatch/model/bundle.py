@@ -34,15 +34,19 @@ from vidbatch.model.spec import (
 
 
 def save_bundle(model: Any, spec: BundleSpec, folder: str, storage_options: Mapping[str, Any] | None = None,
-                encoder: FrameEncoder | None = None) -> str:
+                encoder: FrameEncoder | None = None, prior: Any = None) -> str:
     """Write `model.keras` and `bundle.json` into `folder` (created if needed); returns the folder.
 
     With `encoder`, its file is copied into the folder and the sidecar names it (`spec.encoder` is filled in),
-    so the bundle is self-contained.
+    so the bundle is self-contained; `prior` (`model.prior.Prior`) is kept in its record.
     """
     if encoder is not None:
         record = {"file": f"encoder.{encoder.format}", "format": encoder.format, "features": encoder.features,
                   "sha256": encoder.sha256}
+        if getattr(encoder, "head_input", "pooled") != "pooled":
+            record["head_input"] = encoder.head_input
+        if prior is not None:
+            record["prior"] = prior.record()
         spec = dataclasses.replace(spec, encoder=record, preprocessing="none", channel_order="rgb",
                                    input_size=tuple(encoder.input_size))
     elif spec.encoder is not None:
@@ -142,7 +146,12 @@ def _load(url: str, storage_options: Mapping[str, Any] | None, trust_model_code:
     encoder = _load_encoder(fs, path if is_dir else os.path.dirname(path), spec, url, trust_model_code)
     model = _load_keras(model_bytes, url, trust_model_code)
     check_model_against_spec(model, spec, url)
-    return ModelBundle(spec=spec, model=model, fingerprint=fingerprint, source=url, encoder=encoder)
+    prior = None
+    if spec.encoder is not None and "prior" in spec.encoder:
+        from vidbatch.model.prior import Prior
+
+        prior = Prior.from_record(spec.encoder["prior"], spec.classes, f"{url}/{SIDECAR_NAME}")
+    return ModelBundle(spec=spec, model=model, fingerprint=fingerprint, source=url, encoder=encoder, prior=prior)
 
 
 def _load_encoder(fs, folder: str, spec: BundleSpec, url: str, trust_model_code: bool) -> FrameEncoder | None:
@@ -159,7 +168,8 @@ def _load_encoder(fs, folder: str, spec: BundleSpec, url: str, trust_model_code:
     if hashlib.sha256(data).hexdigest() != record["sha256"]:
         raise ModelBundleError(f"Cannot load model {url!r}: {record['file']} does not match the sha256 in its sidecar "
                                "(the file was changed or replaced); save the bundle again")
-    encoder = load_encoder(data, record["format"], f"{url}/{record['file']}", trust_model_code)
+    encoder = load_encoder(data, record["format"], f"{url}/{record['file']}", trust_model_code,
+                           head_input=record.get("head_input", "pooled"))
     if encoder.features != record["features"] or tuple(encoder.input_size) != tuple(spec.input_size):
         raise ModelBundleError(
             f"Cannot load model {url!r}: its encoder gives {encoder.features} features from {list(encoder.input_size)} "

@@ -183,20 +183,22 @@ def encoder_format(path: str) -> str:
     return ext
 
 
-def load_encoder(data: bytes, fmt: str, source: str, trust_model_code: bool = False) -> FrameEncoder:
-    """The encoder in `data` (the bytes of a .tflite or .keras file)."""
+def load_encoder(data: bytes, fmt: str, source: str, trust_model_code: bool = False,
+                 head_input: str = "pooled") -> FrameEncoder:
+    """The encoder in `data` (the bytes of a .tflite or .keras file); `head_input`: what a streaming video model
+    gives the head (`model.streaming.HEAD_INPUTS`)."""
     if fmt == "tflite":
         from vidbatch.model.streaming import StreamingModel, is_streaming
 
         if is_streaming(data):  # a video model: per-frame features that carry the video's past (pooled features)
-            return StreamingModel(data, source)
+            return StreamingModel(data, source, head_input=head_input)
         return TFLiteEncoder(data, source)
     if fmt == "keras":
         return KerasEncoder(data, source, trust_model_code=trust_model_code)
     raise ModelBundleError(f"Invalid encoder format: expected one of {ENCODER_FORMATS}. Received: format={fmt!r}")
 
 
-def open_encoder(path: str, trust_model_code: bool = False) -> FrameEncoder:
+def open_encoder(path: str, trust_model_code: bool = False, head_input: str = "pooled") -> FrameEncoder:
     """Load an encoder file given by the user (`--encoder PATH`)."""
     fmt = encoder_format(path)
     try:
@@ -204,4 +206,4 @@ def open_encoder(path: str, trust_model_code: bool = False) -> FrameEncoder:
             data = handle.read()
     except OSError as exc:
         raise ModelBundleError(f"Invalid `encoder`: cannot read it ({exc.strerror}). Received: encoder={path!r}") from None
-    return load_encoder(data, fmt, path, trust_model_code)
+    return load_encoder(data, fmt, path, trust_model_code, head_input=head_input)

@@ -159,10 +159,14 @@ class BundleSpec:
 
 
 ENCODER_FIELDS = {"file": str, "format": str, "features": int, "sha256": str}
+ENCODER_OPTIONAL_FIELDS = ("head_input", "prior")
+"""A streaming video encoder's `head_input` (`pooled` when absent; `both`: pooled features then logits), and
+`prior`: a label map's zero-shot probabilities mixed with the head's (`model.prior`; needs `both`)."""
 
 
 def _check_encoder_record(record: Any, source: str) -> None:
-    if not isinstance(record, Mapping) or set(record) != set(ENCODER_FIELDS) or not all(
+    if not isinstance(record, Mapping) or not set(ENCODER_FIELDS) <= set(record) <= {
+            *ENCODER_FIELDS, *ENCODER_OPTIONAL_FIELDS} or not all(
         isinstance(record[k], t) and not isinstance(record[k], bool) for k, t in ENCODER_FIELDS.items()
     ):
         raise ModelBundleError(f"{source}: `encoder` must be an object with {sorted(ENCODER_FIELDS)} "
@@ -173,6 +177,10 @@ def _check_encoder_record(record: Any, source: str) -> None:
     if record["format"] not in ("tflite", "keras") or record["features"] < 1:
         raise ModelBundleError(f"{source}: `encoder.format` must be 'tflite' or 'keras' and `features` >= 1. "
                                f"Received: format={record['format']!r}, features={record['features']!r}")
+    head_input = record.get("head_input", "pooled")
+    if head_input not in ("pooled", "logits", "both") or ("prior" in record and head_input != "both"):
+        raise ModelBundleError(f"{source}: `encoder.head_input` must be 'pooled', 'logits' or 'both' (with a `prior`: "
+                               f"'both'). Received: head_input={head_input!r}")
 
 
 @dataclass
@@ -190,6 +198,8 @@ class ModelBundle:
     """Class names a pretrained classifier's label file repeated, renamed to stay unique (said in a note)."""
     label_map: Any = None
     """A `model.label_map.LabelMap`: the model's classes combined into the user's (`classes`)."""
+    prior: Any = None
+    """A `model.prior.Prior`: a trained head's probabilities mixed with its video model's zero-shot ones."""
     """Where `spec.preprocessing` and `channel_order` came from: sidecar, option (the user's), detected (a legacy
     model that rescales its own input) or assumed (a legacy model with nothing to go on)."""
 
@@ -203,6 +213,11 @@ class ModelBundle:
                       f"{sum(map(len, m.sources))} of the model's {len(m.model_classes)} ({m.combine} of their "
                       "probabilities); " + ("the rest are labeled 'other'" if m.rest == "other" else
                                             "the rest are dropped and the mapped classes renormalised"),)
+        if self.prior is not None:
+            p = self.prior
+            notes += (f"the head's probabilities are averaged with its video model's own ({1 - p.weight:g} and "
+                      f"{p.weight:g}): {len(p.label_map.targets)} classes from {sum(map(len, p.label_map.sources))} of "
+                      f"the model's {len(p.label_map.model_classes)} ({p.label_map.combine}), as the bundle says",)
         return notes
 
     def _load_notes(self) -> tuple[str, ...]:

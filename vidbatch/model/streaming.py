@@ -26,7 +26,7 @@ import numpy as np
 
 from vidbatch.core.errors import ModelBundleError
 
-HEAD_INPUTS = ("pooled", "logits")
+HEAD_INPUTS = ("pooled", "logits", "both")
 HEAD_POOL = ("state_head_pool_buffer", "state_head_pool_frame_count")
 """MoViNet's head: the sum of its 480-d frame features since the last reset, and their count; their ratio is the
 pooled feature vector the logits are computed from (`--embeddings`, and the features trained heads read)."""
@@ -205,12 +205,14 @@ class StreamingModel:
         pooled = all(n in outs for n in HEAD_POOL)
         self._pool_index = [outs[n]["index"] for n in HEAD_POOL] if pooled else []
         self.pooled_features = int(np.prod(outs[HEAD_POOL[0]]["shape"])) if pooled else None
-        if self.head_input == "pooled" and not pooled:
+        if self.head_input in ("pooled", "both") and not pooled:
             raise ModelBundleError(
                 f"Cannot use {source!r} as an encoder: its state has no head pool ({', '.join(HEAD_POOL)}), so there "
                 "are no pooled features for a head to read; use it as a classifier (--model FILE --classes LABELS)")
-        self.features = self.classes if self.head_input == "logits" else self.pooled_features
-        """What a head reads per frame: the logits (a pretrained classifier) or the pooled features (an encoder)."""
+        self.features = {"logits": self.classes, "pooled": self.pooled_features,
+                         "both": (self.pooled_features or 0) + self.classes}[self.head_input]
+        """What a head reads per frame: the logits (a pretrained classifier), the pooled features (an encoder), or
+        both, the logits last (a head mixed with a label map's zero-shot prior, `model.prior`)."""
 
     @property
     def state_nbytes(self) -> int:
@@ -306,7 +308,10 @@ class StreamingModel:
         """What the head reads per frame (`features` wide), and the frame's embedding (its pooled features, else
         its logits)."""
         logits, pooled = self.run(frames, keys, cuts, want_features=True)
-        return (logits if self.head_input == "logits" else pooled), (pooled if pooled is not None else logits)
+        inputs = {"logits": logits, "pooled": pooled}.get(self.head_input)
+        if inputs is None:  # both
+            inputs = np.concatenate([pooled, logits], axis=1)
+        return inputs, (pooled if pooled is not None else logits)
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """Frames of one video, in order, from a fresh state: what the head reads per frame (the `FrameEncoder`

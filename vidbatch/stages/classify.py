@@ -191,6 +191,8 @@ class Predictor:
                     embedding = np.empty((n, np.shape(feats)[-1]), np.float32)
                 embedding[start : start + count] = np.asarray(feats, dtype=np.float32)[:count]
             out[start : start + count] = np.asarray(result, dtype=np.float32)[:count]
+        if self.bundle.prior is not None:  # the head mixed with its video model's zero-shot probabilities
+            out = self.bundle.prior.mix(out, items)
         if self.bundle.label_map is not None:  # the model's classes combined into the user's, before smoothing
             out = self.bundle.label_map.apply(out)
         self.items_predicted += n

@@ -9,6 +9,7 @@ write one bundle: the encoder file plus the head (see `model.encoder`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -127,8 +128,13 @@ def train_encoded(config: Any) -> tuple[keras.Model, FrameEncoder, dict[str, Any
     the metrics and the feature set (the caller writes the bundle)."""
     started = time.monotonic()
     keras.utils.set_random_seed(config.seed)
-    encoder = open_encoder(config.encoder)
+    prior_map = getattr(config, "prior_map", None)
+    encoder = open_encoder(config.encoder, head_input="both" if prior_map else "pooled")
     streaming = getattr(encoder, "stateful", False)
+    if prior_map and not streaming:
+        raise ConfigError(f"Invalid `prior_map`: a prior comes from a streaming video model's own classes; "
+                          f"{config.encoder!r} is a frame encoder. Received: prior_map={prior_map!r}")
+    prior_record = _prior_record(config, encoder) if prior_map else None  # a bad map fails before minutes of encoding
     if streaming:
         # a streaming video encoder: its pooled features at a frame are the mean over the video since the last
         # reset, a window already; the head reads one per sampled frame (a frame head), and the state starts over
@@ -154,6 +160,7 @@ def train_encoded(config: Any) -> tuple[keras.Model, FrameEncoder, dict[str, Any
     x_train, y_train, _ = items(data, train_mask, config, windowed)
     x_test, y_test, test_sources = items(data, test_mask, config, windowed)
     num_classes = len(data.classes)
+    prior = _prior(prior_record, data.classes, config.prior_map) if prior_map else None
     if windowed:
         head = sequence_head(config.clip_len, encoder.features, num_classes, config.head)
     else:
@@ -170,6 +177,8 @@ def train_encoded(config: Any) -> tuple[keras.Model, FrameEncoder, dict[str, Any
     video_report = None
     if len(x_test):
         probs = head.predict(x_test, batch_size=256, verbose=0)
+        if prior is not None:  # as `vidbatch label` will: the head mixed with the video model's own classes
+            probs = prior.mix(probs, x_test)
         report = classification_report(y_test, probs.argmax(axis=1), data.classes)
         if not os.path.isdir(config.data):  # per video: the mean of its items' probabilities, as `label` does
             videos = np.unique(test_sources)
@@ -202,5 +211,33 @@ def train_encoded(config: Any) -> tuple[keras.Model, FrameEncoder, dict[str, Any
         "history": history,
         "fit_seconds": round(fit_s, 1),
         "train_seconds": round(time.monotonic() - started, 1),
+        "prior": prior.record() | {"source": prior_map} if prior is not None else None,
+        "_prior": prior,
     }
     return head, encoder, metrics, data
+
+
+def _prior_record(config: Any, encoder: FrameEncoder) -> dict[str, Any]:
+    """The zero-shot prior's sidecar record (`model.prior`), its map checked against the video model's classes."""
+    from vidbatch.model.label_map import LabelMap
+    from vidbatch.model.prior import read_prior_classes
+
+    model_classes = read_prior_classes(config.prior_classes)
+    if len(model_classes) != encoder.classes:
+        raise ConfigError(f"Invalid `prior_classes`: {len(model_classes)} names for a model of {encoder.classes} "
+                          f"classes. Received: prior_classes={config.prior_classes!r}")
+    try:
+        with open(config.prior_map, encoding="utf-8") as handle:
+            mapping = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"Invalid `prior_map`: cannot read it as JSON ({exc}). Received: prior_map={config.prior_map!r}") from None
+    LabelMap.from_json(json.dumps(mapping), tuple(model_classes), source=config.prior_map,
+                       combine=config.prior_combine, rest="drop")
+    return {"classes": model_classes, "map": mapping, "combine": config.prior_combine, "weight": config.prior_weight}
+
+
+def _prior(record: dict[str, Any], classes: list[str], source: str):
+    """The prior for the head's classes (its map must name exactly them)."""
+    from vidbatch.model.prior import Prior
+
+    return Prior.from_record(record, classes, source)

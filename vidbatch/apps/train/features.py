@@ -64,7 +64,9 @@ class FeatureCache:
 
     def __init__(self, folder: str | None, encoder: FrameEncoder, **sampling: Any) -> None:
         self.folder = folder
-        self._salt = json.dumps({"encoder": encoder.sha256, **sampling}, sort_keys=True)
+        inputs = getattr(encoder, "head_input", "pooled")  # a streaming model's pooled features, logits or both
+        self._salt = json.dumps({"encoder": encoder.sha256, **sampling,
+                                 **({"head_input": inputs} if inputs != "pooled" else {})}, sort_keys=True)
 
     def _path(self, source: str) -> str | None:
         if not self.folder:

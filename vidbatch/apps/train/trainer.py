@@ -33,6 +33,7 @@ from vidbatch.core.errors import ConfigError
 from vidbatch.model import architectures
 from vidbatch.model.architectures import FRAME_BACKBONES
 from vidbatch.model.bundle import BundleSpec, save_bundle
+from vidbatch.model.prior import DEFAULT_WEIGHT as PRIOR_WEIGHT
 from vidbatch.model.preprocessing import preprocessing_layer
 
 KINDS = ("frame", "clip", "sequence")
@@ -79,6 +80,15 @@ class TrainConfig:
     """Hold out these values of the manifest's `group` column (else a stratified `test_fraction` of groups)."""
     feature_cache: str | None = DEFAULT_CACHE
     """Where encoder features are cached between runs; None turns the cache off."""
+    prior_map: str | None = None
+    """A streaming video encoder: a label map (JSON: each training class -> the video model's classes) whose zero-shot
+    probabilities the bundle mixes with the head's (`model.prior`); needs `prior_classes`."""
+    prior_classes: str | None = None
+    """The video model's class names (`kinetics600_labels.txt`), for `prior_map`."""
+    prior_weight: float = PRIOR_WEIGHT
+    """The prior's share of the mixed probabilities (`model.prior.DEFAULT_WEIGHT`)."""
+    prior_combine: str = "max"
+    """How the prior's label map combines a class's model classes (`max` or `sum`)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -104,6 +114,12 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"Invalid `{name}`: expected an integer >= 1. Received: {name}={value!r}")
+        if (self.prior_map is None) != (self.prior_classes is None):
+            raise ConfigError("Invalid `prior_map`/`prior_classes`: a prior needs both (the label map, and the video "
+                              f"model's class names). Received: prior_map={self.prior_map!r}, "
+                              f"prior_classes={self.prior_classes!r}")
+        if self.prior_map is not None and not (isinstance(self.prior_weight, (int, float)) and 0 < self.prior_weight < 1):
+            raise ConfigError(f"Invalid `prior_weight`: expected 0 < w < 1. Received: prior_weight={self.prior_weight!r}")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"Invalid `test_fraction`: expected 0 < f < 1. Received: test_fraction={self.test_fraction!r}")
 
@@ -250,7 +266,7 @@ def _train_head(config: TrainConfig) -> dict[str, Any]:
                **({"state_reset_s": encoder.reset.period / config.fps} if streaming else {})},
     )
     os.makedirs(config.out, exist_ok=True)
-    save_bundle(head, spec, config.out, encoder=encoder)
+    save_bundle(head, spec, config.out, encoder=encoder, prior=metrics.pop("_prior", None))
     metrics["config"] = {k: v for k, v in config.__dict__.items() if k != "storage_options"}
     if metrics["data"]["test_sources"] and not os.path.isdir(config.data):
         # the held-out videos as a manifest: `vidbatch label` or `vidbatch eval` on what the head never saw
