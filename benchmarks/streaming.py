@@ -306,23 +306,20 @@ def markdown(results: dict) -> str:
         lines += [f"| {r['reset_s']:g} | {r['video_accuracy']:.1%} | {r['frame_accuracy']:.1%} |"
                   for r in results["reset_single"]]
         lines.append("")
-    if "trained" in results:
-        accuracies = [r["video_accuracy"] for r in results["trained"]]
-        lines += ["Trained head on the pooled features (`train sequence --encoder`), each fold of groups held out "
-                  f"once: mean {np.mean(accuracies):.1%}, min {min(accuracies):.1%}:", "",
-                  "| held-out groups | videos | video accuracy (vidbatch label) | training time |", "|---|---|---|---|"]
-        lines += [f"| {r['held_out']} | {r['videos']} | {r['video_accuracy']:.1%} | {r['train_seconds']:.0f} s |"
-                  for r in results["trained"]]
-        lines.append("")
-    if "trained_prior" in results:
-        accuracies = [r["video_accuracy"] for r in results["trained_prior"]]
-        lines += ["The same heads mixed with the model's own classes (`--prior-map examples/ucf101_from_kinetics600.json "
-                  "--prior-classes kinetics600_labels.txt`: max, weight 0.7; the head reads the pooled features and "
-                  f"the logits): mean {np.mean(accuracies):.1%}, min {min(accuracies):.1%}:", "",
-                  "| held-out groups | videos | video accuracy (vidbatch label) | training time |", "|---|---|---|---|"]
-        lines += [f"| {r['held_out']} | {r['videos']} | {r['video_accuracy']:.1%} | {r['train_seconds']:.0f} s |"
-                  for r in results["trained_prior"]]
-        lines.append("")
+    for name, title in (
+            ("trained", "Trained head on the pooled features (`train sequence --encoder`), each fold of groups held out "
+                        "once"),
+            ("trained_prior", "The same heads mixed with the model's own classes (`--prior-map "
+                              "examples/ucf101_from_kinetics600.json --prior-classes kinetics600_labels.txt`: max, "
+                              "weight 0.7; the head reads the pooled features and the logits)")):
+        if name in results:
+            accuracies = [r["video_accuracy"] for r in results[name]]
+            lines += [f"{title}: mean {np.mean(accuracies):.1%}, min {min(accuracies):.1%}:", "",
+                      "| held-out groups | videos | video accuracy (vidbatch label) | training time |",
+                      "|---|---|---|---|"]
+            lines += [f"| {r['held_out']} | {r['videos']} | {r['video_accuracy']:.1%} | {r['train_seconds']:.0f} s |"
+                      for r in results[name]]
+            lines.append("")
     if "speed" in results:
         r = results["speed"]
         lines += [f"Speed on {r['cpus']} CPUs, {r['clips']} clips, sampled frames per second:", "",

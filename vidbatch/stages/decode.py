@@ -348,9 +348,13 @@ class VideoDecoder:
 
 
 def open_capture(path: str, threads: int = 0) -> cv2.VideoCapture:
-    """OpenCV's reader of `path`, with `threads` FFmpeg threads (0: FFmpeg's default)."""
+    """OpenCV's reader of `path`, with `threads` FFmpeg threads (0: FFmpeg's default). A file FFmpeg cannot open
+    still gets OpenCV's other readers, as it did before threads were set (they take no thread count)."""
     if threads > 0:
-        return cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, int(threads)])
+        capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, int(threads)])
+        if capture.isOpened():
+            return capture
+        capture.release()
     return cv2.VideoCapture(path)
 
 
