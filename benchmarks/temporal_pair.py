@@ -20,7 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(work: str, train_per_class: int = 16, test_per_class: int = 8, epochs: int = 12, size: int = 32,
-        clip_len: int = 8, fps: float = 10.0, encoder: str | None = None, archs: tuple[str, ...] | None = None) -> dict:
+        clip_len: int = 8, fps: float = 10.0, encoder: str | None = None, archs: tuple[str, ...] | None = None,
+        seconds: float = 3.0) -> dict:
     """Video accuracy of the frame CNN and of each clip family in `archs` (default: all of them), keyed
     `frame`, `clip` (the 3D CNN) and the family names; given a frame `encoder`, also of a CNN + GRU over it
     (`sequence`)."""
@@ -32,7 +33,7 @@ def run(work: str, train_per_class: int = 16, test_per_class: int = 8, epochs: i
     from vidbatch.apps.train.trainer import TrainConfig, train
 
     started = time.monotonic()
-    spec = SynthSpec(width=96, height=72, fps=25, seconds=3)
+    spec = SynthSpec(width=96, height=72, fps=25, seconds=seconds)
     train_set = make_dataset(os.path.join(work, "train"), TEMPORAL_CLASSES, train_per_class, seed=31, spec=spec)
     test_set = make_dataset(os.path.join(work, "test"), TEMPORAL_CLASSES, test_per_class, seed=32, spec=spec)
     from vidbatch.core.config import CLIP_ARCHITECTURES

@@ -1,5 +1,6 @@
 """A real multi-node Ray cluster on this machine: node loss, driver SIGKILL, `ray job submit`."""
 
+import json
 import os
 import shutil
 import signal
@@ -39,6 +40,32 @@ def local_answers(archive, colour_bundle, tmp_path_factory):
 def ledger_size(out):
     """Videos committed so far, as the product counts them."""
     return len(RunOutput(str(out)).committed()) if os.path.isdir(out) else 0
+
+
+def alive_actors(ray_head) -> set[str]:
+    """The cluster's live actors that die with their job (not detached ones, such as Ray Data's stats actor),
+    through its state API (the dashboard, which may still be starting)."""
+    deadline = time.monotonic() + 120
+    while True:
+        listed = subprocess.run([ray_head["ray"], "list", "actors", "--address", ray_head["jobs"], "--filter",
+                                 "state=ALIVE", "--detail", "--format", "json", "--limit", "10000"],
+                                capture_output=True, text=True, env=ENV, timeout=120)
+        if listed.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    if not listed.stdout.lstrip().startswith("["):  # "No resource in the cluster"
+        return set()
+    return {actor["actor_id"] for actor in json.loads(listed.stdout) if not actor.get("is_detached")}
+
+
+def wait_for_actors_to_die(ray_head, keep: set[str], timeout_s: float = 120) -> None:
+    """Ray kills a dead driver's actors a moment after it dies; until then a committer may still commit the
+    finished videos it holds (as it should), so the ledger is only final once they are gone."""
+    deadline = time.monotonic() + timeout_s
+    while (left := alive_actors(ray_head) - keep) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"the killed driver's actors are still alive after {timeout_s} s: {sorted(left)}"
 
 
 def test_worker_node_removed_mid_job_loses_nothing(archive, colour_bundle, local_answers, tmp_path):
@@ -111,13 +138,20 @@ def test_driver_sigkill_then_resume(ray_head, archive, colour_bundle, local_answ
     out = tmp_path / "out"
     args = [sys.executable, "-m", "vidbatch.cli", "label", archive, "--model", colour_bundle, "--out", str(out),
             "--engine", "ray", "--ray-address", ray_head["gcs"], "--fps", "10", "--batch-size", "8", "--no-progress", "--commit-videos", "2"]
+    before = alive_actors(ray_head)
     driver = subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 240
     while ledger_size(out) < 3 and time.monotonic() < deadline and driver.poll() is None:
         time.sleep(0.05)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
+    wait_for_actors_to_die(ray_head, before)
     done = ledger_size(out)
+    for _ in range(20):  # and a commit a dying worker was still writing has landed (or never will)
+        time.sleep(1)
+        if ledger_size(out) == done:
+            break
+        done = ledger_size(out)
     assert 3 <= done < 18, f"the kill must land mid-run (ledger had {done})"
     assert not (out / "summary.parquet").exists()
     resumed = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=400)
