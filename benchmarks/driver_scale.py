@@ -172,8 +172,9 @@ def markdown(results: dict) -> str:
     rows = results["sizes"]
     lines = ["# The driver at archive scale (synthesized outputs)", "",
              "Peak RSS of the process that does the work (MB), the RSS it had after its imports, and its time. "
-             "Resume: half the videos committed; `whole ledger`: resume as it read the commits before "
-             "(`RunOutput.ledger`, every entry's fields).", "",
+             "Resume: half the videos committed, resolved from 64-bit key hashes (`ledger.done_hashes`); "
+             "`whole ledger`: resume as it read the commits before `ledger.latest_status` (`RunOutput.ledger`, "
+             "every entry's fields).", "",
              "| videos | resume | whole ledger | finalize |", "|---|---|---|---|"]
     lines += [f"| {r['videos']:,} | " + " | ".join(
         f"{r[w + '_peak_rss_mb']:.0f} ({r[w + '_rss_after_imports_mb']:.0f}), {r[w + '_s']:.1f} s"

@@ -1,6 +1,7 @@
 """The ledger: commit records replayed into columns, each video's latest commit, and whose rows are live."""
 
 import numpy as np
+import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -100,3 +101,8 @@ def test_latest_status_is_the_ledgers_answer_for_any_commit_history(tmp_path_fac
     latest = ledger.latest_status(chunks, COMMIT_FORMAT)
     assert dict(zip(latest.column("key").to_pylist(), latest.column("ok").to_pylist())) == expected
     assert sorted(out.done_keys().to_pylist()) == sorted(k for k, ok in expected.items() if ok)
+    # what resume uses: the same set, as sorted 64-bit hashes
+    from vidbatch.io.manifest import key_hashes
+
+    done = [k for k, ok in expected.items() if ok]
+    assert out.done_hashes().tolist() == sorted(set(key_hashes(pa.array(done, pa.string())).tolist()))

@@ -79,6 +79,10 @@ def test_non_utf8_csv(tmp_path):
     path = write(tmp_path, "m.csv", "uri\nvid\xe9o.mp4\n".encode("latin-1"), mode="b")
     with pytest.raises(ManifestError, match=r"not UTF-8 text \(invalid byte at line 2\)"):
         Manifest.from_path(path)
+    # in a column that passes through (Arrow would read it as bytes): refused the same way
+    path = write(tmp_path, "n.csv", "uri,label\na.mp4,ok\nb.mp4,caf\xe9\n".encode("latin-1"), mode="b")
+    with pytest.raises(ManifestError, match=r"not UTF-8 text \(invalid byte at line 3\)"):
+        Manifest.from_path(path)
 
 
 def test_parquet_that_is_not_parquet(tmp_path):

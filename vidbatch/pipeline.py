@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import ConfigError
 from vidbatch.engines.local import LocalEngine
 from vidbatch.io import storage
+from vidbatch.io.ledger import sorted_has
 from vidbatch.io.manifest import Manifest
 from vidbatch.io.output import BatchCommitter, RunOutput, now_iso
 from vidbatch.model.bundle import load_bundle
@@ -92,18 +95,18 @@ def check_extras_installed(config: LabelConfig) -> None:
                           "pip install 'vidbatch[keyframes]', or use sampling='rate'. Received: sampling='keyframes'")
 
 
-def few_keyframes_note(config: LabelConfig, tasks, statuses, classified) -> tuple[int, str | None]:
+def few_keyframes_note(config: LabelConfig, tasks, ok: pa.Array, classified: pa.Array) -> tuple[int, str | None]:
     """With --sampling keyframes, how many labeled videos rest on fewer than `min_keyframes` key frames
-    (`statuses` and `classified`: each task's committed status and items)."""
+    (`ok` and `classified`: whether each task's committed entry is ok, and its items)."""
     if config.sampling != "keyframes":
         return 0, None
     minimum = KeyframeSampling().min_keyframes
-    few = [t.video_id for t, status, items in zip(tasks, statuses, classified)
-           if status == "ok" and (items or 0) < minimum]
-    if not few:
+    few = tasks.column("video_id").filter(pc.and_(ok, pc.less(pc.fill_null(classified, 0), minimum)))
+    if not len(few):
         return 0, None
     return len(few), (f"{len(few)} video(s) have fewer than {minimum} key frames, so their labels rest on one or two "
-                      f"frames (e.g. {', '.join(few[:3])}); label them with --sampling rate for a finer answer")
+                      f"frames (e.g. {', '.join(few.slice(0, 3).to_pylist())}); label them with --sampling rate for "
+                      "a finer answer")
 
 
 LOST = "lost: no result came back for this video"
@@ -114,7 +117,8 @@ def fail_lost(output: RunOutput, manifest: Manifest, model: str, commit_videos: 
     a row: one with no commit gets a failed one. Returns the ledger as it then stands (read once, or twice when
     something was lost)."""
     ledger = output.ledger()
-    lost = manifest.tasks.where([status is None for status in ledger.column_for(keys(manifest), "status")])
+    status = ledger.columns_for(keys(manifest), ["status"]).column("status")
+    lost = manifest.tasks.where(pc.is_null(status).to_numpy(zero_copy_only=False))
     if not len(lost):
         return ledger
     committer = BatchCommitter(output, max_videos=commit_videos)
@@ -187,8 +191,10 @@ def dry_run(config: LabelConfig, manifest: Manifest, bundle, output: RunOutput, 
 
 def pending(output: RunOutput, manifest: Manifest):
     """The manifest's videos left to label (those with no ok commit), and how many an earlier run finished."""
-    done = pc.is_in(keys(manifest), output.done_keys()).to_numpy(zero_copy_only=False)
-    todo = manifest.tasks.where(~done)
+    done_hashes = output.done_hashes()
+    todo = np.concatenate([~sorted_has(done_hashes, chunk) for chunk in manifest.tasks.key_hash_chunks()] or
+                          [np.zeros(0, bool)])
+    todo = manifest.tasks.where(todo)
     return todo, len(manifest.tasks) - len(todo)
 
 
@@ -200,9 +206,11 @@ def finish(config: LabelConfig, output: RunOutput, manifest: Manifest, run_recor
     model = run_record["model"]["name"]
     ledger = fail_lost(output, manifest, model, config.commit_videos)
     elapsed = time.monotonic() - started
-    statuses = ledger.column_for(keys(manifest), "status")
-    classified = ledger.column_for(keys(manifest), "frames_classified")
-    ok, failed = statuses.count("ok"), statuses.count("failed")
+    taken = ledger.columns_for(keys(manifest), ["status", "frames_classified", "frames_decoded", "decode_note"])
+    is_ok = pc.fill_null(pc.equal(taken.column("status"), "ok"), False).combine_chunks()
+    ok = int(pc.sum(is_ok).as_py() or 0)
+    failed = int(pc.sum(pc.equal(taken.column("status"), "failed")).as_py() or 0)
+    classified = taken.column("frames_classified").combine_chunks()
     run_record.update({
         "finished_at": now_iso(),
         "elapsed_s": round(elapsed, 3),
@@ -212,22 +220,23 @@ def finish(config: LabelConfig, output: RunOutput, manifest: Manifest, run_recor
             "failed": failed,
             "resumed_from_previous_run": resumed,
             "processed_this_run": processed,
-            "frames_decoded": int(sum(n or 0 for n in ledger.column_for(keys(manifest), "frames_decoded"))),
-            "frames_classified": int(sum(n or 0 for n in classified)),
+            "frames_decoded": int(pc.sum(taken.column("frames_decoded")).as_py() or 0),
+            "frames_classified": int(pc.sum(classified).as_py() or 0),
             # what the summary's frames_classified counts: a clip or sequence model classifies windows
             "frames_classified_counts": ("sampled frames" if windows is None else
                                          f"windows of {windows} sampled frames (one per window, "
                                          "stamped with its last frame)"),
         },
     })
-    few, note = few_keyframes_note(config, manifest.tasks, statuses, classified)
+    few, note = few_keyframes_note(config, manifest.tasks, is_ok, classified)
     notes = [note] if note else []
-    decode_notes = [n for n, status in zip(ledger.column_for(keys(manifest), "decode_note"), statuses)
-                    if n and status == "ok"]
+    decode_notes = taken.column("decode_note").filter(
+        pc.and_(is_ok, pc.fill_null(pc.greater(pc.utf8_length(taken.column("decode_note")), 0), False)))
+    del taken
     run_record["counts"]["decode_notes"] = len(decode_notes)
-    if decode_notes:
+    if len(decode_notes):
         notes.append(f"{len(decode_notes)} video(s) were labeled from fewer frames than their container lists (an "
-                     f"index off by under a second; e.g. {decode_notes[0]}): see the summary's decode_note column")
+                     f"index off by under a second; e.g. {decode_notes[0].as_py()}): see the summary's decode_note column")
     if config.sampling == "keyframes":
         run_record["counts"]["few_keyframes"] = few
     run_record["notes"] = notes

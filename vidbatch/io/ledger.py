@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -28,14 +28,14 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from vidbatch.io import ranges
+from vidbatch.io.manifest import key_hashes
 from vidbatch.io.schema import SEGMENTS_SCHEMA, SHOTS_SCHEMA, SUMMARY_SCHEMA
 
 ROW_BITS = 20
 """An entry's `order` is (record number << ROW_BITS) | its place in the record: unique, and later is larger."""
 ENTRY_FIELDS = [f for f in SUMMARY_SCHEMA if f.name != "uri"]
 ENTRIES_SCHEMA = pa.schema([("key", pa.string()), ("order", pa.int64()), *ENTRY_FIELDS, ("merged_from", pa.string())])
-OWNERS_SCHEMA = pa.schema([("order", pa.int64()), ("record", pa.int64()), ("key", pa.string()),
-                           ("video_id", pa.string()), ("status", pa.string()), ("first_index", pa.int64()),
+OWNERS_SCHEMA = pa.schema([("order", pa.int64()), ("record", pa.int64()), ("video_id", pa.string()), ("status", pa.string()), ("first_index", pa.int64()),
                            ("last_index", pa.int64()), ("items", pa.int64())])
 """Every entry that wrote rows into its record's shards: an ok video, a range (its own frame_index span)."""
 SEGMENT_ROWS = SEGMENTS_SCHEMA.append(pa.field("order", pa.int64()))
@@ -61,10 +61,15 @@ class Ledger:
         return self.videos.num_rows
 
     def column_for(self, keys: Sequence[str] | pa.Array, name: str) -> list:
-        """`name` of each of `keys`' entries, None where a key has none (one vectorised lookup)."""
+        """`name` of each of `keys`' entries, None where a key has none, as Python values (for a few keys)."""
+        return self.columns_for(keys, [name]).column(name).to_pylist()
+
+    def columns_for(self, keys: Sequence[str] | pa.Array, names: Sequence[str]) -> pa.Table:
+        """`names` of each of `keys`' entries, null where a key has none: one vectorised lookup, kept in Arrow (a
+        Python value per video would cost the driver about 60 bytes a video for each column)."""
         keys = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(list(keys), pa.string())
         where = pc.index_in(keys, self.videos.column("key"))
-        return self.videos.column(name).take(where).to_pylist()
+        return self.videos.select(list(names)).take(where)
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """Every video's entry as a dict, by key: for small runs and tests (the pipeline stays on columns)."""
@@ -107,18 +112,24 @@ def _parse(raw: Sequence[bytes], commit_format: str, parse: pajson.ParseOptions 
     return table.filter(pa.array(mine, pa.bool_())), [r for r, ok in zip(kept, mine) if ok]
 
 
-def read(chunks: Iterable[Sequence[bytes]], commit_format: str) -> Ledger:
-    """Replay commit records (raw JSON, oldest first, in chunks) into a `Ledger`.
+def read(chunks: Callable[[], Iterable[Sequence[bytes]]] | Sequence[Sequence[bytes]], commit_format: str) -> Ledger:
+    """Replay commit records (raw JSON, oldest first, in chunks) into a `Ledger`. `chunks`: a function that
+    fetches them afresh (or a list of them): they are read twice.
 
-    Whole-video entries are parsed straight into Arrow columns. The few records that hold ranges of a long
-    video are also read as dicts, since their sums merge in Python (`io.ranges.merge`).
+    First each entry's key and order alone (`_winning_orders`: 16 bytes an entry), then the entries again, and
+    of each chunk only the winners' fields, segments and shots are copied out before the next is parsed: a
+    video committed twice never has both entries held, nor a chunk's parse outlives it. Whole-video entries
+    are parsed straight into Arrow columns; the few records that hold ranges of a long video are also read as
+    dicts, since their sums merge in Python (`io.ranges.merge`).
     """
+    fetch = chunks if callable(chunks) else (lambda: chunks)
+    winners = _winning_orders(fetch(), commit_format)
     entries, segments, shots, owners, files = [], [], [], [], []
     parts: dict[str, dict[str, dict[int, tuple[int, dict[str, Any]]]]] = {}  # see _replay_range
     merged_now: dict[int, dict[str, Any]] = {}
     merged_rows: list[dict[str, Any]] = []
     number = 0
-    for raw in chunks:
+    for raw in fetch():
         table, raw = _parse(raw, commit_format)
         if not table.num_rows:
             continue
@@ -133,30 +144,31 @@ def read(chunks: Iterable[Sequence[bytes]], commit_format: str) -> Ledger:
         columns = {name: flat.field(name) for name in RECORD_SCHEMA.field("videos").type.value_type.names}
         status = columns["status"]
         partial = pc.fill_null(pc.equal(status, ranges.PARTIAL), False).to_numpy(zero_copy_only=False)
-        whole = pa.array(~partial)
+        ok = pc.fill_null(pc.equal(status, "ok"), False).to_numpy(zero_copy_only=False)
+        win = ~partial & sorted_has(winners, order)
         entry_table = pa.table({"key": columns["key"], "order": pa.array(order, pa.int64()),
                                 **{f.name: columns[f.name] for f in ENTRY_FIELDS},
-                                "merged_from": columns["merged_from"]}).filter(whole)
-        entries.append(entry_table)
+                                "merged_from": columns["merged_from"]})
+        entries.append(entry_table.filter(pa.array(win)))  # a copy: the parse is not kept alive by it
         for name, rows, out in (("segments", SEGMENT_ROWS, segments), ("shots_table", SHOT_ROWS, shots)):
-            nested = columns[name].filter(whole)  # a null list has no rows and no parent index
+            nested = columns[name].filter(pa.array(win))  # a null list has no rows and no parent index
             inner = pc.list_flatten(nested)
             owner = pc.list_parent_indices(nested).to_numpy()
             out.append(pa.table({**{f.name: inner.field(f.name) for f in rows if f.name != "order"},
-                                 "order": pa.array(entry_table.column("order").to_numpy()[owner], pa.int64())}))
-        ok = pc.equal(entry_table.column("status"), "ok")
-        mine = entry_table.filter(ok)
+                                 "order": pa.array(order[win][owner], pa.int64())}))
+        mine = entry_table.filter(pa.array(~partial & ok))  # every ok entry, winner or not: whose rows to keep
         owners.append(pa.table({
             "order": mine.column("order"), "record": pa.array(mine.column("order").to_numpy() >> ROW_BITS, pa.int64()),
-            "key": mine.column("key"), "video_id": mine.column("video_id"), "status": mine.column("status"),
+            "video_id": mine.column("video_id"), "status": mine.column("status"),
             "first_index": pa.nulls(mine.num_rows, pa.int64()), "last_index": pa.nulls(mine.num_rows, pa.int64()),
             "items": pa.nulls(mine.num_rows, pa.int64())}))
+        del table, videos, flat, columns, entry_table, mine
         for row in sorted(set(parent[partial].tolist())):  # records with ranges: read as dicts, replayed in order
             for entry_order, entry in _range_entries(raw[row], int(numbers[row])):
                 owners.append(pa.Table.from_pylist([{**entry, "order": entry_order, "record": int(numbers[row])}],
                                                    OWNERS_SCHEMA))
                 merged = _replay_range(parts, entry_order, entry)
-                if merged is not None:
+                if merged is not None and sorted_has(winners, np.array([entry_order]))[0]:
                     merged_now[entry_order] = merged
                     merged_rows.append({**merged, "order": entry_order})
     if merged_rows:
@@ -165,18 +177,56 @@ def read(chunks: Iterable[Sequence[bytes]], commit_format: str) -> Ledger:
             [{**s, "order": e["order"]} for e in merged_rows for s in e["segments"]], SEGMENT_ROWS))
         shots.append(pa.Table.from_pylist(
             [{**s, "order": e["order"]} for e in merged_rows for s in e["shots_table"]], SHOT_ROWS))
-    every = _concat(entries, ENTRIES_SCHEMA)
-    winners = _latest(every)
-    videos = every.filter(pc.is_in(every.column("order"), winners))
+    videos = _concat(entries, ENTRIES_SCHEMA)
+    del entries
     ranges_live = [o for key, attempt, _ in (_merged_winners(videos) if parts else ())
                    for o, _ in parts.get(key, {}).get(attempt, {}).values()]  # a split video's winning decode
     owner_table = _concat(owners, OWNERS_SCHEMA)
-    live_orders = pa.concat_arrays([winners, pa.array(ranges_live, pa.int64())]) if ranges_live else winners
+    live_orders = pa.array(np.concatenate([winners, np.asarray(ranges_live, np.int64)]), pa.int64())
     owner_table = owner_table.append_column("live", pc.is_in(owner_table.column("order"), live_orders))
-    fresh = [dict(merged_now[o], key=k) for k, o in zip(videos.column("key").to_pylist(),
-                                                        videos.column("order").to_pylist()) if o in merged_now]
-    return Ledger(videos=videos, segments=_of(_concat(segments, SEGMENT_ROWS), winners),
-                  shots=_of(_concat(shots, SHOT_ROWS), winners), owners=owner_table, records=files, fresh=fresh)
+    fresh = []
+    if merged_now:
+        merged = videos.filter(pc.is_in(videos.column("order"), pa.array(sorted(merged_now), pa.int64())))
+        fresh = [dict(merged_now[o], key=k) for k, o in zip(merged.column("key").to_pylist(),
+                                                            merged.column("order").to_pylist())]
+    return Ledger(videos=videos, segments=_concat(segments, SEGMENT_ROWS), shots=_concat(shots, SHOT_ROWS),
+                  owners=owner_table, records=files, fresh=fresh)
+
+
+def _winning_orders(chunks: Iterable[Sequence[bytes]], commit_format: str) -> np.ndarray:
+    """The order of each video's latest entry, sorted: `read`'s first pass (`_latest_by_hash`)."""
+    _, order, _ = _latest_by_hash(chunks, commit_format)
+    return np.sort(order)
+
+
+def _latest_by_hash(chunks: Iterable[Sequence[bytes]], commit_format: str
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each video's latest entry as (the 64-bit hash of its key, its order, whether it is ok), sorted by hash,
+    resolved from 17 bytes an entry where key strings cost 50-70. Two different keys share a hash with a
+    probability of about n^2 / 2^65 (3e-6 at 10^7 videos)."""
+    hashes, orders, oks = [], [], []
+    for key, order, ok in _status_entries(chunks, commit_format):
+        hashes.append(key_hashes(key))
+        orders.append(order)
+        oks.append(ok)
+    if not hashes:
+        return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, bool)
+    hashed, order, ok = np.concatenate(hashes), np.concatenate(orders), np.concatenate(oks)
+    del hashes, orders, oks
+    rank = np.lexsort((-order, hashed))  # by hash, the latest entry first
+    hashed, order, ok = hashed[rank], order[rank], ok[rank]
+    del rank
+    first = np.ones(len(hashed), bool)
+    first[1:] = hashed[1:] != hashed[:-1]
+    return hashed[first], order[first], ok[first]
+
+
+def sorted_has(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Whether each of `values` is in `sorted_values` (binary search: no copy of either)."""
+    if not len(sorted_values):
+        return np.zeros(len(values), bool)
+    where = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[where] == values
 
 
 def _range_entries(raw: bytes, number: int) -> Iterable[tuple[int, dict[str, Any]]]:
@@ -201,13 +251,10 @@ STATUS_SCHEMA = pa.schema([("format", pa.string()),
 _PARSE_STATUS = pajson.ParseOptions(explicit_schema=STATUS_SCHEMA, unexpected_field_behavior="ignore")
 
 
-def latest_status(chunks: Iterable[Sequence[bytes]], commit_format: str) -> pa.Table:
-    """Each committed video's key and whether its latest entry is ok (`key`, `ok`): what resume needs, read with
-    the same replay as `read` (a split video counts once a whole set of one decode's ranges is in, and the
-    latest commit wins) but keeping only the key, the order and the status of each entry, never its fields,
-    segments or shots. Measured by benchmarks/driver_scale.py, manifest included: a resume's peak grows 250-355
-    bytes a video this way, against 650-730 through `read`."""
-    keys, orders, oks = [], [], []
+def _status_entries(chunks: Iterable[Sequence[bytes]], commit_format: str
+                    ) -> Iterator[tuple[pa.Array, np.ndarray, np.ndarray]]:
+    """Per chunk of records, the key, order and ok of each whole-video entry, replayed as `read` replays them (a
+    split video gets an entry once a whole set of one decode's ranges is in), but with no field, segment or shot."""
     parts: dict = {}
     number = 0
     for raw in chunks:
@@ -222,23 +269,29 @@ def latest_status(chunks: Iterable[Sequence[bytes]], commit_format: str) -> pa.T
         order = (numbers[parent] << ROW_BITS) | (np.arange(len(parent)) - videos.offsets.to_numpy()[parent])
         status = flat.field("status")
         partial = pc.fill_null(pc.equal(status, ranges.PARTIAL), False).to_numpy(zero_copy_only=False)
-        keys.append(flat.field("key").filter(pa.array(~partial)))
-        orders.append(order[~partial])
-        oks.append(pc.fill_null(pc.equal(status, "ok"), False).to_numpy(zero_copy_only=False)[~partial])
+        yield (flat.field("key").filter(pa.array(~partial)), order[~partial],
+               pc.fill_null(pc.equal(status, "ok"), False).to_numpy(zero_copy_only=False)[~partial])
         for row in sorted(set(parent[partial].tolist())):
             for entry_order, entry in _range_entries(raw[row], int(numbers[row])):
                 merged = _replay_range(parts, entry_order, entry)
                 if merged is not None:
-                    keys.append(pa.array([entry["key"]], pa.string()))
-                    orders.append(np.array([entry_order], np.int64))
-                    oks.append(np.array([merged["status"] == "ok"]))
+                    yield (pa.array([entry["key"]], pa.string()), np.array([entry_order], np.int64),
+                           np.array([merged["status"] == "ok"]))
+
+
+def latest_status(chunks: Iterable[Sequence[bytes]], commit_format: str) -> pa.Table:
+    """Each committed video's key and whether its latest entry is ok (`key`, `ok`): `read`'s answer without
+    reading any entry's fields (for tests and small runs; resume uses `done_hashes`)."""
+    keys, orders, oks = [], [], []
+    for key, order, ok in _status_entries(chunks, commit_format):
+        keys.append(key)
+        orders.append(order)
+        oks.append(ok)
     if not keys:
         return pa.table({"key": pa.array([], pa.string()), "ok": pa.array([], pa.bool_())})
     entries = pa.table({"key": pa.chunked_array(keys, pa.string()), "order": np.concatenate(orders),
                         "ok": np.concatenate(oks)})
-    del keys, orders, oks
     ranked = entries.take(pc.sort_indices(entries, [("key", "ascending"), ("order", "descending")]))
-    del entries
     key = ranked.column("key").combine_chunks()
     first = np.ones(len(key), bool)
     if len(key) > 1:
@@ -246,20 +299,16 @@ def latest_status(chunks: Iterable[Sequence[bytes]], commit_format: str) -> pa.T
     return ranked.select(["key", "ok"]).filter(pa.array(first))
 
 
+def done_hashes(chunks: Iterable[Sequence[bytes]], commit_format: str) -> np.ndarray:
+    """The 64-bit hashes (`manifest.key_hashes`) of the keys whose latest entry is ok, sorted and unique: what
+    resume skips (`_latest_by_hash`)."""
+    hashed, _, ok = _latest_by_hash(chunks, commit_format)
+    return hashed[ok]
+
+
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
     tables = [t.select(schema.names).cast(schema) for t in tables]
     return pa.concat_tables(tables) if tables else schema.empty_table()
-
-
-def _latest(entries: pa.Table) -> pa.Array:
-    """The order of each key's latest entry."""
-    if not entries.num_rows:
-        return pa.array([], pa.int64())
-    return entries.group_by("key").aggregate([("order", "max")]).column("order_max").combine_chunks()
-
-
-def _of(table: pa.Table, orders: pa.Array) -> pa.Table:
-    return table.filter(pc.is_in(table.column("order"), orders))
 
 
 def _merged_winners(videos: pa.Table):
@@ -270,9 +319,15 @@ def _merged_winners(videos: pa.Table):
 
 def in_order(table: pa.Table, orders: pa.Array, within: str) -> pa.Table:
     """`table`'s rows (which carry their entry's `order`) sorted as `orders` lists the entries, then by `within`."""
+    return table.take(order_of(table, orders, within)).drop_columns(["order"])
+
+
+def order_of(table: pa.Table, orders: pa.Array, within: str) -> pa.Array:
+    """The row indices that put `table` in `in_order`'s order: taken a slice at a time, the rows are written
+    sorted without a second copy of the whole table."""
     position = pc.index_in(table.column("order"), orders)
-    ranked = table.append_column("_position", position)
-    return ranked.sort_by([("_position", "ascending"), (within, "ascending")]).drop_columns(["_position", "order"])
+    keys = pa.table({"_position": position, within: table.column(within)})
+    return pc.sort_indices(keys, [("_position", "ascending"), (within, "ascending")])
 
 
 def owned_rows(owners: Sequence[dict[str, Any]], video: np.ndarray, index: np.ndarray) -> np.ndarray:

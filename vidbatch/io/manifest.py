@@ -14,7 +14,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -57,6 +57,15 @@ def output_key(video_id: str) -> str:
     readable = _UNSAFE_KEY_CHARS.sub("_", video_id).strip("._-")[:60] or "video"
     digest = hashlib.sha1(video_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     return f"{readable}-{digest}"
+
+
+def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit hash of each output key (pandas' SipHash): how resume compares a manifest with what is committed,
+    in 8 bytes a video (a key string costs 50-70 on the driver)."""
+    from pandas.util import hash_array
+
+    values = keys.to_numpy(zero_copy_only=False) if len(keys) else np.empty(0, object)
+    return hash_array(np.asarray(values, dtype=object), categorize=False).astype(np.uint64, copy=False)
 
 
 def derive_video_id(uri: str) -> str:
@@ -106,6 +115,17 @@ class TaskList(Sequence[VideoTask]):
 
     def keys(self) -> pa.Array:
         return self.column("key")
+
+    def key_hash_chunks(self) -> Iterator[np.ndarray]:
+        """`key_hashes` of the tasks' output keys, `MAP_ROWS` at a time, in order: the keys are made for each
+        chunk and dropped (unless the whole key column already exists)."""
+        for start in range(0, len(self), MAP_ROWS):
+            stop = min(start + MAP_ROWS, len(self))
+            if "key" in self._columns:
+                keys = self._columns["key"].take(pa.array(self._positions(start, stop)))
+            else:
+                keys = _mapped(self._columns["video_id"].take(pa.array(self._positions(start, stop))), output_key)
+            yield key_hashes(keys)
 
     def where(self, mask: Sequence[bool]) -> "TaskList":
         """The tasks whose `mask` is true, as a view."""
@@ -195,17 +215,10 @@ def _parse(data: bytes, url: str) -> pa.Table:
         raise ManifestError(f"Cannot read manifest {url!r}: unknown format; expected a .csv or .parquet file")
     if not data.strip():
         raise ManifestError(f"Manifest {url!r} is empty: it has no header and no rows")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ManifestError(
-            f"Cannot read manifest {url!r}: not UTF-8 text (invalid byte at line {line}); save it as UTF-8"
-        ) from None
     delimiter = "\t" if lowered.endswith(".tsv") else ","
     try:
-        return pacsv.read_csv(
-            io.BytesIO(data),
+        table = pacsv.read_csv(  # one thread: each of the reader's threads keeps blocks of its own (measured)
+            io.BytesIO(data), read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
             convert_options=pacsv.ConvertOptions(
                 column_types={"uri": pa.string(), "video_id": pa.string()},
@@ -213,7 +226,23 @@ def _parse(data: bytes, url: str) -> pa.Table:
             ),
         )
     except pa.ArrowException as exc:
+        _check_utf8(data, url)
         raise ManifestError(f"Cannot read manifest {url!r}: malformed CSV ({exc})") from None
+    if any(pa.types.is_binary(column.type) for column in table.columns):  # Arrow's reading of non-UTF-8 text
+        _check_utf8(data, url)
+    return table
+
+
+def _check_utf8(data: bytes, url: str) -> None:
+    """Say where a manifest is not UTF-8. Only when Arrow found a problem: decoding a whole manifest to find a
+    bad byte costs a copy of it."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = data[: bad.start].count(b"\n") + 1
+        raise ManifestError(
+            f"Cannot read manifest {url!r}: not UTF-8 text (invalid byte at line {line}); save it as UTF-8"
+        ) from None
 
 
 def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, TaskList]:
@@ -239,7 +268,7 @@ def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, Ta
     # checked on columns; a manifest that fails is walked row by row, only to say where
     blank_uri = pc.any(pc.fill_null(pc.equal(clean, ""), True)).as_py()
     blank_id = "video_id" in names and pc.any(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids_column), ""), True)).as_py()
-    if blank_uri or blank_id or pc.count_distinct(ids_column, mode="all").as_py() != len(ids_column):
+    if blank_uri or blank_id or _may_repeat(ids_column):
         _first_bad_row(uri_column.to_pylist(), ids_column.to_pylist(), "video_id" in names, source)
     if pc.all(pc.equal(clean, uri_column)).as_py():
         clean = uri_column  # the usual case: one copy of the uris
@@ -247,6 +276,17 @@ def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, Ta
     passthrough = table.drop_columns([c for c in ("video_id",) if c in names])
     passthrough = passthrough.add_column(0, "video_id", ids_column)
     return passthrough, tasks
+
+
+def _may_repeat(ids: pa.Array) -> bool:
+    """Whether two ids may be equal: their 64-bit hashes, made `MAP_ROWS` at a time, are compared (8 bytes a
+    row, where a hash table of the strings costs about 150 at a manifest's peak). A repeat is then looked for
+    exactly (`_first_bad_row`), so a hash collision costs a walk, never a false error."""
+    if len(ids) < 2:
+        return False
+    hashes = np.concatenate([key_hashes(ids.slice(start, MAP_ROWS)) for start in range(0, len(ids), MAP_ROWS)])
+    hashes.sort()
+    return bool((hashes[1:] == hashes[:-1]).any())
 
 
 def _first_bad_row(uris: list, ids: list, has_ids: bool, source: str) -> None:

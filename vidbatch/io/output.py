@@ -282,13 +282,17 @@ class RunOutput:
     def ledger(self) -> ledger_module.Ledger:
         """Every video's committed entry, as columns (see `io.ledger`); the latest commit wins. A video split into
         time ranges counts once every range of one decode is committed (its entry is their merge)."""
-        return ledger_module.read(self._record_chunks(), COMMIT_FORMAT)
+        return ledger_module.read(self._record_chunks, COMMIT_FORMAT)
 
     def done_keys(self) -> pa.Array:
-        """The keys of the videos whose latest commit is ok: what resume skips (`ledger.latest_status`, a few
-        dozen bytes a video, where `ledger()` holds every entry's fields)."""
+        """The keys of the videos whose latest commit is ok (`ledger.latest_status`; resume uses `done_hashes`)."""
         latest = ledger_module.latest_status(self._record_chunks(), COMMIT_FORMAT)
         return latest.column("key").filter(latest.column("ok")).combine_chunks()
+
+    def done_hashes(self) -> np.ndarray:
+        """`ledger.done_hashes`: the sorted 64-bit hashes of the keys whose latest commit is ok (what resume skips,
+        8 bytes a video)."""
+        return ledger_module.done_hashes(self._record_chunks(), COMMIT_FORMAT)
 
     def committed(self) -> dict[str, dict[str, Any]]:
         """The committed entry of every video as a dict, by output key: `ledger()` for small runs and tests."""
@@ -358,9 +362,16 @@ class RunOutput:
         """A video committed twice (a retried task, a redone decode) keeps only its latest rows in frames/ (and
         embeddings/): rows of entries that lost to a later one are removed from their shards."""
         owners = ledger.owners
-        stale_records = sorted(set(owners.filter(pc.invert(owners.column("live"))).column("record").to_pylist()))
-        for number in stale_records:
-            mine = owners.filter(pc.equal(owners.column("record"), number)).to_pylist()
+        stale_records = np.unique(owners.filter(pc.invert(owners.column("live"))).column("record").to_numpy())
+        if not len(stale_records):
+            return
+        # the rows of those records alone, grouped by record once (not a scan of every video per record)
+        rows = owners.filter(pc.is_in(owners.column("record"), pa.array(stale_records))).sort_by("record")
+        record = rows.column("record").to_numpy()
+        starts = np.searchsorted(record, stale_records)
+        stops = np.searchsorted(record, stale_records, side="right")
+        for number, start, stop in zip(stale_records.tolist(), starts.tolist(), stops.tolist()):
+            mine = rows.slice(start, stop - start).to_pylist()
             stale = [o for o in mine if not o["live"]]
             kept = [o for o in mine if o["live"]]
             files = ledger.records[number]
@@ -390,14 +401,31 @@ class RunOutput:
         self.commit_batch(outcomes)
 
     def _write_frames_index(self, ledger: ledger_module.Ledger) -> None:
-        """`FRAMES_INDEX`: (video_id, file) for every live entry's frames shard (a split video has several)."""
-        live = ledger.owners.filter(ledger.owners.column("live"))
-        files = pa.array([record.get("frames_file") for record in ledger.records], pa.string())
-        index = pa.table({"video_id": live.column("video_id"),
-                          "file": files.take(live.column("record").combine_chunks())})
-        index = index.filter(pc.invert(pc.is_null(index.column("file"))))
-        index = index.group_by(["video_id", "file"]).aggregate([]).sort_by([("video_id", "ascending"), ("file", "ascending")])
-        storage.atomic_write_bytes(self.fs, self._p(FRAMES_INDEX), table_to_parquet_bytes(index, INDEX_ROW_GROUP_ROWS))
+        """`FRAMES_INDEX`: (video_id, file) for every live entry's frames shard (a split video has several),
+        sorted by video_id, then file. Built on the video ids and a record number per row (a file's rank stands
+        for its name until each slice is written): no string per row for the file, and no second table."""
+        owners = ledger.owners
+        live = owners.column("live")
+        names = [record.get("frames_file") for record in ledger.records]
+        ranked = sorted((name, number) for number, name in enumerate(names) if name)
+        rank = np.full(len(names) + 1, -1, np.int64)  # a record with no shard: -1, dropped
+        rank[[number for _, number in ranked]] = np.arange(len(ranked))
+        video = owners.column("video_id").filter(live)
+        file_rank = rank[owners.column("record").filter(live).to_numpy()]
+        rows = pa.table({"video_id": video, "rank": file_rank}).filter(pa.array(file_rank >= 0))
+        del video, file_rank
+        rows = rows.take(pc.sort_indices(rows, [("video_id", "ascending"), ("rank", "ascending")]))
+        repeat = np.zeros(rows.num_rows, bool)  # a split video's ranges committed in one shard: listed once
+        if rows.num_rows > 1:
+            ids, ranks = rows.column("video_id").combine_chunks(), rows.column("rank").to_numpy()
+            repeat[1:] = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False) & (
+                ranks[1:] == ranks[:-1])
+        rows = rows.filter(pa.array(~repeat))
+        files = pa.array([name for name, _ in ranked], pa.string())
+        self._write_slices(FRAMES_INDEX, (
+            pa.table({"video_id": part.column("video_id"), "file": files.take(part.column("rank"))})
+            for part in (rows.slice(start, INDEX_ROW_GROUP_ROWS)
+                         for start in range(0, max(rows.num_rows, 1), INDEX_ROW_GROUP_ROWS))))
 
     # -- at the end ----------------------------------------------------------
     def finalize(self, manifest: Manifest, run_record: Mapping[str, Any],
@@ -424,10 +452,11 @@ class RunOutput:
         self._write_slices("summary.parquet", summaries)
         orders = ledger.videos.column("order").take(where).combine_chunks()
         for name, table, within in (("segments", ledger.segments, "segment_index"), ("shots", ledger.shots, "shot_index")):
-            ordered = ledger_module.in_order(table, orders, within)
-            self._write_slices(f"{name}.parquet", (ordered.slice(start, TABLE_SLICE_ROWS)
-                                                   for start in range(0, max(ordered.num_rows, 1), TABLE_SLICE_ROWS)))
-            del ordered
+            rows = ledger_module.order_of(table, orders, within)
+            table = table.drop_columns(["order"])
+            self._write_slices(f"{name}.parquet", (table.take(rows.slice(start, TABLE_SLICE_ROWS))
+                                                   for start in range(0, max(len(rows), 1), TABLE_SLICE_ROWS)))
+            del rows, table
         if not pc.any(pc.equal(ledger.videos.column("status").take(where), "ok")).as_py():
             # readers of frames/ should find a valid, empty dataset
             storage.atomic_write_bytes(
