@@ -116,7 +116,7 @@ def read(chunks: Callable[[], Iterable[Sequence[bytes]]] | Sequence[Sequence[byt
     """Replay commit records (raw JSON, oldest first, in chunks) into a `Ledger`. `chunks`: a function that
     fetches them afresh (or a list of them): they are read twice.
 
-    First each entry's key and order alone (`_winning_orders`: 16 bytes an entry), then the entries again, and
+    First each entry's key hash and order alone (`_winning_orders`: 25 bytes an entry), then the entries again, and
     of each chunk only the winners' fields, segments and shots are copied out before the next is parsed: a
     video committed twice never has both entries held, nor a chunk's parse outlives it. Whole-video entries
     are parsed straight into Arrow columns; the few records that hold ranges of a long video are also read as
@@ -194,30 +194,33 @@ def read(chunks: Callable[[], Iterable[Sequence[bytes]]] | Sequence[Sequence[byt
 
 
 def _winning_orders(chunks: Iterable[Sequence[bytes]], commit_format: str) -> np.ndarray:
-    """The order of each video's latest entry, sorted: `read`'s first pass (`_latest_by_hash`)."""
+    """The order of each video's latest entry, sorted: `read`'s first pass (`_latest_by_hash`, on 128-bit key
+    hashes)."""
     _, order, _ = _latest_by_hash(chunks, commit_format)
     return np.sort(order)
 
 
 def _latest_by_hash(chunks: Iterable[Sequence[bytes]], commit_format: str
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each video's latest entry as (the 64-bit hash of its key, its order, whether it is ok), sorted by hash,
-    resolved from 17 bytes an entry where key strings cost 50-70. Two different keys share a hash with a
-    probability of about n^2 / 2^65 (3e-6 at 10^7 videos)."""
-    hashes, orders, oks = [], [], []
+    """Each video's latest entry as (the 64-bit hash of its key, its order, whether it is ok), sorted by hash.
+    Entries are told apart by a 128-bit hash of their keys (two independent 64-bit ones: 25 bytes an entry
+    where key strings cost 50-70), so two videos' entries are never taken for one."""
+    first_hashes, second_hashes, orders, oks = [], [], [], []
     for key, order, ok in _status_entries(chunks, commit_format):
-        hashes.append(key_hashes(key))
+        first_hashes.append(key_hashes(key))
+        second_hashes.append(key_hashes(key, which=1))
         orders.append(order)
         oks.append(ok)
-    if not hashes:
+    if not orders:
         return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, bool)
-    hashed, order, ok = np.concatenate(hashes), np.concatenate(orders), np.concatenate(oks)
-    del hashes, orders, oks
-    rank = np.lexsort((-order, hashed))  # by hash, the latest entry first
-    hashed, order, ok = hashed[rank], order[rank], ok[rank]
+    hashed, second = np.concatenate(first_hashes), np.concatenate(second_hashes)
+    order, ok = np.concatenate(orders), np.concatenate(oks)
+    del first_hashes, second_hashes, orders, oks
+    rank = np.lexsort((-order, second, hashed))  # by key (its 128-bit hash), the latest entry first
+    hashed, second, order, ok = hashed[rank], second[rank], order[rank], ok[rank]
     del rank
     first = np.ones(len(hashed), bool)
-    first[1:] = hashed[1:] != hashed[:-1]
+    first[1:] = (hashed[1:] != hashed[:-1]) | (second[1:] != second[:-1])
     return hashed[first], order[first], ok[first]
 
 
@@ -300,10 +303,11 @@ def latest_status(chunks: Iterable[Sequence[bytes]], commit_format: str) -> pa.T
 
 
 def done_hashes(chunks: Iterable[Sequence[bytes]], commit_format: str) -> np.ndarray:
-    """The 64-bit hashes (`manifest.key_hashes`) of the keys whose latest entry is ok, sorted and unique: what
-    resume skips (`_latest_by_hash`)."""
+    """The 64-bit hashes (`manifest.key_hashes`) of the keys whose latest entry is ok, sorted: what resume skips
+    (`_latest_by_hash`). Two of 10^7 keys share one with a probability of about 3e-6; the manifest's video
+    with the other key would then be taken for done, and get a `lost` failed row at the end."""
     hashed, _, ok = _latest_by_hash(chunks, commit_format)
-    return hashed[ok]
+    return np.unique(hashed[ok])
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -59,13 +59,18 @@ def output_key(video_id: str) -> str:
     return f"{readable}-{digest}"
 
 
-def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A 64-bit hash of each output key (pandas' SipHash): how resume compares a manifest with what is committed,
-    in 8 bytes a video (a key string costs 50-70 on the driver)."""
+HASH_KEYS = ("0123456789123456", "vidbatch-ledger2")
+"""SipHash keys: the first is pandas' default; a second, independent hash makes a 128-bit one where needed."""
+
+
+def key_hashes(keys: pa.Array | pa.ChunkedArray, which: int = 0) -> np.ndarray:
+    """A 64-bit hash of each output key (pandas' SipHash with `HASH_KEYS[which]`): how resume compares a
+    manifest with what is committed, in 8 bytes a video (a key string costs 50-70 on the driver)."""
     from pandas.util import hash_array
 
     values = keys.to_numpy(zero_copy_only=False) if len(keys) else np.empty(0, object)
-    return hash_array(np.asarray(values, dtype=object), categorize=False).astype(np.uint64, copy=False)
+    return hash_array(np.asarray(values, dtype=object), hash_key=HASH_KEYS[which],
+                      categorize=False).astype(np.uint64, copy=False)
 
 
 def derive_video_id(uri: str) -> str:
