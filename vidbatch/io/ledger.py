@@ -35,7 +35,8 @@ ROW_BITS = 20
 """An entry's `order` is (record number << ROW_BITS) | its place in the record: unique, and later is larger."""
 ENTRY_FIELDS = [f for f in SUMMARY_SCHEMA if f.name != "uri"]
 ENTRIES_SCHEMA = pa.schema([("key", pa.string()), ("order", pa.int64()), *ENTRY_FIELDS, ("merged_from", pa.string())])
-OWNERS_SCHEMA = pa.schema([("order", pa.int64()), ("record", pa.int64()), ("video_id", pa.string()), ("status", pa.string()), ("first_index", pa.int64()),
+OWNERS_SCHEMA = pa.schema([("order", pa.int64()), ("record", pa.int64()), ("video_id", pa.string()),
+                           ("status", pa.string()), ("first_index", pa.int64()),
                            ("last_index", pa.int64()), ("items", pa.int64())])
 """Every entry that wrote rows into its record's shards: an ok video, a range (its own frame_index span)."""
 SEGMENT_ROWS = SEGMENTS_SCHEMA.append(pa.field("order", pa.int64()))
@@ -122,6 +123,8 @@ def read(chunks: Callable[[], Iterable[Sequence[bytes]]] | Sequence[Sequence[byt
     are parsed straight into Arrow columns; the few records that hold ranges of a long video are also read as
     dicts, since their sums merge in Python (`io.ranges.merge`).
     """
+    if not callable(chunks) and iter(chunks) is chunks:  # a one-shot iterator would be empty the second time
+        chunks = list(chunks)
     fetch = chunks if callable(chunks) else (lambda: chunks)
     winners = _winning_orders(fetch(), commit_format)
     entries, segments, shots, owners, files = [], [], [], [], []
