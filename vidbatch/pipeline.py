@@ -14,16 +14,15 @@ from importlib import metadata
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import ConfigError
 from vidbatch.engines.local import LocalEngine
 from vidbatch.io import storage
-from vidbatch.io.ledger import sorted_has
-from vidbatch.io.manifest import Manifest
+from vidbatch.io.ledger import Winners, sorted_has
+from vidbatch.io.manifest import KeyIndex, Manifest
 from vidbatch.io.output import BatchCommitter, RunOutput, now_iso
+from vidbatch.io.tables import Tally
 from vidbatch.model.bundle import load_bundle
 from vidbatch.model.location import locate_model
 from vidbatch.stages.assemble import assemble_failed
@@ -95,39 +94,35 @@ def check_extras_installed(config: LabelConfig) -> None:
                           "pip install 'vidbatch[keyframes]', or use sampling='rate'. Received: sampling='keyframes'")
 
 
-def few_keyframes_note(config: LabelConfig, tasks, ok: pa.Array, classified: pa.Array) -> tuple[int, str | None]:
-    """With --sampling keyframes, how many labeled videos rest on fewer than `min_keyframes` key frames
-    (`ok` and `classified`: whether each task's committed entry is ok, and its items)."""
-    if config.sampling != "keyframes":
-        return 0, None
-    minimum = KeyframeSampling().min_keyframes
-    few = tasks.column("video_id").filter(pc.and_(ok, pc.less(pc.fill_null(classified, 0), minimum)))
-    if not len(few):
-        return 0, None
-    return len(few), (f"{len(few)} video(s) have fewer than {minimum} key frames, so their labels rest on one or two "
-                      f"frames (e.g. {', '.join(few.slice(0, 3).to_pylist())}); label them with --sampling rate for "
-                      "a finer answer")
+def few_keyframes_note(tally: Tally) -> str | None:
+    """With --sampling keyframes, a note on the labeled videos that rest on fewer than `min_keyframes` key
+    frames (counted by the summary's `Tally`)."""
+    if tally.few_below is None or not tally.few:
+        return None
+    return (f"{tally.few} video(s) have fewer than {tally.few_below} key frames, so their labels rest on one or two "
+            f"frames (e.g. {', '.join(tally.few_examples)}); label them with --sampling rate for a finer answer")
 
 
 LOST = "lost: no result came back for this video"
 
 
-def fail_lost(output: RunOutput, manifest: Manifest, model: str, commit_videos: int):
+def fail_lost(output: RunOutput, manifest: Manifest, model: str, commit_videos: int,
+              index: KeyIndex | None = None) -> Winners:
     """Whatever happened in an engine (a cluster that lost work, a decoder that never answered), every video gets
-    a row: one with no commit gets a failed one. Returns the ledger as it then stands (read once, or twice when
-    something was lost)."""
-    ledger = output.ledger()
-    status = ledger.columns_for(keys(manifest), ["status"]).column("status")
-    lost = manifest.tasks.where(pc.is_null(status).to_numpy(zero_copy_only=False))
-    if not len(lost):
-        return ledger
+    a row: one with no commit gets a failed one. Returns each manifest position's winning entry as it then
+    stands (`RunOutput.winners`: the records read once, or twice when something was lost)."""
+    index = index if index is not None else KeyIndex.of(manifest.tasks)
+    winners = output.winners(index)
+    missing = winners.missing()
+    if not missing.any():
+        return winners
     committer = BatchCommitter(output, max_videos=commit_videos)
     try:
-        for task in lost:
+        for task in manifest.tasks.where(missing):
             committer.add(assemble_failed(task.video_id, task.key, LOST, None, model, 0.0))
     finally:
         committer.close()
-    return output.ledger()
+    return output.winners(index)
 
 
 def streaming_notes(bundle, config: LabelConfig) -> list[str]:
@@ -200,48 +195,46 @@ def pending(output: RunOutput, manifest: Manifest):
 
 def finish(config: LabelConfig, output: RunOutput, manifest: Manifest, run_record: dict, started: float,
            resumed: int, processed: int, windows: int | None = None):
-    """The end of a run, after the engine: a failed row for every video with no commit, the counts and notes in
-    `run_record`, then the tables (`RunOutput.finalize`). `windows`: a clip or sequence model's clip length.
-    Returns the ok and failed counts and the notes."""
+    """The end of a run, after the engine: a failed row for every video with no commit, then the tables
+    (`RunOutput.finalize`), then run.json with the counts and notes the summary gave. `windows`: a clip or
+    sequence model's clip length. Returns the ok and failed counts and the notes."""
     model = run_record["model"]["name"]
-    ledger = fail_lost(output, manifest, model, config.commit_videos)
-    elapsed = time.monotonic() - started
-    taken = ledger.columns_for(keys(manifest), ["status", "frames_classified", "frames_decoded", "decode_note"])
-    is_ok = pc.fill_null(pc.equal(taken.column("status"), "ok"), False).combine_chunks()
-    ok = int(pc.sum(is_ok).as_py() or 0)
-    failed = int(pc.sum(pc.equal(taken.column("status"), "failed")).as_py() or 0)
-    classified = taken.column("frames_classified").combine_chunks()
-    run_record.update({
-        "finished_at": now_iso(),
-        "elapsed_s": round(elapsed, 3),
-        "counts": {
-            "videos": len(manifest.tasks),
-            "ok": ok,
-            "failed": failed,
-            "resumed_from_previous_run": resumed,
-            "processed_this_run": processed,
-            "frames_decoded": int(pc.sum(taken.column("frames_decoded")).as_py() or 0),
-            "frames_classified": int(pc.sum(classified).as_py() or 0),
-            # what the summary's frames_classified counts: a clip or sequence model classifies windows
-            "frames_classified_counts": ("sampled frames" if windows is None else
-                                         f"windows of {windows} sampled frames (one per window, "
-                                         "stamped with its last frame)"),
-        },
-    })
-    few, note = few_keyframes_note(config, manifest.tasks, is_ok, classified)
-    notes = [note] if note else []
-    decode_notes = taken.column("decode_note").filter(
-        pc.and_(is_ok, pc.fill_null(pc.greater(pc.utf8_length(taken.column("decode_note")), 0), False)))
-    del taken
-    run_record["counts"]["decode_notes"] = len(decode_notes)
-    if len(decode_notes):
-        notes.append(f"{len(decode_notes)} video(s) were labeled from fewer frames than their container lists (an "
-                     f"index off by under a second; e.g. {decode_notes[0].as_py()}): see the summary's decode_note column")
-    if config.sampling == "keyframes":
-        run_record["counts"]["few_keyframes"] = few
-    run_record["notes"] = notes
-    output.finalize(manifest, run_record, ledger)
-    return ok, failed, notes
+    index = KeyIndex.of(manifest.tasks)
+    winners = fail_lost(output, manifest, model, config.commit_videos, index)
+    tally = Tally(few_below=KeyframeSampling().min_keyframes if config.sampling == "keyframes" else None)
+
+    def record(tally: Tally) -> dict:
+        run_record.update({
+            "finished_at": now_iso(),
+            "elapsed_s": round(time.monotonic() - started, 3),
+            "counts": {
+                "videos": len(manifest.tasks),
+                "ok": tally.ok,
+                "failed": tally.failed,
+                "resumed_from_previous_run": resumed,
+                "processed_this_run": processed,
+                "frames_decoded": tally.frames_decoded,
+                "frames_classified": tally.frames_classified,
+                # what the summary's frames_classified counts: a clip or sequence model classifies windows
+                "frames_classified_counts": ("sampled frames" if windows is None else
+                                             f"windows of {windows} sampled frames (one per window, "
+                                             "stamped with its last frame)"),
+                "decode_notes": tally.decode_notes,
+            },
+        })
+        note = few_keyframes_note(tally)
+        notes = [note] if note else []
+        if tally.decode_notes:
+            notes.append(f"{tally.decode_notes} video(s) were labeled from fewer frames than their container lists "
+                         f"(an index off by under a second; e.g. {tally.decode_note_example}): see the summary's "
+                         "decode_note column")
+        if config.sampling == "keyframes":
+            run_record["counts"]["few_keyframes"] = tally.few
+        run_record["notes"] = notes
+        return run_record
+
+    output.finalize(manifest, record, winners=winners, index=index, tally=tally)
+    return tally.ok, tally.failed, run_record["notes"]
 
 
 def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = None) -> RunResult:

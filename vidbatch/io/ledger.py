@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from vidbatch.io import ranges
-from vidbatch.io.manifest import key_hashes
+from vidbatch.io.manifest import KeyIndex, key_hashes
 from vidbatch.io.schema import SEGMENTS_SCHEMA, SHOTS_SCHEMA, SUMMARY_SCHEMA
 
 ROW_BITS = 20
@@ -52,7 +52,10 @@ class Ledger:
     """The winning entries' segments, with their entry's `order`."""
     shots: pa.Table
     owners: pa.Table
-    """`OWNERS_SCHEMA` plus `live`: whether the entry's rows are the video's current rows."""
+    """`OWNERS_SCHEMA` plus `live` (whether the entry's rows are the video's current rows): stale entries,
+    ranges, and the live entries that share a shard with one of their video (`Piece.owners`)."""
+    shards: pa.Table
+    """`SHARD_ROWS`: which records' frames shards hold each live entry's rows (the frames index)."""
     records: list[dict[str, Any]] = field(default_factory=list)
     """Per record, in commit order: its batch id and the shard files it names."""
     fresh: list[dict[str, Any]] = field(default_factory=list)
@@ -113,32 +116,72 @@ def _parse(raw: Sequence[bytes], commit_format: str, parse: pajson.ParseOptions 
     return table.filter(pa.array(mine, pa.bool_())), [r for r, ok in zip(kept, mine) if ok]
 
 
-def read(chunks: Callable[[], Iterable[Sequence[bytes]]] | Sequence[Sequence[bytes]], commit_format: str) -> Ledger:
-    """Replay commit records (raw JSON, oldest first, in chunks) into a `Ledger`. `chunks`: a function that
-    fetches them afresh (or a list of them): they are read twice.
+@dataclass
+class Piece:
+    """What the second pass over the commit records yields for one chunk of them (and, last, for the videos
+    merged from their ranges): the winning entries with their segments and shots, and what the end of a run
+    needs to know of the others. Nothing in it outlives the chunk unless its reader keeps it."""
 
-    First each entry's key hash and order alone (`_winning_orders`: 25 bytes an entry), then the entries again, and
-    of each chunk only the winners' fields, segments and shots are copied out before the next is parsed: a
-    video committed twice never has both entries held, nor a chunk's parse outlives it. Whole-video entries
-    are parsed straight into Arrow columns; the few records that hold ranges of a long video are also read as
-    dicts, since their sums merge in Python (`io.ranges.merge`).
-    """
+    entries: pa.Table
+    """`ENTRIES_SCHEMA`: the chunk's winning entries."""
+    segments: pa.Table
+    shots: pa.Table
+    owners: pa.Table
+    """`OWNERS_SCHEMA` plus `live`: the entries whose rows finalize removes from their shards (stale: ok, but
+    lost to a later commit), every range, and the live entries of a video in a record with a stale entry or a
+    range of that video (whose rows stay)."""
+    shards: pa.Table
+    """`SHARD_ROWS`: (video_id, record) of each live entry whose rows are in that record's frames shard."""
+    records: list[dict[str, Any]]
+    """The files each of the chunk's records names, in commit order."""
+    fresh: list[dict[str, Any]] = field(default_factory=list)
+    """Merged entries of split videos that no record holds yet (the last piece only)."""
+
+
+SHARD_ROWS = pa.schema([("video_id", pa.string()), ("record", pa.int64())])
+
+
+def read(chunks: Callable[[], Iterable[Sequence[bytes]]] | Sequence[Sequence[bytes]], commit_format: str) -> Ledger:
+    """Replay commit records (raw JSON, oldest first, in chunks) into a `Ledger`, held whole (the end of a run
+    streams `pieces` instead). `chunks`: a function that fetches them afresh (or a list of them): they are
+    read twice, first each entry's key hash and order alone (`winning_orders`), then the entries (`pieces`)."""
     if not callable(chunks) and iter(chunks) is chunks:  # a one-shot iterator would be empty the second time
         chunks = list(chunks)
     fetch = chunks if callable(chunks) else (lambda: chunks)
-    winners = _winning_orders(fetch(), commit_format)
-    entries, segments, shots, owners, files = [], [], [], [], []
+    entries, segments, shots, owners, shards, records, fresh = [], [], [], [], [], [], []
+    for piece in pieces(fetch(), commit_format, winning_orders(fetch(), commit_format)):
+        entries.append(piece.entries)
+        segments.append(piece.segments)
+        shots.append(piece.shots)
+        owners.append(piece.owners)
+        shards.append(piece.shards)
+        records.extend(piece.records)
+        fresh.extend(piece.fresh)
+    return Ledger(videos=_concat(entries, ENTRIES_SCHEMA), segments=_concat(segments, SEGMENT_ROWS),
+                  shots=_concat(shots, SHOT_ROWS), owners=_concat(owners, OWNERS_SCHEMA.append(LIVE)),
+                  shards=_concat(shards, SHARD_ROWS), records=records, fresh=fresh)
+
+
+LIVE = pa.field("live", pa.bool_())
+
+
+def pieces(chunks: Iterable[Sequence[bytes]], commit_format: str, winners: np.ndarray) -> Iterator[Piece]:
+    """The second pass: per chunk of records, the entries whose order is in `winners` (sorted), copied out of
+    the chunk's parse before the next is read, so a video committed twice never has both entries held.
+    Whole-video entries are parsed straight into Arrow columns; the few records that hold ranges of a long
+    video are also read as dicts, since their sums merge in Python (`io.ranges.merge`)."""
     parts: dict[str, dict[str, dict[int, tuple[int, dict[str, Any]]]]] = {}  # see _replay_range
-    merged_now: dict[int, dict[str, Any]] = {}
     merged_rows: list[dict[str, Any]] = []
+    range_owners: list[dict[str, Any]] = []
+    merged_sets: list[tuple[str, str]] = []  # (key, attempt) of each winning entry merged from ranges
     number = 0
-    for raw in fetch():
+    for raw in chunks:
         table, raw = _parse(raw, commit_format)
         if not table.num_rows:
             continue
         numbers = np.arange(number, number + table.num_rows, dtype=np.int64)
         number += table.num_rows
-        files.extend({name: table.column(name)[i].as_py() for name in RECORD_FILES} for i in range(table.num_rows))
+        files = [{name: table.column(name)[i].as_py() for name in RECORD_FILES} for i in range(table.num_rows)]
         videos = table.column("videos").combine_chunks()
         flat = pc.list_flatten(videos)
         parent = pc.list_parent_indices(videos).to_numpy()
@@ -152,64 +195,123 @@ def read(chunks: Callable[[], Iterable[Sequence[bytes]]] | Sequence[Sequence[byt
         entry_table = pa.table({"key": columns["key"], "order": pa.array(order, pa.int64()),
                                 **{f.name: columns[f.name] for f in ENTRY_FIELDS},
                                 "merged_from": columns["merged_from"]})
-        entries.append(entry_table.filter(pa.array(win)))  # a copy: the parse is not kept alive by it
-        for name, rows, out in (("segments", SEGMENT_ROWS, segments), ("shots_table", SHOT_ROWS, shots)):
+        entries = entry_table.filter(pa.array(win))  # a copy: the parse is not kept alive by it
+        nested_rows = []
+        for name, rows in (("segments", SEGMENT_ROWS), ("shots_table", SHOT_ROWS)):
             nested = columns[name].filter(pa.array(win))  # a null list has no rows and no parent index
             inner = pc.list_flatten(nested)
             owner = pc.list_parent_indices(nested).to_numpy()
-            out.append(pa.table({**{f.name: inner.field(f.name) for f in rows if f.name != "order"},
-                                 "order": pa.array(order[win][owner], pa.int64())}))
-        mine = entry_table.filter(pa.array(~partial & ok))  # every ok entry, winner or not: whose rows to keep
-        owners.append(pa.table({
-            "order": mine.column("order"), "record": pa.array(mine.column("order").to_numpy() >> ROW_BITS, pa.int64()),
-            "video_id": mine.column("video_id"), "status": mine.column("status"),
-            "first_index": pa.nulls(mine.num_rows, pa.int64()), "last_index": pa.nulls(mine.num_rows, pa.int64()),
-            "items": pa.nulls(mine.num_rows, pa.int64())}))
-        del table, videos, flat, columns, entry_table, mine
+            nested_rows.append(pa.table({**{f.name: inner.field(f.name) for f in rows if f.name != "order"},
+                                         "order": pa.array(order[win][owner], pa.int64())}))
+        # whose rows finalize removes (stale entries), and the live entries of the same video in the same record
+        # (a shard keeps their rows): a few per chunk, not every entry of the records it rewrites
+        stale = ~partial & ok & ~win
+        mine = stale | (~partial & ok & _sharing(columns["video_id"], parent, stale | partial, win & ok))
+        held = entry_table.filter(pa.array(mine))
+        owners = pa.table({
+            "order": held.column("order"), "record": pa.array(held.column("order").to_numpy() >> ROW_BITS, pa.int64()),
+            "video_id": held.column("video_id"), "status": held.column("status"),
+            "first_index": pa.nulls(held.num_rows, pa.int64()), "last_index": pa.nulls(held.num_rows, pa.int64()),
+            "items": pa.nulls(held.num_rows, pa.int64()), "live": pa.array(win[mine])})
+        shards = pa.table({"video_id": columns["video_id"].filter(pa.array(win & ok)),
+                           "record": pa.array(order[win & ok] >> ROW_BITS, pa.int64())})
+        merged = entries.filter(pc.invert(pc.is_null(entries.column("merged_from"))))
+        merged_sets.extend(zip(merged.column("key").to_pylist(), merged.column("merged_from").to_pylist()))
+        del table, videos, flat, columns, entry_table, held, merged
         for row in sorted(set(parent[partial].tolist())):  # records with ranges: read as dicts, replayed in order
             for entry_order, entry in _range_entries(raw[row], int(numbers[row])):
-                owners.append(pa.Table.from_pylist([{**entry, "order": entry_order, "record": int(numbers[row])}],
-                                                   OWNERS_SCHEMA))
-                merged = _replay_range(parts, entry_order, entry)
-                if merged is not None and sorted_has(winners, np.array([entry_order]))[0]:
-                    merged_now[entry_order] = merged
-                    merged_rows.append({**merged, "order": entry_order})
-    if merged_rows:
-        entries.append(pa.Table.from_pylist(merged_rows, ENTRIES_SCHEMA))
-        segments.append(pa.Table.from_pylist(
-            [{**s, "order": e["order"]} for e in merged_rows for s in e["segments"]], SEGMENT_ROWS))
-        shots.append(pa.Table.from_pylist(
-            [{**s, "order": e["order"]} for e in merged_rows for s in e["shots_table"]], SHOT_ROWS))
-    videos = _concat(entries, ENTRIES_SCHEMA)
-    del entries
-    ranges_live = [o for key, attempt, _ in (_merged_winners(videos) if parts else ())
-                   for o, _ in parts.get(key, {}).get(attempt, {}).values()]  # a split video's winning decode
-    owner_table = _concat(owners, OWNERS_SCHEMA)
-    live_orders = pa.array(np.concatenate([winners, np.asarray(ranges_live, np.int64)]), pa.int64())
-    owner_table = owner_table.append_column("live", pc.is_in(owner_table.column("order"), live_orders))
-    fresh = []
-    if merged_now:
-        merged = videos.filter(pc.is_in(videos.column("order"), pa.array(sorted(merged_now), pa.int64())))
-        fresh = [dict(merged_now[o], key=k) for k, o in zip(merged.column("key").to_pylist(),
-                                                            merged.column("order").to_pylist())]
-    return Ledger(videos=videos, segments=_concat(segments, SEGMENT_ROWS), shots=_concat(shots, SHOT_ROWS),
-                  owners=owner_table, records=files, fresh=fresh)
+                range_owners.append({**entry, "order": entry_order, "record": int(numbers[row])})
+                whole = _replay_range(parts, entry_order, entry)
+                if whole is not None and sorted_has(winners, np.array([entry_order]))[0]:
+                    merged_rows.append({**whole, "order": entry_order})
+                    merged_sets.append((entry["key"], entry["attempt"]))
+        yield Piece(entries, *nested_rows, owners, shards, files)
+    yield _merged_piece(parts, merged_rows, range_owners, merged_sets)
 
 
-def _winning_orders(chunks: Iterable[Sequence[bytes]], commit_format: str) -> np.ndarray:
-    """The order of each video's latest entry, sorted: `read`'s first pass (`_latest_by_hash`, on 128-bit key
-    hashes)."""
-    _, order, _ = _latest_by_hash(chunks, commit_format)
+def _sharing(video_ids: pa.Array, parent: np.ndarray, marked: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Which `candidates` entries share their record and video id with a `marked` one."""
+    found = np.zeros(len(parent), bool)
+    if not marked.any():
+        return found
+    ids = video_ids.filter(pa.array(marked))
+    maybe = np.flatnonzero(candidates & pc.fill_null(pc.is_in(video_ids, value_set=ids), False).to_numpy(
+        zero_copy_only=False))
+    if len(maybe):
+        pairs = set(zip(parent[marked].tolist(), ids.to_pylist()))
+        found[maybe] = [(int(parent[i]), v) in pairs
+                        for i, v in zip(maybe, video_ids.take(pa.array(maybe)).to_pylist())]
+    return found
+
+
+def _merged_piece(parts: dict, merged_rows: list[dict[str, Any]], range_owners: list[dict[str, Any]],
+                  merged_sets: list[tuple[str, str]]) -> Piece:
+    """The last piece: the entries merged from ranges that win, and every range's owner row (live when its
+    decode's set is the one its video's winning entry was merged from)."""
+    live = {o for key, attempt in merged_sets for o, _ in parts.get(key, {}).get(attempt, {}).values()}
+    owners = pa.Table.from_pylist(range_owners, OWNERS_SCHEMA)
+    owners = owners.append_column(LIVE, pa.array([o["order"] in live for o in range_owners], pa.bool_()))
+    kept = owners.filter(owners.column("live"))
+    shards = pa.table({"video_id": kept.column("video_id"), "record": kept.column("record")})
+    fresh = [{k: v for k, v in row.items() if k != "order"} for row in merged_rows]
+    return Piece(entries=pa.Table.from_pylist(merged_rows, ENTRIES_SCHEMA),
+                 segments=pa.Table.from_pylist(
+                     [{**s, "order": e["order"]} for e in merged_rows for s in e["segments"]], SEGMENT_ROWS),
+                 shots=pa.Table.from_pylist(
+                     [{**s, "order": e["order"]} for e in merged_rows for s in e["shots_table"]], SHOT_ROWS),
+                 owners=owners, shards=shards, records=[], fresh=fresh)
+
+
+def winning_orders(chunks: Iterable[Sequence[bytes]], commit_format: str) -> np.ndarray:
+    """The first pass: the order of each video's latest entry, sorted (on 128-bit key hashes)."""
+    _, order, _ = _latest_by_hash(_status_entries(chunks, commit_format))
     return np.sort(order)
 
 
-def _latest_by_hash(chunks: Iterable[Sequence[bytes]], commit_format: str
+@dataclass
+class Winners:
+    """The first pass placed by a manifest (`winners_by_position`)."""
+
+    at: np.ndarray
+    """Per manifest position, the order of its video's latest entry; -1 where it has none."""
+    others: np.ndarray
+    """The latest entries' orders of videos the manifest does not hold (an earlier manifest's), sorted."""
+
+    def orders(self) -> np.ndarray:
+        """Every winning order, sorted (what `pieces` takes)."""
+        return np.sort(np.concatenate([self.at[self.at >= 0], self.others]))
+
+    def missing(self) -> np.ndarray:
+        """Whether each manifest position has no committed entry."""
+        return self.at < 0
+
+
+def winners_by_position(chunks: Iterable[Sequence[bytes]], commit_format: str, index: KeyIndex) -> Winners:
+    """The first pass, each entry placed by the manifest's `index`: a video's latest entry is the largest
+    order at its position (8 bytes a video, no sort of every entry). Entries of keys the manifest does not hold
+    are resolved apart, on their hashes (`_latest_by_hash`): their rows are kept, not taken for stale."""
+    at = np.full(len(index), -1, np.int64)
+
+    def others():
+        for key, order, ok in _status_entries(chunks, commit_format):
+            position = index.positions(key)
+            mine = position >= 0
+            np.maximum.at(at, position[mine], order[mine])  # a later entry has a larger order
+            if not mine.all():
+                yield key.filter(pa.array(~mine)), order[~mine], ok[~mine]
+
+    _, other, _ = _latest_by_hash(others())
+    return Winners(at, np.sort(other))
+
+
+def _latest_by_hash(entries: Iterable[tuple[pa.Array, np.ndarray, np.ndarray]]
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each video's latest entry as (the 64-bit hash of its key, its order, whether it is ok), sorted by hash.
-    Entries are told apart by a 128-bit hash of their keys (two independent 64-bit ones: 25 bytes an entry
-    where key strings cost 50-70), so two videos' entries are never taken for one."""
+    """Each video's latest entry of `entries` (`_status_entries`) as (the 64-bit hash of its key, its order,
+    whether it is ok), sorted by hash. Entries are told apart by a 128-bit hash of their keys (two independent
+    64-bit ones: 25 bytes an entry where key strings cost 50-70), so two videos' entries are never taken for
+    one."""
     first_hashes, second_hashes, orders, oks = [], [], [], []
-    for key, order, ok in _status_entries(chunks, commit_format):
+    for key, order, ok in entries:
         first_hashes.append(key_hashes(key))
         second_hashes.append(key_hashes(key, which=1))
         orders.append(order)
@@ -309,19 +411,13 @@ def done_hashes(chunks: Iterable[Sequence[bytes]], commit_format: str) -> np.nda
     """The 64-bit hashes (`manifest.key_hashes`) of the keys whose latest entry is ok, sorted: what resume skips
     (`_latest_by_hash`). Two of 10^7 keys share one with a probability of about 3e-6; the manifest's video
     with the other key would then be taken for done, and get a `lost` failed row at the end."""
-    hashed, _, ok = _latest_by_hash(chunks, commit_format)
+    hashed, _, ok = _latest_by_hash(_status_entries(chunks, commit_format))
     return np.unique(hashed[ok])
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
     tables = [t.select(schema.names).cast(schema) for t in tables]
     return pa.concat_tables(tables) if tables else schema.empty_table()
-
-
-def _merged_winners(videos: pa.Table):
-    merged = videos.filter(pc.invert(pc.is_null(videos.column("merged_from"))))
-    return zip(merged.column("key").to_pylist(), merged.column("merged_from").to_pylist(),
-               merged.column("order").to_pylist())
 
 
 def in_order(table: pa.Table, orders: pa.Array, within: str) -> pa.Table:

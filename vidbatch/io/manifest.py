@@ -73,6 +73,43 @@ def key_hashes(keys: pa.Array | pa.ChunkedArray, which: int = 0) -> np.ndarray:
                       categorize=False).astype(np.uint64, copy=False)
 
 
+class KeyIndex:
+    """Each output key's position in the manifest, found by its 128-bit hash (two independent `key_hashes`): 24
+    bytes a video, where a hash table of the key strings costs over 100. What the end of a run places each
+    committed entry by, so that its tables are written a slice of the manifest at a time."""
+
+    def __init__(self, first: np.ndarray, second: np.ndarray) -> None:
+        rank = np.lexsort((second, first))
+        self.first, self.second = first[rank], second[rank]
+        self.position = rank.astype(np.int64, copy=False)
+
+    @classmethod
+    def of(cls, tasks: "TaskList") -> "KeyIndex":
+        def hashes(which):
+            return np.concatenate(list(tasks.key_hash_chunks(which)) or [np.empty(0, np.uint64)])
+
+        return cls(hashes(0), hashes(1))
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+    def positions(self, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """The manifest position of each of `keys`, -1 for a key the manifest does not hold."""
+        first, second = key_hashes(keys), key_hashes(keys, which=1)
+        low = np.searchsorted(self.first, first, "left")
+        high = np.searchsorted(self.first, first, "right")
+        found = np.full(len(first), -1, np.int64)
+        one = (high - low) == 1  # the usual case: one key has this first hash
+        where = np.flatnonzero(one)
+        hit = self.second[low[where]] == second[where]
+        found[where[hit]] = self.position[low[where[hit]]]
+        for i in np.flatnonzero((high - low) > 1):  # two keys share a first hash (about 3e-6 at 10^7 videos)
+            match = np.flatnonzero(self.second[low[i]:high[i]] == second[i])
+            if len(match):
+                found[i] = self.position[low[i] + match[0]]
+        return found
+
+
 def derive_video_id(uri: str) -> str:
     """A stable, unique id from a uri: its file stem and a short hash of the whole uri."""
     stem = os.path.splitext(uri.rstrip("/").rsplit("/", 1)[-1])[0] or "video"
@@ -121,7 +158,7 @@ class TaskList(Sequence[VideoTask]):
     def keys(self) -> pa.Array:
         return self.column("key")
 
-    def key_hash_chunks(self) -> Iterator[np.ndarray]:
+    def key_hash_chunks(self, which: int = 0) -> Iterator[np.ndarray]:
         """`key_hashes` of the tasks' output keys, `MAP_ROWS` at a time, in order: the keys are made for each
         chunk and dropped (unless the whole key column already exists)."""
         for start in range(0, len(self), MAP_ROWS):
@@ -130,7 +167,7 @@ class TaskList(Sequence[VideoTask]):
                 keys = self._columns["key"].take(pa.array(self._positions(start, stop)))
             else:
                 keys = _mapped(self._columns["video_id"].take(pa.array(self._positions(start, stop))), output_key)
-            yield key_hashes(keys)
+            yield key_hashes(keys, which)
 
     def where(self, mask: Sequence[bool]) -> "TaskList":
         """The tasks whose `mask` is true, as a view."""

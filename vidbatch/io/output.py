@@ -52,7 +52,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -61,11 +61,10 @@ import pyarrow.parquet as pq
 
 from vidbatch.core.errors import OutputError
 from vidbatch.io import ledger as ledger_module
-from vidbatch.io import storage
-from vidbatch.io.manifest import Manifest
+from vidbatch.io import storage, tables
+from vidbatch.io.manifest import KeyIndex, Manifest
 from vidbatch.io.schema import (
     FRAMES_SCHEMA,
-    SUMMARY_SCHEMA,
     THUMBNAILS_SCHEMA,
     embeddings_schema,
 )
@@ -117,27 +116,6 @@ def table_to_parquet_bytes(table: pa.Table, row_group_size: int | None = None) -
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size)
     return sink.getvalue()
-
-
-def with_nullable_integers(table: pa.Table) -> pa.Table:
-    """`table` with pandas metadata that reads vidbatch's integer summary columns as nullable integers (`Int32`,
-    `Int64`): a failed video's width is missing, and without it pandas would turn every width into a float."""
-    import pandas as pd
-
-    nullable = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
-    ours = [f.name for f in SUMMARY_SCHEMA if f.type in nullable and f.name in table.column_names]
-    empty = pa.table({name: pa.array([], table.schema.field(name).type) for name in ours}).to_pandas(
-        types_mapper=nullable.get)
-    ours_meta = json.loads(pa.Table.from_pandas(empty, preserve_index=False).schema.metadata[b"pandas"])
-    base = table.schema.metadata or {}
-    if b"pandas" in base:
-        meta = json.loads(base[b"pandas"])
-    else:
-        meta = json.loads(pa.Table.from_pandas(table.schema.empty_table().to_pandas(), preserve_index=False)
-                          .schema.metadata[b"pandas"])
-    typed = {c["name"]: c for c in ours_meta["columns"]}
-    meta["columns"] = [typed.get(c["name"], c) for c in meta["columns"]]
-    return table.replace_schema_metadata({**base, b"pandas": json.dumps(meta).encode()})
 
 
 def _settled(identity: Mapping[str, Any]) -> str:
@@ -358,10 +336,10 @@ class RunOutput:
                 if path.rsplit("/", 1)[-1] not in named[key]:
                     self.fs.rm_file(path)
 
-    def _drop_superseded_frames(self, ledger: ledger_module.Ledger) -> None:
+    def _drop_superseded_frames(self, owners: pa.Table, records: list[dict[str, Any]]) -> None:
         """A video committed twice (a retried task, a redone decode) keeps only its latest rows in frames/ (and
-        embeddings/): rows of entries that lost to a later one are removed from their shards."""
-        owners = ledger.owners
+        embeddings/): rows of entries that lost to a later one are removed from their shards. `owners`: the
+        ledger's (`Ledger.owners`); `records`: the files each record names, by record number."""
         stale_records = np.unique(owners.filter(pc.invert(owners.column("live"))).column("record").to_numpy())
         if not len(stale_records):
             return
@@ -374,25 +352,26 @@ class RunOutput:
             mine = rows.slice(start, stop - start).to_pylist()
             stale = [o for o in mine if not o["live"]]
             kept = [o for o in mine if o["live"]]
-            files = ledger.records[number]
+            files = records[number]
             for key in ("frames_file", "embeddings_file"):
                 if not files.get(key):
                     continue
                 path = self._p(files[key])
                 if not self.fs.exists(path):
                     continue
-                if not kept:
-                    self.fs.rm_file(path)
-                    continue
                 table = pq.read_table(io.BytesIO(self.fs.cat_file(path)))
                 table = _without(table, stale, kept, by_frame=key == "frames_file")
+                if not table.num_rows:  # every entry of the shard lost to a later commit
+                    self.fs.rm_file(path)
+                    continue
                 storage.atomic_write_bytes(self.fs, path, table_to_parquet_bytes(table, ROW_GROUP_ROWS))
 
-    def _commit_merges(self, ledger: ledger_module.Ledger) -> None:
-        """Write the merged entries of split videos that no commit record holds yet (with --embeddings, their mean
-        vectors too), so that readers of commit records and of embeddings/ see each video once."""
+    def _commit_merges(self, fresh: list[dict[str, Any]]) -> None:
+        """Write the merged entries of split videos that no commit record holds yet (`Ledger.fresh`; with
+        --embeddings, their mean vectors too), so that readers of commit records and of embeddings/ see each
+        video once."""
         outcomes = []
-        for entry in ledger.fresh:
+        for entry in fresh:
             vector = entry.get("embedding")
             record = {k: v for k, v in entry.items() if k not in ("key", "segments", "shots_table", "embedding")}
             outcomes.append(VideoOutcome(video_id=entry["video_id"], key=entry["key"], record=record,
@@ -400,80 +379,88 @@ class RunOutput:
                                          embedding=np.asarray(vector, np.float32) if vector is not None else None))
         self.commit_batch(outcomes)
 
-    def _write_frames_index(self, ledger: ledger_module.Ledger) -> None:
-        """`FRAMES_INDEX`: (video_id, file) for every live entry's frames shard (a split video has several),
-        sorted by video_id, then file. Built on the video ids and a record number per row (a file's rank stands
-        for its name until each slice is written): no string per row for the file, and no second table."""
-        owners = ledger.owners
-        live = owners.column("live")
-        names = [record.get("frames_file") for record in ledger.records]
+    def _write_frames_index(self, buckets: Iterable[pa.Table], records: list[dict[str, Any]], count: int) -> None:
+        """`FRAMES_INDEX`: (video_id, file, bucket) for every live entry's frames shard (a split video has
+        several), from `count` hash buckets of `ledger.SHARD_ROWS` rows (`tables.index_buckets`), in bucket order,
+        each sorted by video_id, then file. A file's rank stands for its name until each slice is written."""
+        names = [record.get("frames_file") for record in records]
         ranked = sorted((name, number) for number, name in enumerate(names) if name)
         rank = np.full(len(names) + 1, -1, np.int64)  # a record with no shard: -1, dropped
         rank[[number for _, number in ranked]] = np.arange(len(ranked))
-        video = owners.column("video_id").filter(live)
-        file_rank = rank[owners.column("record").filter(live).to_numpy()]
-        rows = pa.table({"video_id": video, "rank": file_rank}).filter(pa.array(file_rank >= 0))
-        del video, file_rank
-        rows = rows.take(pc.sort_indices(rows, [("video_id", "ascending"), ("rank", "ascending")]))
-        repeat = np.zeros(rows.num_rows, bool)  # a split video's ranges committed in one shard: listed once
-        if rows.num_rows > 1:
-            ids, ranks = rows.column("video_id").combine_chunks(), rows.column("rank").to_numpy()
-            repeat[1:] = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False) & (
-                ranks[1:] == ranks[:-1])
-        rows = rows.filter(pa.array(~repeat))
         files = pa.array([name for name, _ in ranked], pa.string())
-        self._write_slices(FRAMES_INDEX, (
-            pa.table({"video_id": part.column("video_id"), "file": files.take(part.column("rank"))})
-            for part in (rows.slice(start, INDEX_ROW_GROUP_ROWS)
-                         for start in range(0, max(rows.num_rows, 1), INDEX_ROW_GROUP_ROWS))))
+
+        def slices():
+            for bucket, rows in enumerate(buckets):
+                file_rank = rank[rows.column("record").to_numpy()]
+                rows = pa.table({"video_id": rows.column("video_id"), "rank": file_rank}).filter(pa.array(file_rank >= 0))
+                rows = rows.take(pc.sort_indices(rows, [("video_id", "ascending"), ("rank", "ascending")]))
+                repeat = np.zeros(rows.num_rows, bool)  # a split video's ranges committed in one shard: listed once
+                if rows.num_rows > 1:
+                    ids, ranks = rows.column("video_id").combine_chunks(), rows.column("rank").to_numpy()
+                    repeat[1:] = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False) & (
+                        ranks[1:] == ranks[:-1])
+                rows = rows.filter(pa.array(~repeat))
+                for start in range(0, max(rows.num_rows, 1), INDEX_ROW_GROUP_ROWS):
+                    part = rows.slice(start, INDEX_ROW_GROUP_ROWS)
+                    yield pa.table({"video_id": part.column("video_id"), "file": files.take(part.column("rank")),
+                                    "bucket": pa.array(np.full(part.num_rows, bucket, np.int32))})
+
+        self._write_slices(FRAMES_INDEX, slices(), metadata={tables.INDEX_BUCKETS_KEY: str(count).encode()})
 
     # -- at the end ----------------------------------------------------------
-    def finalize(self, manifest: Manifest, run_record: Mapping[str, Any],
-                 ledger: ledger_module.Ledger | None = None) -> None:
-        """Rebuild summary.parquet, segments.parquet, shots.parquet and run.json from the commit records
-        (`ledger`: the records as just read, when the caller has them)."""
+    def finalize(self, manifest: Manifest, run_record: Mapping[str, Any] | Callable[[tables.Tally], Mapping[str, Any]],
+                 winners: ledger_module.Winners | None = None, index: KeyIndex | None = None,
+                 tally: tables.Tally | None = None) -> tables.Tally:
+        """Rebuild summary.parquet, segments.parquet, shots.parquet, the frames index and run.json from the
+        commit records, with no table of every video in memory (`io.tables`). `run_record`: run.json, or a
+        function that makes it from what the summary counted (`tally`). `winners` and `index`: the first pass
+        over the records and the manifest's key index, when the caller has them."""
         # every writer has stopped: what a killed worker left half-written goes now, not at the next run
         storage.remove_stale_temporaries(self.fs, self.path, prefixes=(storage.TEMPORARY_PREFIX,))
         self._remove_uncommitted_shards()
-        ledger = ledger or self.ledger()
-        self._commit_merges(ledger)
-        self._drop_superseded_frames(ledger)
-        where = pc.index_in(manifest.tasks.keys(), ledger.videos.column("key"))
-        if where.null_count:
-            missing = manifest.tasks.column("video_id").filter(where.is_null()).to_pylist()
-            raise OutputError(f"Cannot finish {self.url!r}: {len(missing)} video(s) have no commit record, e.g. {missing[:3]}")
-        self._write_frames_index(ledger)
-        passthrough = manifest.passthrough
-        # the summary is built and written a slice of the manifest at a time (a row group each): never a second
-        # copy of every video's entry, nor the whole file in memory
-        summaries = (with_nullable_integers(build_summary(ledger.videos.take(where.slice(start, TABLE_SLICE_ROWS)),
-                                                          passthrough.slice(start, TABLE_SLICE_ROWS)))
-                     for start in range(0, max(len(where), 1), TABLE_SLICE_ROWS))
-        self._write_slices("summary.parquet", summaries)
-        orders = ledger.videos.column("order").take(where).combine_chunks()
-        for name, table, within in (("segments", ledger.segments, "segment_index"), ("shots", ledger.shots, "shot_index")):
-            rows = ledger_module.order_of(table, orders, within)
-            table = table.drop_columns(["order"])
-            self._write_slices(f"{name}.parquet", (table.take(rows.slice(start, TABLE_SLICE_ROWS))
-                                                   for start in range(0, max(len(rows), 1), TABLE_SLICE_ROWS)))
-            del rows, table
-        if not pc.any(pc.equal(ledger.videos.column("status").take(where), "ok")).as_py():
+        index = index if index is not None else KeyIndex.of(manifest.tasks)
+        winners = winners if winners is not None else self.winners(index)
+        missing = winners.missing()
+        if missing.any():
+            names = manifest.tasks.column("video_id").filter(pa.array(missing)).slice(0, 3).to_pylist()
+            raise OutputError(f"Cannot finish {self.url!r}: {int(missing.sum())} video(s) have no commit record, "
+                              f"e.g. {names}")
+        tally = tally if tally is not None else tables.Tally()
+        tables.write(self, COMMIT_FORMAT, manifest, index, winners, tally, TABLE_SLICE_ROWS, INDEX_ROW_GROUP_ROWS)
+        if not tally.ok:
             # readers of frames/ should find a valid, empty dataset
             storage.atomic_write_bytes(
                 self.fs, self._p(FRAMES_DIR, "_empty.parquet"), table_to_parquet_bytes(FRAMES_SCHEMA.empty_table())
             )
+        record = run_record(tally) if callable(run_record) else run_record
         storage.atomic_write_bytes(
-            self.fs, self._p("run.json"), json.dumps(run_record, indent=2, sort_keys=True, default=str).encode()
+            self.fs, self._p("run.json"), json.dumps(record, indent=2, sort_keys=True, default=str).encode()
         )
+        return tally
 
-    def _write_slices(self, name: str, tables: Iterable[pa.Table]) -> None:
-        """One Parquet file from tables of one schema, a row group each, committed whole at the end."""
+    def winners(self, index: KeyIndex) -> ledger_module.Winners:
+        """Each manifest position's winning commit entry (`ledger.winners_by_position`)."""
+        return ledger_module.winners_by_position(self._record_chunks(), COMMIT_FORMAT, index)
+
+    def _write_slices(self, name: str, tables: Iterable[pa.Table], metadata: Mapping[bytes, bytes] | None = None
+                      ) -> None:
+        """One Parquet file from tables of one schema, a row group each (empty ones skipped, though a file of
+        none still has the schema), committed whole at the end."""
         with storage.atomic_writer(self.fs, self._p(name)) as handle:
-            writer = None
+            writer = empty = None
             for table in tables:
+                if writer is None and not table.num_rows:
+                    empty = table
+                    continue
                 if writer is None:
-                    writer = pq.ParquetWriter(handle, table.schema, compression="zstd")
-                writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+                    schema = table.schema.with_metadata(metadata) if metadata else table.schema
+                    writer = pq.ParquetWriter(handle, schema, compression="zstd")
+                if table.num_rows:
+                    writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+            if writer is None and empty is not None:
+                writer = pq.ParquetWriter(handle, empty.schema.with_metadata(metadata) if metadata else empty.schema,
+                                          compression="zstd")
+                writer.write_table(empty.cast(writer.schema))
             if writer is not None:
                 writer.close()
 
@@ -511,7 +498,13 @@ def read_frames(out: str, video_ids: str | Iterable[str], storage_options: Mappi
     index_path = storage.join(path, FRAMES_INDEX)
     if fs.exists(index_path):
         with fs.open(index_path, "rb") as handle:
-            files = sorted(set(pq.read_table(handle, filters=[wanted], columns=["file"]).column("file").to_pylist()))
+            count = (pq.read_schema(handle).metadata or {}).get(tables.INDEX_BUCKETS_KEY)
+            filters = [wanted]
+            if count is not None:  # only the row groups of the ids' hash buckets are read
+                buckets = tables.index_buckets(pa.array(ids, pa.string()), int(count))
+                filters.append(("bucket", "in", sorted(set(buckets.tolist()))))
+            handle.seek(0)
+            files = sorted(set(pq.read_table(handle, filters=filters, columns=["file"]).column("file").to_pylist()))
         parts = []
         for name in files:
             with fs.open(storage.join(path, name), "rb") as handle:
@@ -523,25 +516,6 @@ def read_frames(out: str, video_ids: str | Iterable[str], storage_options: Mappi
         table = FRAMES_SCHEMA.empty_table() if columns is None else FRAMES_SCHEMA.empty_table().select(columns)
     keys = [(name, "ascending") for name in ("video_id", "frame_index") if name in table.column_names]
     return table.sort_by(keys) if keys else table
-
-
-def build_summary(entries: pa.Table, passthrough: pa.Table) -> pa.Table:
-    """The summary table: the entries' fields (in manifest order) with the manifest's uri and its other columns."""
-    extra = passthrough.drop_columns(["video_id"])
-    arrays = [entries.column("video_id").cast(pa.string()), extra.column("uri").combine_chunks().cast(pa.string())]
-    names = ["video_id", "uri"]
-    for schema_field in SUMMARY_SCHEMA:
-        if schema_field.name in ("video_id", "uri"):
-            continue
-        arrays.append(entries.column(schema_field.name).cast(schema_field.type))
-        names.append(schema_field.name)
-    for name in extra.column_names:
-        if name == "uri":
-            continue
-        arrays.append(extra.column(name).combine_chunks())
-        names.append(name)
-    return pa.Table.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays],
-                                names=names)
 
 
 def now_iso() -> str:
