@@ -1,6 +1,7 @@
 import os
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -155,3 +156,62 @@ def test_unrelated_columns_draw_no_warning(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="vidbatch"):
         Manifest.from_path(str(path))
     assert not caplog.records
+
+
+def _read_whole(path):
+    """The manifest as the whole-file read makes it (what a streamed one must equal)."""
+    from vidbatch.io.manifest import _parse
+
+    return Manifest(_parse(open(path, "rb").read(), path), source=path, base_dir=os.path.dirname(path))
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_manifest_file_is_streamed_and_equals_the_whole_read(tmp_path, kind):
+    """Opened, a large manifest file is validated in one pass and held by its row count alone; its batches, in
+    order, and the tasks and passthrough columns read from them equal the whole-file read's."""
+    from vidbatch.io import manifest as manifest_module
+    from vidbatch.io.manifest import StreamedManifest
+
+    rows = 3 * manifest_module.MAP_ROWS // 2 if kind == "parquet" else 60000  # several CSV blocks / batches
+    text = "uri,label,n\n" + "".join(f"v/{i}.mp4,{'ab'[i % 2]},{i}\n" for i in range(rows))
+    path = write(tmp_path, "m.csv", text)
+    if kind == "parquet":
+        pq.write_table(_read_whole(path).passthrough.drop_columns(["video_id"]), str(tmp_path / "m.parquet"))
+        path = str(tmp_path / "m.parquet")
+    streamed = Manifest.from_path(path)
+    assert isinstance(streamed, StreamedManifest) and len(streamed) == rows and streamed._whole is None
+    batches = list(streamed.batches())
+    assert len(batches) > 1 and streamed._whole is None  # read again, never held
+    assert [b.start for b in batches] == [sum(len(c.tasks) for c in batches[:i]) for i in range(len(batches))]
+    whole = _read_whole(path)
+    assert pa.concat_tables([b.passthrough for b in batches]).equals(whole.passthrough)
+    last = batches[-1].tasks[-1]
+    assert (last.row, last.video_id, last.location) == (rows - 1, whole.tasks[-1].video_id, whole.tasks[-1].location)
+    assert streamed.tasks.keys().equals(whole.tasks.keys()) and streamed.passthrough.equals(whole.passthrough)
+    slices = list(streamed.passthrough_slices(1000))
+    assert [s.num_rows for s in slices] == [1000] * (rows // 1000) + ([rows % 1000] if rows % 1000 else [])
+
+
+def test_a_column_whose_type_changes_after_the_first_block_is_read_whole(tmp_path):
+    """CSV readers that stream infer a column's type from its first block; the whole-file read, from all of
+    it. Such a manifest is read whole, so its types are what they always were."""
+    from vidbatch.io.manifest import StreamedManifest
+
+    path = write(tmp_path, "m.csv", "uri,n\n" + "".join(f"v{i}.mp4,{i}\n" for i in range(200000)) + "x.mp4,abc\n")
+    manifest = Manifest.from_path(path)
+    assert not isinstance(manifest, StreamedManifest)
+    assert manifest.passthrough.schema.field("n").type == pa.string() and len(manifest) == 200001
+
+
+def test_a_resumed_runs_todo_list_is_read_a_batch_at_a_time(tmp_path):
+    """`Pending`: the videos whose keys' hashes are not done, in manifest order, with their manifest rows."""
+    from vidbatch.io.manifest import Pending, key_hashes
+
+    path = write(tmp_path, "m.csv", "uri\n" + "".join(f"v{i}.mp4\n" for i in range(50000)))
+    manifest = Manifest.from_path(path)
+    done = np.unique(key_hashes(manifest.tasks.keys().take(pa.array(range(0, 50000, 3)))))
+    todo = Pending(Manifest.from_path(path), done)
+    expected = [t for t in manifest.tasks if t.row % 3]
+    assert len(todo) == len(expected) and list(todo) == expected
+    assert todo.column("video_id").to_pylist() == [t.video_id for t in expected]
+    assert list(Pending(manifest, np.empty(0, np.uint64))) == list(manifest.tasks)

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-import numpy as np
 
 from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import ConfigError
 from vidbatch.engines.local import LocalEngine
 from vidbatch.io import storage
-from vidbatch.io.ledger import Winners, sorted_has
-from vidbatch.io.manifest import KeyIndex, Manifest
+from vidbatch.io.ledger import Winners
+from vidbatch.io.manifest import KeyIndex, Manifest, Pending
 from vidbatch.io.output import BatchCommitter, RunOutput, now_iso
 from vidbatch.io.tables import Tally
 from vidbatch.model.bundle import load_bundle
@@ -111,15 +110,16 @@ def fail_lost(output: RunOutput, manifest: Manifest, model: str, commit_videos: 
     """Whatever happened in an engine (a cluster that lost work, a decoder that never answered), every video gets
     a row: one with no commit gets a failed one. Returns each manifest position's winning entry as it then
     stands (`RunOutput.winners`: the records read once, or twice when something was lost)."""
-    index = index if index is not None else KeyIndex.of(manifest.tasks)
+    index = index if index is not None else KeyIndex.of(manifest)
     winners = output.winners(index)
     missing = winners.missing()
     if not missing.any():
         return winners
     committer = BatchCommitter(output, max_videos=commit_videos)
     try:
-        for task in manifest.tasks.where(missing):
-            committer.add(assemble_failed(task.video_id, task.key, LOST, None, model, 0.0))
+        for batch in manifest.batches():
+            for task in batch.tasks.where(missing[batch.start:batch.start + len(batch.tasks)]):
+                committer.add(assemble_failed(task.video_id, task.key, LOST, None, model, 0.0))
     finally:
         committer.close()
     return output.winners(index)
@@ -155,9 +155,12 @@ def missing_videos(manifest: Manifest, storage_options) -> list[str]:
                 raise ConfigError(f"Cannot check the videos: {storage.credentials_hint('video', task.location)}") from None
             return False
 
+    missing = []
     with ThreadPoolExecutor(max_workers=16) as pool:
-        found = list(pool.map(exists, manifest.tasks))
-    return [task.uri for task, ok in zip(manifest.tasks, found) if not ok]
+        for batch in manifest.batches():
+            tasks = list(batch.tasks)
+            missing += [task.uri for task, ok in zip(tasks, pool.map(exists, tasks)) if not ok]
+    return missing
 
 
 def dry_run(config: LabelConfig, manifest: Manifest, bundle, output: RunOutput, identity: dict, started: float) -> RunResult:
@@ -169,7 +172,7 @@ def dry_run(config: LabelConfig, manifest: Manifest, bundle, output: RunOutput, 
     sampling = "key frames only" if config.sampling == "keyframes" else (
         "every frame" if config.fps == 0 else f"{config.fps:g} frames per second")
     lines = [
-        f"dry run: nothing was decoded or written. Manifest {config.manifest}: {len(manifest.tasks)} videos, "
+        f"dry run: nothing was decoded or written. Manifest {config.manifest}: {len(manifest)} videos, "
         f"{len(missing)} missing" + (f" (e.g. {', '.join(missing[:5])})" if missing else ""),
         f"model {bundle.display_name}: {spec.kind}, {len(bundle.classes)} classes"
         + (f" (a label map of {len(spec.classes)})" if bundle.label_map is not None else "") + ", input {spec.input_size[0]}x"
@@ -177,20 +180,18 @@ def dry_run(config: LabelConfig, manifest: Manifest, bundle, output: RunOutput, 
         f"({bundle.preprocessing_source})",
         f"output {config.out}: " + {"none": "new", "same": f"resumes an earlier run ({done} videos already done)",
                                     "other": "holds another run, which --overwrite would discard"}[existing],
-        f"would label {len(manifest.tasks) - done} videos on the {config.engine} engine: {sampling}, rolling window "
+        f"would label {len(manifest) - done} videos on the {config.engine} engine: {sampling}, rolling window "
         f"{config.window}, batch {config.batch_size}, precision {config.precision}",
     ]
-    return RunResult(out=config.out, videos=len(manifest.tasks), ok=0, failed=len(missing), resumed=done,
+    return RunResult(out=config.out, videos=len(manifest), ok=0, failed=len(missing), resumed=done,
                      elapsed_s=time.monotonic() - started, notes=lines, dry_run=True)
 
 
 def pending(output: RunOutput, manifest: Manifest):
-    """The manifest's videos left to label (those with no ok commit), and how many an earlier run finished."""
-    done_hashes = output.done_hashes()
-    todo = np.concatenate([~sorted_has(done_hashes, chunk) for chunk in manifest.tasks.key_hash_chunks()] or
-                          [np.zeros(0, bool)])
-    todo = manifest.tasks.where(todo)
-    return todo, len(manifest.tasks) - len(todo)
+    """The manifest's videos left to label (those with no ok commit; read a batch at a time), and how many an
+    earlier run finished."""
+    todo = Pending(manifest, output.done_hashes())
+    return todo, len(manifest) - len(todo)
 
 
 def finish(config: LabelConfig, output: RunOutput, manifest: Manifest, run_record: dict, started: float,
@@ -199,7 +200,7 @@ def finish(config: LabelConfig, output: RunOutput, manifest: Manifest, run_recor
     (`RunOutput.finalize`), then run.json with the counts and notes the summary gave. `windows`: a clip or
     sequence model's clip length. Returns the ok and failed counts and the notes."""
     model = run_record["model"]["name"]
-    index = KeyIndex.of(manifest.tasks)
+    index = KeyIndex.of(manifest)
     winners = fail_lost(output, manifest, model, config.commit_videos, index)
     tally = Tally(few_below=KeyframeSampling().min_keyframes if config.sampling == "keyframes" else None)
 
@@ -208,7 +209,7 @@ def finish(config: LabelConfig, output: RunOutput, manifest: Manifest, run_recor
             "finished_at": now_iso(),
             "elapsed_s": round(time.monotonic() - started, 3),
             "counts": {
-                "videos": len(manifest.tasks),
+                "videos": len(manifest),
                 "ok": tally.ok,
                 "failed": tally.failed,
                 "resumed_from_previous_run": resumed,
@@ -311,5 +312,5 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
     ok, failed, notes = finish(config, output, manifest, run_record, started, resumed, len(todo),
                                         windows=None if bundle.spec.kind == "frame" else bundle.spec.clip_len)
     elapsed = run_record["elapsed_s"]
-    return RunResult(out=config.out, videos=len(manifest.tasks), ok=ok, failed=failed, resumed=resumed,
+    return RunResult(out=config.out, videos=len(manifest), ok=ok, failed=failed, resumed=resumed,
                      elapsed_s=elapsed, notes=notes, storage_options=config.storage_options)

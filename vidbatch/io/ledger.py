@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from vidbatch.io import ranges
-from vidbatch.io.manifest import KeyIndex, key_hashes
+from vidbatch.io.manifest import KeyIndex, key_hashes, sorted_has
 from vidbatch.io.schema import SEGMENTS_SCHEMA, SHOTS_SCHEMA, SUMMARY_SCHEMA
 
 ROW_BITS = 20
@@ -327,14 +327,6 @@ def _latest_by_hash(entries: Iterable[tuple[pa.Array, np.ndarray, np.ndarray]]
     first = np.ones(len(hashed), bool)
     first[1:] = (hashed[1:] != hashed[:-1]) | (second[1:] != second[:-1])
     return hashed[first], order[first], ok[first]
-
-
-def sorted_has(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Whether each of `values` is in `sorted_values` (binary search: no copy of either)."""
-    if not len(sorted_values):
-        return np.zeros(len(values), bool)
-    where = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
-    return sorted_values[where] == values
 
 
 def _range_entries(raw: bytes, number: int) -> Iterable[tuple[int, dict[str, Any]]]:

@@ -73,6 +73,47 @@ def key_hashes(keys: pa.Array | pa.ChunkedArray, which: int = 0) -> np.ndarray:
                       categorize=False).astype(np.uint64, copy=False)
 
 
+def sorted_has(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Whether each of `values` is in `sorted_values` (binary search: no copy of either)."""
+    if not len(sorted_values):
+        return np.zeros(len(values), bool)
+    where = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[where] == values
+
+
+class Pending:
+    """The tasks of a manifest whose output keys' hashes are not in `done` (sorted): a run's to-do list, read
+    a batch of the manifest at a time, so that a resumed run holds 8 bytes per finished video and nothing per
+    video left to do."""
+
+    def __init__(self, manifest: "Manifest", done: np.ndarray) -> None:
+        self.manifest = manifest
+        self.done = done
+        self._len = len(manifest) - (sum(int(sorted_has(done, hashes).sum()) for hashes in manifest.key_hash_chunks())
+                                     if len(done) else 0)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def batches(self) -> Iterator[TaskList]:
+        for batch in self.manifest.batches():
+            if len(self.done):
+                todo = batch.tasks.where(~sorted_has(self.done, key_hashes(batch.tasks.keys())))
+            else:
+                todo = batch.tasks
+            if len(todo):
+                yield todo
+
+    def __iter__(self) -> Iterator[VideoTask]:
+        for tasks in self.batches():
+            yield from tasks
+
+    def column(self, name: str) -> pa.Array:
+        """`name` of every task to do, as one array (the Ray engine's input, on the driver)."""
+        parts = [tasks.column(name) for tasks in self.batches()]
+        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
+
 class KeyIndex:
     """Each output key's position in the manifest, found by its 128-bit hash (two independent `key_hashes`): 24
     bytes a video, where a hash table of the key strings costs over 100. What the end of a run places each
@@ -84,9 +125,9 @@ class KeyIndex:
         self.position = rank.astype(np.int64, copy=False)
 
     @classmethod
-    def of(cls, tasks: "TaskList") -> "KeyIndex":
+    def of(cls, manifest: "Manifest") -> "KeyIndex":
         def hashes(which):
-            return np.concatenate(list(tasks.key_hash_chunks(which)) or [np.empty(0, np.uint64)])
+            return np.concatenate(list(manifest.key_hash_chunks(which)) or [np.empty(0, np.uint64)])
 
         return cls(hashes(0), hashes(1))
 
@@ -129,11 +170,13 @@ class TaskList(Sequence[VideoTask]):
     subset (`where`) is a view (an index array), so a resumed run's to-do list costs 8 bytes a video.
     """
 
-    def __init__(self, columns: dict[str, pa.Array], rows: np.ndarray | None = None, base_dir: str | None = None
-                 ) -> None:
+    def __init__(self, columns: dict[str, pa.Array], rows: np.ndarray | None = None, base_dir: str | None = None,
+                 offset: int = 0) -> None:
         self._columns = columns  # the whole manifest's, shared by every view of it (and its keys, once made)
-        self._rows = rows  # positions in the manifest, None for all of it
+        self._rows = rows  # positions in the columns, None for all of them
         self._base_dir = base_dir
+        self._offset = offset
+        """The manifest row of the columns' first value (a batch of a manifest read a batch at a time)."""
         """What relative uris resolve against: `location` is made from `uri` when read (unless given)."""
 
     def __len__(self) -> int:
@@ -172,19 +215,19 @@ class TaskList(Sequence[VideoTask]):
     def where(self, mask: Sequence[bool]) -> "TaskList":
         """The tasks whose `mask` is true, as a view."""
         chosen = self._positions(0, len(self))[np.asarray(mask, dtype=bool)]
-        return TaskList(self._columns, chosen, self._base_dir)
+        return TaskList(self._columns, chosen, self._base_dir, self._offset)
 
     def _tasks(self, positions: np.ndarray) -> list[VideoTask]:
         index = pa.array(positions)
         ids, uris = (self._columns[name].take(index).to_pylist() for name in ("video_id", "uri"))
         locations = (self._columns["location"].take(index).to_pylist() if "location" in self._columns
                      else [self._resolve(u) for u in uris])
-        return [VideoTask(video_id=v, uri=u, location=loc, row=int(r))
+        return [VideoTask(video_id=v, uri=u, location=loc, row=int(r) + self._offset)
                 for v, u, loc, r in zip(ids, uris, locations, positions)]
 
     def __getitem__(self, item):
         if isinstance(item, slice):
-            return TaskList(self._columns, self._positions(0, len(self))[item], self._base_dir)
+            return TaskList(self._columns, self._positions(0, len(self))[item], self._base_dir, self._offset)
         position = range(len(self))[item]  # negative indices, and IndexError past the end
         return self._tasks(self._positions(position, position + 1))[0]
 
@@ -193,17 +236,29 @@ class TaskList(Sequence[VideoTask]):
             yield from self._tasks(self._positions(start, min(start + ITERATE_ROWS, len(self))))
 
 
+@dataclass(frozen=True)
+class ManifestBatch:
+    """Consecutive rows of a manifest: from row `start`, their tasks and their passthrough columns."""
+
+    start: int
+    tasks: TaskList
+    passthrough: pa.Table
+
+
 class Manifest:
-    """A validated manifest: the tasks, and the passthrough columns keyed by video_id."""
+    """A validated manifest held in memory: the tasks, and the passthrough columns keyed by video_id. A manifest
+    file too big to hold is a `StreamedManifest` (what `from_path` gives), read a batch at a time."""
 
     def __init__(self, table: pa.Table, source: str = "<table>", base_dir: str | None = None) -> None:
         self.source = source
         self.base_dir = base_dir if base_dir is not None else os.getcwd()
-        self._table, self.tasks = _validate(table, source, self.base_dir)
+        self._table, self._tasks = _validate(table, source, self.base_dir)
 
     @classmethod
     def from_path(cls, url: str, storage_options: Mapping[str, Any] | None = None) -> "Manifest":
-        """Read a `.csv` or `.parquet` manifest from a local path or URL."""
+        """Open a `.csv` or `.parquet` manifest from a local path or URL, validated in one streamed pass (a
+        `StreamedManifest`). A file that pass cannot take (a column whose type changes after its first block, a
+        bad row, a malformed file) is read whole instead: the same table, or the same error, as ever."""
         try:
             fs, path = storage.url_to_fs(url, storage_options)
         except ValueError as exc:
@@ -211,17 +266,23 @@ class Manifest:
         try:
             if fs.isdir(path):
                 raise ManifestError(f"Cannot read manifest {url!r}: it is a folder; pass a .csv or .parquet file")
-            data = fs.cat_file(path)
+            with fs.open(path, "rb") as handle:
+                head = handle.read(4)
         except ManifestError:
             raise
         except Exception as exc:  # object-store clients raise their own types (botocore: NoCredentialsError, ...)
-            if storage.is_missing_credentials(exc):
-                raise ManifestError(f"Cannot read the manifest: {storage.credentials_hint('manifest', url)}") from None
-            if isinstance(exc, FileNotFoundError):
-                raise ManifestError(f"Cannot read manifest {url!r}: no such file") from None
-            if isinstance(exc, PermissionError):
-                raise ManifestError(f"Cannot read manifest {url!r}: permission denied ({exc})") from None
-            raise ManifestError(f"Cannot read manifest {url!r}: {storage.describe_failure(exc)}") from None
+            raise _read_error(exc, url) from None
+        lowered = url.lower().split("?", 1)[0]
+        parquet = lowered.endswith((".parquet", ".pq")) or head == b"PAR1"
+        if parquet or lowered.endswith((".csv", ".tsv", ".txt")):
+            try:
+                return StreamedManifest(fs, path, url, parquet, "\t" if lowered.endswith(".tsv") else ",")
+            except _ReadWhole:
+                pass
+        try:
+            data = fs.cat_file(path)
+        except Exception as exc:
+            raise _read_error(exc, url) from None
         table = _parse(data, url)
         return cls(table, source=url, base_dir=storage.parent(url))
 
@@ -236,13 +297,168 @@ class Manifest:
         return len(self.tasks)
 
     @property
+    def tasks(self) -> TaskList:
+        """Every task, held in memory (for apps and small runs; a run reads `batches`)."""
+        return self._tasks
+
+    @property
     def passthrough(self) -> pa.Table:
-        """`video_id` plus every column the manifest carries beyond `uri`."""
+        """`video_id` plus every column the manifest carries beyond `uri` (held in memory, as `tasks`)."""
         return self._table
 
     @property
+    def column_names(self) -> list[str]:
+        return self._table.column_names
+
+    @property
     def has_labels(self) -> bool:
-        return "label" in self._table.column_names
+        return "label" in self.column_names
+
+    def batches(self) -> Iterator[ManifestBatch]:
+        """The manifest in order, `MAP_ROWS` rows at a time."""
+        for start in range(0, len(self), MAP_ROWS):
+            yield ManifestBatch(start, self.tasks[start:start + MAP_ROWS], self._table.slice(start, MAP_ROWS))
+
+    def key_hash_chunks(self, which: int = 0) -> Iterator[np.ndarray]:
+        """`key_hashes` of every task's output key, in order, a batch at a time."""
+        yield from self.tasks.key_hash_chunks(which)
+
+    def passthrough_slices(self, rows: int) -> Iterator[pa.Table]:
+        """The passthrough columns in order, `rows` rows at a time (the last slice may be shorter)."""
+        held: list[pa.Table] = []
+        count = 0
+        for batch in self.batches():
+            table = batch.passthrough
+            while table.num_rows:
+                take = min(rows - count, table.num_rows)
+                held.append(table.slice(0, take))
+                count += take
+                table = table.slice(take)
+                if count == rows:
+                    yield pa.concat_tables(held).combine_chunks()
+                    held, count = [], 0
+        if held:
+            yield pa.concat_tables(held).combine_chunks()
+
+    def first_ids(self, mask: np.ndarray, count: int = 3) -> list[str]:
+        """The video ids of the first `count` rows whose `mask` is true."""
+        found: list[str] = []
+        for batch in self.batches():
+            part = mask[batch.start:batch.start + len(batch.tasks)]
+            if part.any():
+                found += batch.tasks.column("video_id").filter(pa.array(part)).slice(0, count - len(found)).to_pylist()
+            if len(found) >= count:
+                break
+        return found
+
+
+class _ReadWhole(Exception):
+    """The streamed pass met what only the whole-file read decides (see `Manifest.from_path`)."""
+
+
+class StreamedManifest(Manifest):
+    """A manifest file read a batch at a time (CSV blocks, Parquet record batches), never held whole.
+
+    Why: at 10^7 videos a manifest held on the driver costs gigabytes (its CSV parse alone about 160 bytes a
+    row). Opening it validates every row in one pass, holding 8 bytes a row while it does (the id hashes that
+    find a duplicate id); after that only its row count and column names are kept, and `batches` reads it again.
+    `tasks` and `passthrough` read it whole, for apps and small runs.
+    """
+
+    def __init__(self, fs, path: str, url: str, parquet: bool, delimiter: str) -> None:
+        self.source = url
+        self.base_dir = storage.parent(url)
+        self._fs, self._path, self._parquet, self._delimiter = fs, path, parquet, delimiter
+        self._whole: tuple[pa.Table, TaskList] | None = None
+        self._rows, self._names = self._check()
+
+    def _tables(self) -> Iterator[pa.Table]:
+        with self._fs.open(self._path, "rb") as handle:
+            if self._parquet:
+                batches = pq.ParquetFile(handle).iter_batches(batch_size=MAP_ROWS)
+            else:
+                batches = pacsv.open_csv(handle, read_options=pacsv.ReadOptions(use_threads=False),
+                                         parse_options=pacsv.ParseOptions(delimiter=self._delimiter),
+                                         convert_options=_CONVERT)
+            for batch in batches:
+                yield pa.Table.from_batches([batch])
+
+    def _check(self) -> tuple[int, list[str]]:
+        """Validate every row (what `_validate` checks); `_ReadWhole` for anything the whole read must decide."""
+        names, rows, hashes = None, 0, []
+        try:
+            for table in self._tables():
+                if names is None:
+                    names = table.column_names
+                    _check_names(names, self.source)
+                if any(pa.types.is_binary(column.type) for column in table.columns):
+                    raise _ReadWhole()
+                ids, clean, _, blank = _id_and_uri(table, self.source)
+                if blank:
+                    raise _ReadWhole()
+                hashes.append(key_hashes(ids))
+                rows += table.num_rows
+        except (pa.ArrowException, OSError, ValueError, ManifestError):
+            raise _ReadWhole() from None
+        if not rows:
+            raise _ReadWhole()
+        hashes = np.concatenate(hashes)
+        hashes.sort()
+        if (hashes[1:] == hashes[:-1]).any():  # maybe a duplicate id: the whole read says which row
+            raise _ReadWhole()
+        _warn_lookalikes(names, self.source)
+        return rows, names
+
+    def __len__(self) -> int:
+        return self._rows
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self._names) if "video_id" in self._names else ["video_id", *self._names]
+
+    def batches(self) -> Iterator[ManifestBatch]:
+        start = 0
+        for table in self._tables():
+            passthrough, tasks = _validate_batch(table, self.source, self.base_dir, start)
+            yield ManifestBatch(start, tasks, passthrough)
+            start += table.num_rows
+        if start != self._rows:
+            raise ManifestError(f"Manifest {self.source!r} changed while it was read ({self._rows} rows, then "
+                                f"{start}); leave it alone during a run")
+
+    def key_hash_chunks(self, which: int = 0) -> Iterator[np.ndarray]:
+        for batch in self.batches():
+            yield key_hashes(batch.tasks.keys(), which)
+
+    def _load(self) -> tuple[pa.Table, TaskList]:
+        if self._whole is None:
+            batches = list(self.batches())
+            passthrough = pa.concat_tables([b.passthrough for b in batches]).combine_chunks()
+            uris = pa.concat_arrays([b.tasks.column("uri") for b in batches])
+            self._whole = passthrough, TaskList({"video_id": passthrough.column("video_id").combine_chunks(),
+                                                 "uri": uris}, base_dir=self.base_dir)
+        return self._whole
+
+    @property
+    def tasks(self) -> TaskList:
+        return self._load()[1]
+
+    @property
+    def passthrough(self) -> pa.Table:
+        return self._load()[0]
+
+
+def _read_error(exc: BaseException, url: str) -> ManifestError:
+    if storage.is_missing_credentials(exc):
+        return ManifestError(f"Cannot read the manifest: {storage.credentials_hint('manifest', url)}")
+    if isinstance(exc, FileNotFoundError):
+        return ManifestError(f"Cannot read manifest {url!r}: no such file")
+    if isinstance(exc, PermissionError):
+        return ManifestError(f"Cannot read manifest {url!r}: permission denied ({exc})")
+    return ManifestError(f"Cannot read manifest {url!r}: {storage.describe_failure(exc)}")
+
+
+_CONVERT = pacsv.ConvertOptions(column_types={"uri": pa.string(), "video_id": pa.string()}, strings_can_be_null=True)
 
 
 def _parse(data: bytes, url: str) -> pa.Table:
@@ -262,10 +478,7 @@ def _parse(data: bytes, url: str) -> pa.Table:
         table = pacsv.read_csv(  # one thread: each of the reader's threads keeps blocks of its own (measured)
             io.BytesIO(data), read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(
-                column_types={"uri": pa.string(), "video_id": pa.string()},
-                strings_can_be_null=True,
-            ),
+            convert_options=_CONVERT,
         )
     except pa.ArrowException as exc:
         _check_utf8(data, url)
@@ -287,8 +500,7 @@ def _check_utf8(data: bytes, url: str) -> None:
         ) from None
 
 
-def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, TaskList]:
-    names = table.column_names
+def _check_names(names: Sequence[str], source: str) -> None:
     if "uri" not in names:
         raise ManifestError(f"Manifest {source!r} has no 'uri' column (columns: {names}); add one with each video's path or URL")
     clash = [c for c in names if c in RESERVED_COLUMNS]
@@ -297,27 +509,48 @@ def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, Ta
             f"Manifest {source!r}: column(s) {clash} would collide with output columns of the summary "
             f"(vidbatch fills {list(RESERVED_COLUMNS)}); rename them"
         )
-    if table.num_rows == 0:
-        raise ManifestError(f"Manifest {source!r} is empty: it has a header but no rows")
 
-    _warn_lookalikes(names, source)
+
+def _id_and_uri(table: pa.Table, source: str) -> tuple[pa.Array, pa.Array, pa.Array, bool]:
+    """The ids (derived where the manifest has none), the trimmed and the written uris, and whether a uri or an
+    id is blank."""
+    names = table.column_names
     uri_column = _text_column(table, "uri", source)
     clean = pc.utf8_trim_whitespace(uri_column)
     if "video_id" in names:
         ids_column = _text_column(table, "video_id", source)
     else:
         ids_column = _derived_ids(clean)
-    # checked on columns; a manifest that fails is walked row by row, only to say where
     blank_uri = pc.any(pc.fill_null(pc.equal(clean, ""), True)).as_py()
     blank_id = "video_id" in names and pc.any(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids_column), ""), True)).as_py()
-    if blank_uri or blank_id or _may_repeat(ids_column):
-        _first_bad_row(uri_column.to_pylist(), ids_column.to_pylist(), "video_id" in names, source)
-    if pc.all(pc.equal(clean, uri_column)).as_py():
+    if len(clean) and pc.all(pc.equal(clean, uri_column)).as_py():
         clean = uri_column  # the usual case: one copy of the uris
-    tasks = TaskList({"video_id": ids_column, "uri": clean}, base_dir=base_dir)
-    passthrough = table.drop_columns([c for c in ("video_id",) if c in names])
+    return ids_column, clean, uri_column, bool(blank_uri or blank_id)
+
+
+def _validate_batch(table: pa.Table, source: str, base_dir: str, start: int = 0,
+                    checked: tuple[pa.Array, pa.Array] | None = None) -> tuple[pa.Table, TaskList]:
+    """The passthrough columns and the tasks of rows already validated (`start`: the first one's row;
+    `checked`: their ids and trimmed uris, when already made)."""
+    ids_column, clean = checked if checked is not None else _id_and_uri(table, source)[:2]
+    tasks = TaskList({"video_id": ids_column, "uri": clean}, base_dir=base_dir, offset=start)
+    passthrough = table.drop_columns([c for c in ("video_id",) if c in table.column_names])
     passthrough = passthrough.add_column(0, "video_id", ids_column)
     return passthrough, tasks
+
+
+def _validate(table: pa.Table, source: str, base_dir: str) -> tuple[pa.Table, TaskList]:
+    names = table.column_names
+    _check_names(names, source)
+    if table.num_rows == 0:
+        raise ManifestError(f"Manifest {source!r} is empty: it has a header but no rows")
+
+    _warn_lookalikes(names, source)
+    # checked on columns; a manifest that fails is walked row by row, only to say where
+    ids_column, clean, uri_column, blank = _id_and_uri(table, source)
+    if blank or _may_repeat(ids_column):
+        _first_bad_row(uri_column.to_pylist(), ids_column.to_pylist(), "video_id" in names, source)
+    return _validate_batch(table, source, base_dir, checked=(ids_column, clean))
 
 
 def _may_repeat(ids: pa.Array) -> bool:

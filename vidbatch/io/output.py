@@ -418,11 +418,11 @@ class RunOutput:
         # every writer has stopped: what a killed worker left half-written goes now, not at the next run
         storage.remove_stale_temporaries(self.fs, self.path, prefixes=(storage.TEMPORARY_PREFIX,))
         self._remove_uncommitted_shards()
-        index = index if index is not None else KeyIndex.of(manifest.tasks)
+        index = index if index is not None else KeyIndex.of(manifest)
         winners = winners if winners is not None else self.winners(index)
         missing = winners.missing()
         if missing.any():
-            names = manifest.tasks.column("video_id").filter(pa.array(missing)).slice(0, 3).to_pylist()
+            names = manifest.first_ids(missing)
             raise OutputError(f"Cannot finish {self.url!r}: {int(missing.sum())} video(s) have no commit record, "
                               f"e.g. {names}")
         tally = tally if tally is not None else tables.Tally()

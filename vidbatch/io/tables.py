@@ -148,15 +148,17 @@ def write(output: Any, commit_format: str, manifest: Manifest, index: KeyIndex, 
         output._write_frames_index(shards.tables(), records, shard_buckets)
 
         def summaries() -> Iterator[pa.Table]:
-            passthrough = manifest.passthrough
+            slices = manifest.passthrough_slices(per_bucket)
             for bucket, table in enumerate(entries.tables()):
                 start = bucket * per_bucket
                 size = max(0, min(per_bucket, count - start))
+                if not size:  # past the end (buckets of equal size may overshoot it)
+                    continue
                 table = sorted_by(table, "position")
                 if not np.array_equal(table.column("position").to_numpy(), np.arange(start, start + size)):
                     raise OutputError(f"Cannot finish {output.url!r}: the commit records changed while the "
                                       "tables were written; run again to finish")
-                summary = with_nullable_integers(build_summary(table, passthrough.slice(start, size)))
+                summary = with_nullable_integers(build_summary(table, next(slices)))
                 tally.add(summary)
                 yield summary
 
