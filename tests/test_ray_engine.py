@@ -205,3 +205,34 @@ def test_streaming_ranges_label_like_the_local_engine(ray_local, synth_set, tmp_
     run = json.load(open(tmp_path / "ray" / "run.json"))
     assert run["stages"]["layout"]["gpus_per_inference_actor"] == 0.0
     assert run["stages"]["layout"]["range_items"] == 4
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_manifest_on_s3_is_read_on_the_workers_as_the_driver_reads_it(ray_local, s3, tmp_path, kind):
+    """Ray Data reads the manifest file on the workers, derives ids and keys there and drops the finished videos
+    (the driver's hashes, shipped once): the rows equal the driver's own streamed read, in the pipeline's blocks."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vidbatch.engines.ray_engine import manifest_dataset
+    from vidbatch.io.manifest import Manifest, Pending, StreamedManifest, key_hashes
+
+    fs, bucket = s3
+    rows = pd.DataFrame({"uri": [f"videos/{i}.mp4" for i in range(1000)], "label": ["a", "b"] * 500})
+    path = tmp_path / f"m.{kind}"
+    rows.to_csv(path, index=False) if kind == "csv" else pq.write_table(pa.Table.from_pandas(rows), path)
+    fs.put_file(str(path), f"{bucket}/in/m.{kind}")
+    options = {"key": "testing-key-id", "secret": "testing-secret", "endpoint_url": os.environ["AWS_ENDPOINT_URL"]}
+    manifest = Manifest.from_path(f"s3://{bucket}/in/m.{kind}", options)
+    assert isinstance(manifest, StreamedManifest)
+    done = np.unique(key_hashes(manifest.tasks.keys().take(pa.array(range(0, 1000, 3)))))  # a third finished
+    todo = Pending(manifest, done)
+    dataset = manifest_dataset(todo, rows_per_block=64)
+    got = pa.Table.from_pylist(dataset.take_all())
+    expected = todo.columns()
+    got = got.select(expected.column_names).sort_by("key")  # the pipeline's order is free: the tables are not
+    assert got.num_rows == len(todo) == 666 and got.equals(expected.sort_by("key"))
+    assert dataset.num_blocks() == -(-666 // 64)
+    assert not set(got.column("video_id").to_pylist()) & {t.video_id for t in manifest.tasks if t.row % 3 == 0}
+    assert f"s3://{bucket}/in/videos/1.mp4" in got.column("location").to_pylist()  # resolved against the manifest

@@ -41,7 +41,8 @@ from vidbatch.core.config import LabelConfig
 from vidbatch.core.errors import OutputError
 from vidbatch.engines.base import Engine
 from vidbatch.engines.ray_connect import check_reachable, cluster_address, init_or_fail
-from vidbatch.io.manifest import TaskList
+from vidbatch.io import storage
+from vidbatch.io.manifest import Pending, StreamedManifest, task_columns
 from vidbatch.io.output import RunOutput
 from vidbatch.io.ranges import NO_FRAMES
 from vidbatch.stages.assemble import assemble_failed, assemble_ok, assemble_range
@@ -313,6 +314,54 @@ class CommitSink(Datasink):
 
 
 
+def manifest_dataset(tasks: Pending, rows_per_block: int) -> ray.data.Dataset:
+    """The videos to label as a Ray Data dataset of (key, video_id, uri, location) rows, in blocks of about
+    `rows_per_block`. A manifest file is read by Ray Data on the workers, which derive the ids and keys and drop
+    the finished videos there (`manifest.task_columns`, the `done` hashes shipped once): the driver never holds
+    its rows, only a reference per block. A local file is read on the driver's node (the only one sure to have
+    it). A manifest held in memory (built from records) is handed over from the driver."""
+    manifest = tasks.manifest
+    if not isinstance(manifest, StreamedManifest):
+        table = tasks.columns()
+        return ray.data.from_arrow([table.slice(start, rows_per_block)
+                                    for start in range(0, table.num_rows, rows_per_block)])
+    import pyarrow.csv as pacsv
+    import pyarrow.fs as pafs
+
+    file = manifest.file
+    filesystem = pafs.PyFileSystem(pafs.FSSpecHandler(file["fs"]))
+    wanted = [name for name in ("uri", "video_id") if name in file["columns"]]
+    remote: dict[str, Any] = {}
+    if storage.is_local(file["fs"]):
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        remote["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+            node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    if file["parquet"]:
+        rows = ray.data.read_parquet(file["path"], filesystem=filesystem, columns=wanted, ray_remote_args=remote, num_cpus=0,
+                                     file_extensions=None)
+    else:
+        rows = ray.data.read_csv(
+            file["path"], filesystem=filesystem, ray_remote_args=remote, file_extensions=None, num_cpus=0,
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=file["delimiter"]),
+            convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types={n: pa.string() for n in wanted},
+                                                 strings_can_be_null=True))
+    done = ray.put(tasks.done)
+    rows = rows.map_batches(_task_columns, batch_format="pyarrow", batch_size=None, num_cpus=0,
+                            fn_kwargs={"source": manifest.source, "base_dir": manifest.base_dir, "done": done})
+    # cut into the pipeline's small blocks (a block goes to one decode actor), and made before the actor pools
+    # start: they hold every CPU slot, and a split needs some
+    return rows.repartition(max(1, -(-len(tasks) // rows_per_block))).materialize()
+
+
+def _task_columns(table: pa.Table, source: str, base_dir: str, done) -> pa.Table:
+    """`manifest.task_columns` on a worker (`done`: the finished videos' hashes, or their object ref)."""
+    if isinstance(done, ray.ObjectRef):
+        done = ray.get(done)
+    return task_columns(table, source, base_dir, done)
+
+
 def _output_error(exc: BaseException) -> OutputError | None:
     """The OutputError (a storage write failed) inside Ray's wrappers, if that is what stopped the job."""
     seen = set()
@@ -349,7 +398,7 @@ class RayEngine(Engine):
         self.connection = {"address": address, "private_instance": address == "local"}
         return address == "local"
 
-    def plan(self, tasks: TaskList):
+    def plan(self, tasks: Pending):
         """The Ray Data pipeline for `tasks` up to the commit stage (lazy; nothing runs until it is written)."""
         cpus, gpus = _cluster_resources()
         ray_options = self.config.ray
@@ -377,13 +426,10 @@ class RayEngine(Engine):
             context.execution_options.resource_limits = limits.copy(object_store_memory=ray_options.object_store_memory)
         # Actor pools restart lost actors and retry their tasks without limit (Ray Data's default for
         # map_batches with a callable class); a unit committed twice keeps its latest commit.
-        # the videos as Arrow columns (about 100 bytes a video on the driver, not a Python dict each), in blocks of
-        # many videos (Ray Data's costs are per block and per batch, not per row), yet at least two per decode
-        # actor so that every actor has work, and at least MIN_BLOCKS, so that a small job streams in steps
-        table = pa.table({name: tasks.column(name) for name in ("key", "video_id", "uri", "location")})
+        # blocks of many videos (Ray Data's costs are per block and per batch, not per row), yet at least two per
+        # decode actor so that every actor has work, and at least MIN_BLOCKS, so that a small job streams in steps
         blocks = max(1, min(len(tasks), max(-(-len(tasks) // VIDEOS_PER_BLOCK), 2 * decoders, MIN_BLOCKS)))
-        size = -(-len(tasks) // blocks)
-        dataset = ray.data.from_arrow([table.slice(start, size) for start in range(0, len(tasks), size)])
+        dataset = manifest_dataset(tasks, -(-len(tasks) // blocks))
         # a small job still spreads over every decoder in several calls (results then arrive steadily)
         per_call = max(1, min(VIDEOS_PER_DECODE_CALL, len(tasks) // (4 * decoders)))
         decoded = dataset.map_batches(
@@ -418,7 +464,7 @@ class RayEngine(Engine):
                        "cluster_gpus": gpus}
         return predicted
 
-    def run(self, tasks: TaskList) -> dict[str, Any]:
+    def run(self, tasks: Pending) -> dict[str, Any]:
         if not tasks:
             return {**self.counters.as_dict(), "engine": "ray"}
         started_here = self._connect()

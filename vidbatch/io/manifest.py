@@ -81,6 +81,19 @@ def sorted_has(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
     return sorted_values[where] == values
 
 
+def task_columns(table: pa.Table, source: str, base_dir: str, done: np.ndarray) -> pa.Table:
+    """The engines' input columns (key, video_id, uri, location) of validated manifest rows, leaving out those
+    whose output keys' hashes are in `done` (sorted): what `Pending` gives on the driver, and what the Ray engine
+    makes on its workers from the rows Ray Data reads there."""
+    ids, clean, _, _ = _id_and_uri(table, source)
+    tasks = TaskList({"video_id": ids, "uri": clean}, base_dir=base_dir)
+    keys = tasks.keys()
+    columns = pa.table({"key": keys, "video_id": ids, "uri": clean, "location": tasks.column("location")})
+    if len(done):
+        columns = columns.filter(pa.array(~sorted_has(done, key_hashes(keys))))
+    return columns
+
+
 class Pending:
     """The tasks of a manifest whose output keys' hashes are not in `done` (sorted): a run's to-do list, read
     a batch of the manifest at a time, so that a resumed run holds 8 bytes per finished video and nothing per
@@ -108,10 +121,13 @@ class Pending:
         for tasks in self.batches():
             yield from tasks
 
-    def column(self, name: str) -> pa.Array:
-        """`name` of every task to do, as one array (the Ray engine's input, on the driver)."""
-        parts = [tasks.column(name) for tasks in self.batches()]
-        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+    def columns(self) -> pa.Table:
+        """The engines' input columns of every task to do (`task_columns`), as one table: the Ray engine's input
+        when the manifest is held in memory (a manifest file is read on the workers instead)."""
+        parts = [task_columns(b.passthrough, self.manifest.source, self.manifest.base_dir, self.done)
+                 for b in self.manifest.batches()]
+        return pa.concat_tables(parts) if parts else task_columns(
+            pa.table({"uri": pa.array([], pa.string())}), "", "", self.done)
 
 
 class KeyIndex:
@@ -371,6 +387,13 @@ class StreamedManifest(Manifest):
         self._fs, self._path, self._parquet, self._delimiter = fs, path, parquet, delimiter
         self._whole: tuple[pa.Table, TaskList] | None = None
         self._rows, self._names = self._check()
+
+    @property
+    def file(self) -> dict[str, Any]:
+        """Where the file is and how it reads, for a reader elsewhere (the Ray engine's workers): `fs` (fsspec),
+        `path`, `parquet`, `delimiter` and `columns` (the file's own column names)."""
+        return {"fs": self._fs, "path": self._path, "parquet": self._parquet, "delimiter": self._delimiter,
+                "columns": list(self._names)}
 
     def _tables(self) -> Iterator[pa.Table]:
         with self._fs.open(self._path, "rb") as handle:
