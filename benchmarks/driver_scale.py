@@ -126,7 +126,11 @@ def _rss_mb() -> float:
 
 
 def measure(what: str, manifest: str, out: str) -> dict:
-    """In this process (a fresh one): the driver's resume or end of run. Peak RSS is this process's own."""
+    """In this process (a fresh one): the driver's resume or end of run. Peak RSS is this process's own. Arrow's
+    default pool is the system allocator, as in the `vidbatch` command (`io/memory.py`)."""
+    from vidbatch.io.memory import prefer_system_pool
+
+    prefer_system_pool()
     from vidbatch import pipeline
     from vidbatch.core.config import LabelConfig
     from vidbatch.io.manifest import Manifest

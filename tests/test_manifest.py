@@ -213,5 +213,5 @@ def test_a_resumed_runs_todo_list_is_read_a_batch_at_a_time(tmp_path):
     todo = Pending(Manifest.from_path(path), done)
     expected = [t for t in manifest.tasks if t.row % 3]
     assert len(todo) == len(expected) and list(todo) == expected
-    assert todo.column("video_id").to_pylist() == [t.video_id for t in expected]
+    assert todo.columns().column("video_id").to_pylist() == [t.video_id for t in expected]
     assert list(Pending(manifest, np.empty(0, np.uint64))) == list(manifest.tasks)

@@ -27,6 +27,7 @@ from vidbatch.core.config import (
 )
 from vidbatch.core.errors import ConfigError, VidbatchError, VideoError
 from vidbatch.core.quiet import quiet_native_logs, start_keras_quietly
+from vidbatch.io.memory import prefer_system_pool
 
 
 def _json_object(flag: str):
@@ -308,6 +309,7 @@ def _say_notes_on_stderr() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    prefer_system_pool()  # before pyarrow loads: the driver's passes over the archive stay flat (io/memory.py)
     quiet_native_logs()
     args = build_parser().parse_args(argv)
     if args.command in MODEL_COMMANDS:

@@ -20,6 +20,7 @@ from vidbatch.engines.local import LocalEngine
 from vidbatch.io import storage
 from vidbatch.io.ledger import Winners
 from vidbatch.io.manifest import KeyIndex, Manifest, Pending
+from vidbatch.io.memory import release_large_blocks
 from vidbatch.io.output import BatchCommitter, RunOutput, now_iso
 from vidbatch.io.tables import Tally
 from vidbatch.model.bundle import load_bundle
@@ -199,6 +200,7 @@ def finish(config: LabelConfig, output: RunOutput, manifest: Manifest, run_recor
     """The end of a run, after the engine: a failed row for every video with no commit, then the tables
     (`RunOutput.finalize`), then run.json with the counts and notes the summary gave. `windows`: a clip or
     sequence model's clip length. Returns the ok and failed counts and the notes."""
+    release_large_blocks()  # the driver's memory stays flat while it writes the tables (io/memory.py)
     model = run_record["model"]["name"]
     index = KeyIndex.of(manifest)
     winners = fail_lost(output, manifest, model, config.commit_videos, index)

@@ -149,7 +149,8 @@ def read(chunks: Callable[[], Iterable[Sequence[bytes]]] | Sequence[Sequence[byt
         chunks = list(chunks)
     fetch = chunks if callable(chunks) else (lambda: chunks)
     entries, segments, shots, owners, shards, records, fresh = [], [], [], [], [], [], []
-    for piece in pieces(fetch(), commit_format, winning_orders(fetch(), commit_format)):
+    winners = winning_orders(fetch(), commit_format)
+    for piece in pieces(fetch(), commit_format, lambda keys, orders: sorted_has(winners, orders)):
         entries.append(piece.entries)
         segments.append(piece.segments)
         shots.append(piece.shots)
@@ -165,9 +166,11 @@ def read(chunks: Callable[[], Iterable[Sequence[bytes]]] | Sequence[Sequence[byt
 LIVE = pa.field("live", pa.bool_())
 
 
-def pieces(chunks: Iterable[Sequence[bytes]], commit_format: str, winners: np.ndarray) -> Iterator[Piece]:
-    """The second pass: per chunk of records, the entries whose order is in `winners` (sorted), copied out of
-    the chunk's parse before the next is read, so a video committed twice never has both entries held.
+def pieces(chunks: Iterable[Sequence[bytes]], commit_format: str,
+           is_winner: Callable[[pa.Array, np.ndarray], np.ndarray]) -> Iterator[Piece]:
+    """The second pass: per chunk of records, the entries that win (`is_winner` of their keys and orders: the
+    first pass's answer), copied out of the chunk's parse before the next is read, so a video committed twice
+    never has both entries held.
     Whole-video entries are parsed straight into Arrow columns; the few records that hold ranges of a long
     video are also read as dicts, since their sums merge in Python (`io.ranges.merge`)."""
     parts: dict[str, dict[str, dict[int, tuple[int, dict[str, Any]]]]] = {}  # see _replay_range
@@ -191,7 +194,7 @@ def pieces(chunks: Iterable[Sequence[bytes]], commit_format: str, winners: np.nd
         status = columns["status"]
         partial = pc.fill_null(pc.equal(status, ranges.PARTIAL), False).to_numpy(zero_copy_only=False)
         ok = pc.fill_null(pc.equal(status, "ok"), False).to_numpy(zero_copy_only=False)
-        win = ~partial & sorted_has(winners, order)
+        win = ~partial & is_winner(columns["key"], order)
         entry_table = pa.table({"key": columns["key"], "order": pa.array(order, pa.int64()),
                                 **{f.name: columns[f.name] for f in ENTRY_FIELDS},
                                 "merged_from": columns["merged_from"]})
@@ -222,7 +225,7 @@ def pieces(chunks: Iterable[Sequence[bytes]], commit_format: str, winners: np.nd
             for entry_order, entry in _range_entries(raw[row], int(numbers[row])):
                 range_owners.append({**entry, "order": entry_order, "record": int(numbers[row])})
                 whole = _replay_range(parts, entry_order, entry)
-                if whole is not None and sorted_has(winners, np.array([entry_order]))[0]:
+                if whole is not None and is_winner(pa.array([entry["key"]], pa.string()), np.array([entry_order]))[0]:
                     merged_rows.append({**whole, "order": entry_order})
                     merged_sets.append((entry["key"], entry["attempt"]))
         yield Piece(entries, *nested_rows, owners, shards, files)
@@ -277,9 +280,17 @@ class Winners:
     others: np.ndarray
     """The latest entries' orders of videos the manifest does not hold (an earlier manifest's), sorted."""
 
-    def orders(self) -> np.ndarray:
-        """Every winning order, sorted (what `pieces` takes)."""
-        return np.sort(np.concatenate([self.at[self.at >= 0], self.others]))
+    def test(self, index: KeyIndex) -> Callable[[pa.Array, np.ndarray], np.ndarray]:
+        """Whether entries (their keys and orders) win: what `pieces` takes, with no sorted copy of every
+        winning order."""
+        def is_winner(keys: pa.Array, orders: np.ndarray) -> np.ndarray:
+            position = index.positions(keys)
+            placed = position >= 0
+            win = sorted_has(self.others, orders)
+            win[placed] = self.at[position[placed]] == orders[placed]
+            return win
+
+        return is_winner
 
     def missing(self) -> np.ndarray:
         """Whether each manifest position has no committed entry."""

@@ -131,27 +131,33 @@ class Pending:
 
 
 class KeyIndex:
-    """Each output key's position in the manifest, found by its 128-bit hash (two independent `key_hashes`): 24
+    """Each output key's position in the manifest, found by its 128-bit hash (two independent `key_hashes`): 20
     bytes a video, where a hash table of the key strings costs over 100. What the end of a run places each
     committed entry by, so that its tables are written a slice of the manifest at a time."""
 
     def __init__(self, first: np.ndarray, second: np.ndarray) -> None:
-        rank = np.lexsort((second, first))
-        self.first, self.second = first[rank], second[rank]
-        self.position = rank.astype(np.int64, copy=False)
+        rank = np.argsort(first, kind="stable")  # by the first hash only: a lookup checks the second in its run
+        self.first = first[rank]
+        del first
+        self.second = second[rank]
+        del second
+        self.position = rank.astype(np.int32) if len(rank) < 2**31 else rank
 
     @classmethod
     def of(cls, manifest: "Manifest") -> "KeyIndex":
-        def hashes(which):
-            return np.concatenate(list(manifest.key_hash_chunks(which)) or [np.empty(0, np.uint64)])
-
-        return cls(hashes(0), hashes(1))
+        first, second = [], []
+        for batch in manifest.batches():  # one read: both hashes of each batch's keys
+            keys = batch.tasks.keys()
+            first.append(key_hashes(keys))
+            second.append(key_hashes(keys, which=1))
+        empty = [np.empty(0, np.uint64)]
+        return cls(np.concatenate(first or empty), np.concatenate(second or empty))
 
     def __len__(self) -> int:
         return len(self.position)
 
     def positions(self, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """The manifest position of each of `keys`, -1 for a key the manifest does not hold."""
+        """The manifest position of each of `keys` (int64), -1 for a key the manifest does not hold."""
         first, second = key_hashes(keys), key_hashes(keys, which=1)
         low = np.searchsorted(self.first, first, "left")
         high = np.searchsorted(self.first, first, "right")

@@ -78,7 +78,7 @@ FRAMES_INDEX = "_vidbatch/frames_index.parquet"
 """Which frames shard holds each video's rows (`read_frames`): sorted by video_id, so a lookup reads one row
 group of it, then one shard, however many shards the run has."""
 INDEX_ROW_GROUP_ROWS = 65536
-TABLE_SLICE_ROWS = 65536
+TABLE_SLICE_ROWS = 32768
 """Rows of the summary (segments, shots) that finalize builds and writes at a time, one row group each."""
 COMMIT_FORMAT = "vidbatch.commit/1"
 SHARD_PREFIX = "part-"

@@ -119,7 +119,7 @@ def write(output: Any, commit_format: str, manifest: Manifest, index: KeyIndex, 
     `output`: the `RunOutput` whose records these are and whose files are written."""
     count = len(index)
     buckets = bucket_count(count, slice_rows)
-    per_bucket = max(1, -(-count // buckets))
+    per_bucket = max(slice_rows, -(-count // buckets))  # whole slices (the last one shorter) below the cap
     shard_buckets = bucket_count(count, index_rows)
     with ExitStack() as stack:
         entries = stack.enter_context(BucketSpill(ledger_module.ENTRIES_SCHEMA.append(POSITION), buckets))
@@ -127,7 +127,7 @@ def write(output: Any, commit_format: str, manifest: Manifest, index: KeyIndex, 
         shots = stack.enter_context(BucketSpill(ledger_module.SHOT_ROWS.append(POSITION), buckets))
         shards = stack.enter_context(BucketSpill(ledger_module.SHARD_ROWS, shard_buckets))
         owners, records, fresh = [], [], []
-        for piece in ledger_module.pieces(output._record_chunks(), commit_format, winners.orders()):
+        for piece in ledger_module.pieces(output._record_chunks(), commit_format, winners.test(index)):
             position = index.positions(piece.entries.column("key"))
             placed = position >= 0  # a video of an earlier manifest is in no table (its rows stay in frames/)
             entries.add(piece.entries.append_column(POSITION, pa.array(position)).filter(pa.array(placed)),
