@@ -75,8 +75,8 @@ EMBEDDINGS_DIR = "embeddings"
 COMMITS_DIR = "_vidbatch/commits"
 IDENTITY_FILE = "_vidbatch/identity.json"
 FRAMES_INDEX = "_vidbatch/frames_index.parquet"
-"""Which frames shard holds each video's rows (`read_frames`): sorted by video_id, so a lookup reads one row
-group of it, then one shard, however many shards the run has."""
+"""Which frames shard holds each video's rows (`read_frames`): in hash buckets of the video id, each sorted by
+id, so a lookup reads the row groups of its ids' buckets, then their shards, however many shards the run has."""
 INDEX_ROW_GROUP_ROWS = 65536
 TABLE_SLICE_ROWS = 32768
 """Rows of the summary (segments, shots) that finalize builds and writes at a time, one row group each."""
@@ -490,7 +490,7 @@ def _without(table: pa.Table, stale: list[dict[str, Any]], kept: list[dict[str, 
 def read_frames(out: str, video_ids: str | Iterable[str], storage_options: Mapping[str, Any] | None = None,
                 columns: list[str] | None = None) -> pa.Table:
     """The frames rows of a few videos, sorted by (video_id, frame_index), read through the run's frames index:
-    one row group of the index, then only the shards that hold them. A run without an index (one that did not
+    the row groups of the ids' hash buckets, then only the shards that hold them. A run without an index (one that did not
     finish, or one made before the index existed) is read as a dataset with a filter instead."""
     ids = [video_ids] if isinstance(video_ids, str) else list(video_ids)
     fs, path = storage.url_to_fs(out, storage_options)
