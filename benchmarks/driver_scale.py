@@ -192,6 +192,17 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save(name: str, rows: list, markdown) -> None:
+    """`rows` and this machine as results/<name>_<host>.json, and `markdown` of them as .md (printed too)."""
+    results = {"sizes": rows, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
+    path = os.path.join(HERE, "results", f"{name}_{platform.node() or 'host'}.json")
+    with open(path, "w") as handle:
+        json.dump(results, handle, indent=2)
+    with open(path[:-5] + ".md", "w") as handle:
+        handle.write(markdown(results))
+    print(markdown(results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, help="one size: print its JSON as the last line")
@@ -214,14 +225,7 @@ def main() -> None:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     if args.sizes:
-        host = platform.node() or "host"
-        results = {"sizes": rows, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
-        path = os.path.join(HERE, "results", f"driver_scale_{host}.json")
-        with open(path, "w") as handle:
-            json.dump(results, handle, indent=2)
-        with open(path[:-5] + ".md", "w") as handle:
-            handle.write(markdown(results))
-        print(markdown(results))
+        save("driver_scale", rows, markdown)
         print(json.dumps(rows[-1]))
 
 

@@ -6,7 +6,7 @@
 Each size is one real `vidbatch label --engine ray` (a private local Ray instance with every CPU) of that many
 tiny videos (2 s, 96x96, 10 fps; hard links to archive_scale's 300 distinct files) with the demo's model
 architecture (small_cnn, 64x64), in a fresh process, as a user runs it. The driver's peak RSS is that process's
-own (VmHWM, read at its exit); Ray's workers are other processes. What the driver does with the manifest: it
+own (VmHWM, read when the command returns); Ray's workers are other processes. What the driver does with the manifest: it
 validates it in one streamed pass, ships the finished videos' hashes (none here), and at the end writes the
 tables a manifest slice at a time; Ray Data reads the manifest's rows on the workers.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,16 +31,18 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 WRAPPER = (
-    "import atexit, sys\n"
+    "import sys\n"
+    "target = sys.argv[1]\n"
     "def peak():\n"
     "    with open('/proc/self/status') as handle:\n"
     "        kb = next(int(l.split()[1]) for l in handle if l.startswith('VmHWM:'))\n"
-    "    with open(sys.argv[1], 'w') as out:\n"
+    "    with open(target, 'w') as out:\n"
     "        out.write(str(kb))\n"
-    "atexit.register(peak)\n"
     "sys.argv = ['vidbatch'] + sys.argv[2:]\n"
     "from vidbatch.cli import main\n"
-    "main()\n"
+    "code = main()\n"
+    "peak()\n"
+    "sys.exit(code)\n"
 )
 
 
@@ -49,9 +51,10 @@ def run(manifest: str, model: str, out: str, work: str) -> dict:
     from archive_scale import ENV
 
     peak_file = os.path.join(work, "peak_kb")
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resume of an earlier one
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", WRAPPER, peak_file, "label", manifest, "--model", model, "--out",
-                             out, "--engine", "ray", "--no-progress", "--overwrite"],
+                             out, "--engine", "ray", "--no-progress"],
                             capture_output=True, text=True, env=ENV)
     wall = time.perf_counter() - started
     if result.returncode != 0:
@@ -85,6 +88,7 @@ def main() -> None:
     parser.add_argument("--work", help="a folder for the videos and outputs (default: a temporary one)")
     args = parser.parse_args()
     from archive_scale import make_models, make_videos
+    from driver_scale import save
 
     work = args.work or tempfile.mkdtemp(prefix="vidbatch-ray-driver-")
     model = make_models(work)["demo"]
@@ -93,13 +97,7 @@ def main() -> None:
         manifest = make_videos(work, n)
         rows.append(run(manifest, model, os.path.join(work, f"out{n}"), work))
         print(json.dumps(rows[-1]), flush=True)
-    results = {"sizes": rows, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
-    path = os.path.join(HERE, "results", f"ray_driver_{platform.node() or 'host'}.json")
-    with open(path, "w") as handle:
-        json.dump(results, handle, indent=2)
-    with open(path[:-5] + ".md", "w") as handle:
-        handle.write(markdown(results))
-    print(markdown(results))
+    save("ray_driver", rows, markdown)
 
 
 if __name__ == "__main__":
