@@ -331,18 +331,14 @@ def manifest_dataset(tasks: Pending, rows_per_block: int) -> ray.data.Dataset:
     file = manifest.file
     filesystem = pafs.PyFileSystem(pafs.FSSpecHandler(file["fs"]))
     wanted = [name for name in ("uri", "video_id") if name in file["columns"]]
-    remote: dict[str, Any] = {}
-    if storage.is_local(file["fs"]):
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        remote["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
-            node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    # a local file is read on the driver's node (Ray's node-id label), read tasks take no CPU slot
+    here = {"ray.io/node-id": ray.get_runtime_context().get_node_id()} if storage.is_local(file["fs"]) else None
     if file["parquet"]:
-        rows = ray.data.read_parquet(file["path"], filesystem=filesystem, columns=wanted, ray_remote_args=remote, num_cpus=0,
-                                     file_extensions=None)
+        rows = ray.data.read_parquet(file["path"], filesystem=filesystem, columns=wanted, label_selector=here,
+                                     num_cpus=0, file_extensions=None)
     else:
         rows = ray.data.read_csv(
-            file["path"], filesystem=filesystem, ray_remote_args=remote, file_extensions=None, num_cpus=0,
+            file["path"], filesystem=filesystem, label_selector=here, file_extensions=None, num_cpus=0,
             read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=file["delimiter"]),
             convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types={n: pa.string() for n in wanted},
