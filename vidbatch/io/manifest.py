@@ -197,9 +197,9 @@ class TaskList(Sequence[VideoTask]):
         self._columns = columns  # the whole manifest's, shared by every view of it (and its keys, once made)
         self._rows = rows  # positions in the columns, None for all of them
         self._base_dir = base_dir
+        """What relative uris resolve against: `location` is made from `uri` when read (unless given)."""
         self._offset = offset
         """The manifest row of the columns' first value (a batch of a manifest read a batch at a time)."""
-        """What relative uris resolve against: `location` is made from `uri` when read (unless given)."""
 
     def __len__(self) -> int:
         return len(self._columns["video_id"]) if self._rows is None else len(self._rows)

@@ -70,7 +70,7 @@ class Tally:
             few = summary.column("video_id").filter(
                 pc.and_(is_ok, pc.less(pc.fill_null(classified, 0), self.few_below)))
             self.few += len(few)
-            self.few_examples += few.slice(0, 3 - len(self.few_examples)).to_pylist() if len(self.few_examples) < 3 else []
+            self.few_examples += few.slice(0, max(0, 3 - len(self.few_examples))).to_pylist()
 
 
 def with_nullable_integers(table: pa.Table) -> pa.Table:
