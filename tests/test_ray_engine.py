@@ -207,6 +207,19 @@ def test_streaming_ranges_label_like_the_local_engine(ray_local, synth_set, tmp_
     assert run["stages"]["layout"]["range_items"] == 4
 
 
+def test_manifest_blocks_balance_the_decoders_and_keep_a_big_manifest_out_of_the_drivers_memory():
+    from vidbatch.engines.ray_engine import (INLINE_ROWS, MAX_BLOCK_ROWS, MIN_BLOCKS, MIN_STORED_BLOCK_ROWS,
+                                             manifest_blocks)
+
+    assert manifest_blocks(5, decoders=1) == 5  # never an empty block
+    assert manifest_blocks(1000, decoders=1) == MIN_BLOCKS  # a small job streams in steps
+    assert manifest_blocks(1000, decoders=64) == 1000 // 4  # four blocks a decode actor
+    assert manifest_blocks(100_000, decoders=1) == -(-100_000 // MAX_BLOCK_ROWS)  # Ray Data's costs are per block
+    big = INLINE_ROWS + 1  # Ray keeps a result under 100 KB in its owner's memory: here, the driver's
+    assert manifest_blocks(big, decoders=10_000) == -(-big // MIN_STORED_BLOCK_ROWS)
+    assert manifest_blocks(10**7, decoders=64) == -(-10**7 // MAX_BLOCK_ROWS)
+
+
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_a_manifest_on_s3_is_read_on_the_workers_as_the_driver_reads_it(ray_local, s3, tmp_path, kind):
     """Ray Data reads the manifest file on the workers, derives ids and keys there and drops the finished videos
@@ -228,11 +241,11 @@ def test_a_manifest_on_s3_is_read_on_the_workers_as_the_driver_reads_it(ray_loca
     assert isinstance(manifest, StreamedManifest)
     done = np.unique(key_hashes(manifest.tasks.keys().take(pa.array(range(0, 1000, 3)))))  # a third finished
     todo = Pending(manifest, done)
-    dataset = manifest_dataset(todo, rows_per_block=64)
+    dataset = manifest_dataset(todo, blocks=11)
     got = pa.Table.from_pylist(dataset.take_all())
     expected = todo.columns()
     got = got.select(expected.column_names).sort_by("key")  # the pipeline's order is free: the tables are not
     assert got.num_rows == len(todo) == 666 and got.equals(expected.sort_by("key"))
-    assert dataset.num_blocks() == -(-666 // 64)
+    assert dataset.num_blocks() == 11
     assert not set(got.column("video_id").to_pylist()) & {t.video_id for t in manifest.tasks if t.row % 3 == 0}
     assert f"s3://{bucket}/in/videos/1.mp4" in got.column("location").to_pylist()  # resolved against the manifest

@@ -50,8 +50,15 @@ from vidbatch.stages.decode import DecodeSpec
 from vidbatch.stages.decode_job import Chunk, DecodeJob, Failed, Started
 from vidbatch.stages.ranges import ARRAYS, RangeSplitter, RangeUnit, default_range_items
 
-VIDEOS_PER_BLOCK = 64
 MIN_BLOCKS = 16
+BLOCKS_PER_DECODER = 4
+"""Manifest blocks per decode actor at least (a block goes to one actor: several each balance the end of a job)."""
+MAX_BLOCK_ROWS = 4096
+INLINE_ROWS = 1 << 18
+"""Above this many videos, manifest blocks have at least `MIN_STORED_BLOCK_ROWS` rows. Why: Ray returns a task
+result under 100 KB inline to its owner, so small manifest blocks live in the driver's own memory until they are
+decoded (about 150 bytes a video); blocks of 1,024 rows and more live in the workers' object stores."""
+MIN_STORED_BLOCK_ROWS = 1024
 VIDEOS_PER_DECODE_CALL = 8
 """Videos one decode call takes at most: its decoder process decodes them back to back (a lost actor retries
 them all); small jobs take fewer, so that every decoder gets several calls."""
@@ -59,6 +66,7 @@ COMMITTER_CPUS = 32
 """One write task (assembly) and one committer per this many cluster CPUs, at least `MIN_COMMITTERS`."""
 MIN_COMMITTERS = 2
 CLOSE_TIMEOUT_S = 60
+"""How long an interrupted run waits for its committers to commit the finished work they hold."""
 TFLITE_CPU_SHARE = 0.5
 """A .tflite model runs on CPUs (LiteRT): by default its inference actors take half the cluster's CPU slots and
 the decoders the rest (MoViNet-A0 costs about twice a UCF101 frame's decode with shot detection, per sampled
@@ -68,7 +76,6 @@ frame)."""
 def _runs_on_cpus(bundle) -> bool:
     """A bundle whose frames go to a .tflite file (LiteRT has no GPU path here): its actors take CPU slots."""
     return bundle.encoder is not None and getattr(bundle.encoder, "format", "") == "tflite"
-"""How long an interrupted run waits for its committers to commit the finished work they hold."""
 
 
 def _objects(values: list) -> np.ndarray:
@@ -314,41 +321,54 @@ class CommitSink(Datasink):
 
 
 
-def manifest_dataset(tasks: Pending, rows_per_block: int) -> ray.data.Dataset:
-    """The videos to label as a Ray Data dataset of (key, video_id, uri, location) rows, in blocks of about
-    `rows_per_block`. A manifest file is read by Ray Data on the workers, which derive the ids and keys and drop
-    the finished videos there (`manifest.task_columns`, the `done` hashes shipped once): the driver never holds
-    its rows, only a reference per block. A local file is read on the driver's node (the only one sure to have
-    it). A manifest held in memory (built from records) is handed over from the driver."""
+def manifest_blocks(videos: int, decoders: int) -> int:
+    """How many blocks the manifest's `videos` rows are cut into: several per decode actor (a block goes to one
+    actor, so that is what balances a job's end), at least `MIN_BLOCKS` (a small job streams in steps), blocks of
+    at most `MAX_BLOCK_ROWS` rows (Ray Data's costs are per block, on the driver too), and, for a big manifest,
+    of at least `MIN_STORED_BLOCK_ROWS` (see `INLINE_ROWS`)."""
+    if videos <= 0:
+        return 1
+    rows = min(MAX_BLOCK_ROWS, -(-videos // max(MIN_BLOCKS, BLOCKS_PER_DECODER * decoders)))
+    if videos > INLINE_ROWS:
+        rows = max(rows, MIN_STORED_BLOCK_ROWS)
+    return -(-videos // max(1, rows))
+
+
+def manifest_dataset(tasks: Pending, blocks: int) -> ray.data.Dataset:
+    """The videos to label as a Ray Data dataset of (key, video_id, uri, location) rows, in about `blocks` blocks.
+
+    A manifest file is read by Ray Data on the workers, which derive the ids and keys and drop the finished videos
+    there (`manifest.task_columns`, the `done` hashes shipped once): the driver never holds its rows, only a
+    reference per block. A local file is read on the driver's node (the only one sure to have it). A manifest held in memory (built from records) is handed over
+    from the driver."""
     manifest = tasks.manifest
     if not isinstance(manifest, StreamedManifest):
         table = tasks.columns()
-        return ray.data.from_arrow([table.slice(start, rows_per_block)
-                                    for start in range(0, table.num_rows, rows_per_block)])
+        rows = max(1, -(-table.num_rows // blocks))
+        return ray.data.from_arrow([table.slice(start, rows) for start in range(0, table.num_rows, rows)])
     import pyarrow.csv as pacsv
     import pyarrow.fs as pafs
 
     file = manifest.file
     filesystem = pafs.PyFileSystem(pafs.FSSpecHandler(file["fs"]))
     wanted = [name for name in ("uri", "video_id") if name in file["columns"]]
-    # a local file is read on the driver's node (Ray's node-id label), read tasks take no CPU slot
+    # a local file is read on the driver's node (Ray's node-id label)
     here = {"ray.io/node-id": ray.get_runtime_context().get_node_id()} if storage.is_local(file["fs"]) else None
+    common = dict(filesystem=filesystem, label_selector=here, num_cpus=0, file_extensions=None)
     if file["parquet"]:
-        rows = ray.data.read_parquet(file["path"], filesystem=filesystem, columns=wanted, label_selector=here,
-                                     num_cpus=0, file_extensions=None)
+        rows = ray.data.read_parquet(file["path"], columns=wanted, **common)
     else:
         rows = ray.data.read_csv(
-            file["path"], filesystem=filesystem, label_selector=here, file_extensions=None, num_cpus=0,
-            read_options=pacsv.ReadOptions(use_threads=False),
+            file["path"], **common, read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=file["delimiter"]),
             convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types={n: pa.string() for n in wanted},
                                                  strings_can_be_null=True))
     done = ray.put(tasks.done)
     rows = rows.map_batches(_task_columns, batch_format="pyarrow", batch_size=None, num_cpus=0,
                             fn_kwargs={"source": manifest.source, "base_dir": manifest.base_dir, "done": done})
-    # cut into the pipeline's small blocks (a block goes to one decode actor), and made before the actor pools
-    # start: they hold every CPU slot, and a split needs some
-    return rows.repartition(max(1, -(-len(tasks) // rows_per_block))).materialize()
+    # cut into the pipeline's blocks, and made before the actor pools start: they hold every CPU slot, and a
+    # split needs some
+    return rows.repartition(blocks).materialize()
 
 
 def _task_columns(table: pa.Table, source: str, base_dir: str, done) -> pa.Table:
@@ -422,10 +442,7 @@ class RayEngine(Engine):
             context.execution_options.resource_limits = limits.copy(object_store_memory=ray_options.object_store_memory)
         # Actor pools restart lost actors and retry their tasks without limit (Ray Data's default for
         # map_batches with a callable class); a unit committed twice keeps its latest commit.
-        # blocks of many videos (Ray Data's costs are per block and per batch, not per row), yet at least two per
-        # decode actor so that every actor has work, and at least MIN_BLOCKS, so that a small job streams in steps
-        blocks = max(1, min(len(tasks), max(-(-len(tasks) // VIDEOS_PER_BLOCK), 2 * decoders, MIN_BLOCKS)))
-        dataset = manifest_dataset(tasks, -(-len(tasks) // blocks))
+        dataset = manifest_dataset(tasks, manifest_blocks(len(tasks), decoders))
         # a small job still spreads over every decoder in several calls (results then arrive steadily)
         per_call = max(1, min(VIDEOS_PER_DECODE_CALL, len(tasks) // (4 * decoders)))
         decoded = dataset.map_batches(
