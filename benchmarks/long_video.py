@@ -2,6 +2,7 @@
 
     python benchmarks/long_video.py                 # writes a 10-minute video first (about 5 min), then 4 runs
     python benchmarks/long_video.py --minutes 20 --model tiny
+    python benchmarks/long_video.py --engine ray --model tiny   # the Ray engine: 1 decode actor, then 2
 
 The video is made from the shared real 720p clips (`../shared/data/videos`: Big Buck Bunny, the cockatoo and
 luma), 10-second scenes with hard cuts between them, a slow pan and a key frame every 10 s (x264 veryfast,
@@ -12,6 +13,10 @@ one run of the script, and the tables (frames, shots, segments, summary) of the 
 Models: `tiny` (a 32 px Keras CNN: the decoding is the work) and `mobilenet` (the shared int8 MobileNetV2
 ImageNet classifier, run by LiteRT on the CPU: the model takes CPU time from the decoders, as a real CPU-only
 run does). Results go to results/long_video_<host>.json and .md.
+
+With `--engine ray`, each run is `vidbatch label --engine ray` on a private local Ray instance, with N decode
+actors of 1/N CPU each (one FFmpeg thread each; the inference actor holds the other CPU slot), and the results go
+to results/long_video_ray_<host>.json and .md (the decoders-alone table is the local engine's).
 """
 
 from __future__ import annotations
@@ -92,8 +97,16 @@ def child(payload: dict) -> dict:
     import vidbatch
 
     started = time.perf_counter()
-    vidbatch.label(payload["manifest"], payload["model"], payload["out"], classes=payload.get("classes"),
-                   decode_workers=payload["decoders"], progress=False)
+    if payload.get("engine") == "ray":
+        from vidbatch.core.config import RayOptions
+
+        decoders = payload["decoders"]
+        vidbatch.label(payload["manifest"], payload["model"], payload["out"], classes=payload.get("classes"),
+                       engine="ray", ray=RayOptions(max_decode_in_flight=decoders, decode_cpus=1.0 / decoders),
+                       progress=False)
+    else:
+        vidbatch.label(payload["manifest"], payload["model"], payload["out"], classes=payload.get("classes"),
+                       decode_workers=payload["decoders"], progress=False)
     wall = time.perf_counter() - started
     with open(os.path.join(payload["out"], "run.json")) as handle:
         stages = json.load(handle)["stages"]
@@ -168,6 +181,7 @@ def main() -> None:
                         help="models to run (default: both; mobilenet needs ../shared/data/weights)")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "vidbatch-long"))
     parser.add_argument("--results", default=os.path.join(HERE, "results"))
+    parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--decode-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -194,16 +208,16 @@ def main() -> None:
             out = os.path.join(args.work, f"out_{name}_{decoders}")
             subprocess.run(["rm", "-rf", out], check=True)
             runs[decoders] = run_child({"manifest": manifest, "out": out, "decoders": decoders,
-                                        **model_args(name, args.work)})
+                                        "engine": args.engine, **model_args(name, args.work)})
             runs[decoders]["out"] = out
             print(name, decoders, runs[decoders], flush=True)
         rows.append({"model": name, "one_decoder": runs[1], "two_decoders": runs[2],
                      "speedup": round(runs[1]["labeling_s"] / runs[2]["labeling_s"], 2),
                      "identical": same_tables(runs[1]["out"], runs[2]["out"])})
         print(rows[-1], flush=True)
-    alone = {"one_pass_1_thread_s": decoders_alone(video, 1, 1),
-             "one_pass_2_threads_s": decoders_alone(video, 1, 2),
-             "two_parts_1_thread_each_s": decoders_alone(video, 2, 1)}
+    alone = None if args.engine == "ray" else {"one_pass_1_thread_s": decoders_alone(video, 1, 1),
+                                               "one_pass_2_threads_s": decoders_alone(video, 1, 2),
+                                               "two_parts_1_thread_each_s": decoders_alone(video, 2, 1)}
     print(alone, flush=True)
     import cv2
 
@@ -212,12 +226,14 @@ def main() -> None:
             "size": f"{int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))}",
             "mb": round(os.path.getsize(video) / 2**20, 1)}
     host = platform.node() or "host"
+    name = "long_video_ray" if args.engine == "ray" else "long_video"
+    what = "decode actors (Ray engine)" if args.engine == "ray" else "decoders"
     result = {"video": info, "minutes": args.minutes, "cpus": os.cpu_count(), "rows": rows, "decoders_alone": alone,
               "measured_at": time.strftime("%Y-%m-%d %H:%M")}
     os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, f"long_video_{host}.json"), "w") as handle:
+    with open(os.path.join(args.results, f"{name}_{host}.json"), "w") as handle:
         json.dump(result, handle, indent=1)
-    lines = [f"# One long video, 1 vs 2 decoders ({args.minutes:g} min, {info['size']}, {info['frames']} frames, "
+    lines = [f"# One long video, 1 vs 2 {what} ({args.minutes:g} min, {info['size']}, {info['frames']} frames, "
              f"{info['mb']} MB; {os.cpu_count()} CPUs)", "",
              "| model | 1 decoder: labeling s | 2 decoders: labeling s | speed-up | parts | identical tables |",
              "|---|---|---|---|---|---|"]
@@ -225,11 +241,12 @@ def main() -> None:
         same = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in row["identical"].items())
         lines.append(f"| {row['model']} | {row['one_decoder']['labeling_s']} | {row['two_decoders']['labeling_s']} | "
                      f"{row['speedup']}x | {row['two_decoders']['split']['parts']} | {same} |")
-    lines += ["", "The decoders alone (2 fps, 224 px, shot cuts; no model), wall seconds:", "",
-              "| one pass, 1 FFmpeg thread | one pass, 2 threads | 2 parts at once, 1 thread each |", "|---|---|---|",
-              f"| {alone['one_pass_1_thread_s']} | {alone['one_pass_2_threads_s']} | "
-              f"{alone['two_parts_1_thread_each_s']} |"]
-    with open(os.path.join(args.results, f"long_video_{host}.md"), "w") as handle:
+    if alone:
+        lines += ["", "The decoders alone (2 fps, 224 px, shot cuts; no model), wall seconds:", "",
+                  "| one pass, 1 FFmpeg thread | one pass, 2 threads | 2 parts at once, 1 thread each |",
+                  "|---|---|---|", f"| {alone['one_pass_1_thread_s']} | {alone['one_pass_2_threads_s']} | "
+                  f"{alone['two_parts_1_thread_each_s']} |"]
+    with open(os.path.join(args.results, f"{name}_{host}.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

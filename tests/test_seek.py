@@ -84,3 +84,20 @@ def test_a_part_with_no_sampled_frame_of_its_own_decodes_nothing(codec_videos):
     spec = DecodeSpec(width=48, height=32, sampling=FrameSampling(0.1), shot_threshold=0.3)
     arrays, info = _decode(SeekingDecoder(path, spec, part=2, parts=3))
     assert arrays is None and info["frames_decoded"] == 500  # it still reports the whole video
+
+
+@pytest.mark.parametrize("shots", [0.3, None])
+def test_a_part_sends_its_preroll_as_the_one_pass_decode_has_it(codec_videos, shots):
+    """The Ray engine's ranges of a split video carry the rolling window's pre-roll: a part sends up to `preroll`
+    sampled items before its own (pixels, indices and cuts as in one pass), and says how many."""
+    path = codec_videos["h264_bframes.mp4"]
+    spec = DecodeSpec(width=48, height=32, sampling=FrameSampling(2.0), chunk_frames=16, shot_threshold=shots)
+    whole, _ = _decode(VideoDecoder(path, spec))
+    own = [_decode(SeekingDecoder(path, spec, part=p, parts=3))[0] for p in range(3)]
+    for part in range(3):
+        arrays, info = _decode(SeekingDecoder(path, spec, part=part, parts=3, preroll=5))
+        start = int(np.searchsorted(whole["frame_index"], own[part]["frame_index"][0]))
+        assert info["preroll"] == min(5, start)  # part 0 has nothing before it
+        sent = slice(start - info["preroll"], start + len(own[part]["frame_index"]))
+        for name in ARRAYS:
+            np.testing.assert_array_equal(arrays[name], whole[name][sent], err_msg=name)

@@ -68,3 +68,49 @@ def test_the_local_engine_labels_a_split_video_as_it_labels_it_whole(long_video,
     assert summary.loc["avi", "status"] == "ok" and summary.loc["avi", "frames_decoded"] == 300
     assert summary.loc["avi", "decode_note"].startswith("decoded in one pass, not in 2 parts: its stream has B-frames")
     assert pd.isna(summary.loc["long", "decode_note"])  # split exactly: nothing to say
+
+
+def test_the_ray_engine_splits_long_videos_between_its_decode_actors(long_video, colour_bundle, tmp_path, monkeypatch):
+    """Each part of a long video is a row of its own, decoded by whichever decode actor is free (seeking to it),
+    cut into ranges with the rolling window's pre-roll; the committer settles the parts' ranges (range numbers,
+    shot numbers) before their frames rows are written: the tables equal a one-pass decode's."""
+    ray = pytest.importorskip("ray")
+    from tests.support.longvideos import write_codec
+    from vidbatch.core.config import RayOptions
+
+    folder = str(tmp_path)
+    videos = {"long": long_video, "webm": write_codec(folder, "vp8.webm", seconds=16),
+              "mpeg4": write_codec(folder, "mpeg4.avi", seconds=16),
+              "avi": write(str(tmp_path / "h264.avi"), "libx264", {"bf": "2", "g": "50"}, seconds=12)}  # not seekable
+    short = str(tmp_path / "short.mp4")
+    write_video(short, "box", seed=3, spec=SynthSpec(width=96, height=72, seconds=3.0))
+    videos["short"] = short
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"video_id": list(videos), "uri": list(videos.values())}).to_csv(manifest, index=False)
+    monkeypatch.setattr(split, "SPLIT_MIN_BYTES", 0)  # read on the driver, handed to the workers
+    monkeypatch.setattr(split, "PART_MIN_WORK", 3)
+    options = dict(fps=5, window=4, progress=False)
+    one = str(tmp_path / "one")
+    vidbatch.label(str(manifest), colour_bundle, one, decode_workers=1, **options)
+    out = str(tmp_path / "ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:  # two decode actors of half a CPU each; parts cut into ranges of 7 items (and 3 of pre-roll)
+        vidbatch.label(str(manifest), colour_bundle, out, engine="ray", ray=RayOptions(decode_cpus=0.5, range_items=7),
+                       **options)
+    finally:
+        ray.shutdown()
+    with open(os.path.join(out, "run.json")) as handle:
+        layout = json.load(handle)["stages"]["layout"]
+    assert layout["decode_actors"] == 2
+    assert layout["split_long_videos"] == {"videos": 4, "parts": 8, "one_pass": 1, "off": None}
+    assert_same_answers(one, out)
+    for table, order in (("shots.parquet", ["video_id", "shot_index"]), ("frames", ["video_id", "frame_index"])):
+        a, b = (pd.read_parquet(f"{o}/{table}").sort_values(order).reset_index(drop=True) for o in (one, out))
+        columns = ["video_id", "shot_index"] + (["start_s", "end_s", "label"] if table == "shots.parquet" else
+                                                ["frame_index", "timestamp_s"])
+        pd.testing.assert_frame_equal(a[columns], b[columns])
+    shots = pd.read_parquet(f"{out}/shots.parquet").groupby("video_id").size()
+    assert (shots.drop("short") > 1).all()  # cuts to number on both sides of the parts' edges
+    summary = pd.read_parquet(f"{out}/summary.parquet").set_index("video_id")
+    assert summary.loc["avi", "decode_note"].startswith("decoded in one pass, not in 2 parts: its stream has B-frames")
+    assert pd.isna(summary.loc["long", "decode_note"]) and summary.loc["long", "frames_decoded"] == 500

@@ -20,15 +20,20 @@ retried, and a video committed twice keeps its latest commit (`RunOutput`).
 A video of more than `range_items` sampled items is cut, as it decodes, into
 time ranges (`stages.ranges`) that are classified, assembled and committed
 apart; `io.ranges.merge` combines their small records (tested: a split video's
-tables equal its unsplit ones).
+tables equal its unsplit ones). A long video's decoding is split too
+(`split_long_videos`): a row per part, each decoded by a free actor that seeks
+to it (`stages.seek`); its ranges are settled by one committer (`io.parts`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
+import uuid
+import zlib
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -45,10 +50,13 @@ from vidbatch.io import storage
 from vidbatch.io.manifest import Pending, StreamedManifest, task_columns
 from vidbatch.io.output import RunOutput
 from vidbatch.io.ranges import NO_FRAMES
-from vidbatch.stages.assemble import assemble_failed, assemble_ok, assemble_range
+from vidbatch.io.parts import empty_part
+from vidbatch.stages.assemble import assemble_failed, assemble_ok, assemble_range, info_fields, merge_options
 from vidbatch.stages.decode import DecodeSpec
+from vidbatch.stages import split
 from vidbatch.stages.decode_job import Chunk, DecodeJob, Failed, Started
 from vidbatch.stages.ranges import ARRAYS, RangeSplitter, RangeUnit, default_range_items
+from vidbatch.stages.split import ONE_PASS_NOTE
 
 MIN_BLOCKS = 16
 BLOCKS_PER_DECODER = 4
@@ -95,9 +103,12 @@ class RayDecoder:
 
     def __init__(self, spec: DecodeSpec, item_shape: Sequence[int], timeout_s: float | None,
                  storage_options: Mapping[str, Any], range_items: int, overlap: int, flush_items: int,
-                 reset_every: int | None = None) -> None:
+                 reset_every: int | None = None, run_seed: str = "") -> None:
         from vidbatch.engines.decode_pool import DecodePool
 
+        self.run_seed = run_seed
+        """The parts of a split video share one attempt id, made from this (one per run) and the video's key: a
+        retried part's ranges replace its earlier copies (`io.parts`)."""
         self.spec = spec
         self.item_shape = tuple(item_shape)
         self.storage_options = dict(storage_options)
@@ -113,12 +124,9 @@ class RayDecoder:
             self.reset = ResetRule(reset_every)
 
     def __call__(self, batch: dict[str, np.ndarray]):
-        jobs = [
-            DecodeJob(key=str(batch["key"][row]), video_id=str(batch["video_id"][row]), uri=str(batch["uri"][row]),
-                      location=str(batch["location"][row]), spec=self.spec, storage_options=self.storage_options)
-            for row in range(len(batch["key"]))
-        ]
+        jobs = [self._job(batch, row) for row in range(len(batch["key"]))]
         by_key = {job.key: job for job in jobs}
+        videos = {job.key: str(batch["key"][row]) for row, job in enumerate(jobs)}  # a part's job key -> video's
         splitters: dict[str, RangeSplitter] = {}
         started: dict[str, float] = {}
         infos: dict[str, dict] = {}
@@ -130,8 +138,11 @@ class RayDecoder:
             splitter = splitters.get(job.key)
             if splitter is None:  # a video's first event
                 splitter = splitters[job.key] = RangeSplitter(self.range_items, self.overlap, self.reset)
+                if job.parts > 1:
+                    splitter.attempt = hashlib.sha1(f"{self.run_seed}/{videos[job.key]}".encode()).hexdigest()
             if isinstance(event, Started):
                 infos[job.key] = event.info
+                splitter.preroll(int(event.info.get("preroll") or 0))
                 continue
             if isinstance(event, Chunk):
                 units = splitter.push(event.arrays)
@@ -143,7 +154,8 @@ class RayDecoder:
                 units = [splitter.finish()]
                 status, error, info = "done", "", event.info or infos.get(job.key)
             for unit in units:
-                pending.append(self._row(job, unit, status if unit.last else "", error, info, started[job.key]))
+                pending.append(self._row(job, videos[job.key], unit, status if unit.last else "", error, info,
+                                         started[job.key]))
                 pending_items += len(unit)
             if pending_items >= self.flush_items:
                 yield self._batch(pending)
@@ -151,13 +163,26 @@ class RayDecoder:
         if pending:
             yield self._batch(pending)
 
+    def _job(self, batch: dict[str, np.ndarray], row: int) -> DecodeJob:
+        """A row's decode job; a part of a split video is its own job (its own key in the pool: the video's key and
+        its part), sending the rolling window's pre-roll before its own items."""
+        key = str(batch["key"][row])
+        part = int(batch["part"][row]) if "part" in batch else 0
+        parts = int(batch["parts"][row]) if "parts" in batch else 1
+        return DecodeJob(key=key if parts == 1 else f"{key}/{part}", video_id=str(batch["video_id"][row]),
+                         uri=str(batch["uri"][row]), location=str(batch["location"][row]), spec=self.spec,
+                         storage_options=self.storage_options, part=part, parts=parts,
+                         preroll=self.overlap if parts > 1 else 0)
+
     def _empty(self) -> dict[str, np.ndarray]:
         return {"frames": np.zeros((0, *self.item_shape), np.uint8), "frame_index": np.zeros(0, np.int64),
                 "timestamp_s": np.zeros(0, np.float64), "shot_cut": np.zeros(0, bool)}
 
-    def _row(self, job: DecodeJob, unit: RangeUnit, status: str, error: str, info, started: float) -> dict[str, Any]:
+    def _row(self, job: DecodeJob, key: str, unit: RangeUnit, status: str, error: str, info,
+             started: float) -> dict[str, Any]:
         arrays = unit.arrays if len(unit) else self._empty()
-        return {"key": job.key, "video_id": job.video_id, "attempt": unit.attempt, "range_index": unit.range_index,
+        return {"key": key, "video_id": job.video_id, "part": job.part, "parts": job.parts,
+                "attempt": unit.attempt, "range_index": unit.range_index,
                 "last": unit.last, "overlap": unit.overlap, "shot_base": unit.shot_base, "status": status,
                 "error": error, "info": json.dumps(info or {}), "started": started,
                 "frames": arrays["frames"], "frame_index": np.asarray(arrays["frame_index"], np.int64),
@@ -230,16 +255,30 @@ class Committer:
 
     def __init__(self, output: RunOutput, commit_videos: int, commit_seconds: float) -> None:
         from vidbatch.io.output import BatchCommitter
+        from vidbatch.io.parts import PartSets
 
         self.batches = BatchCommitter(output, max_videos=commit_videos, max_seconds=commit_seconds)
+        self.parts = PartSets()
+        """Ranges of split videos, until each video has all of its parts' (every part of a video comes here)."""
         self.stats: dict[str, Any] = {}
 
-    def add(self, outcomes: list, stats: dict[str, Any]) -> None:
+    def add(self, outcomes: list, stats: dict[str, Any], parts: list | None = None) -> None:
         """A write task's outcomes, and its counters (summed here, so the driver gets one dict per committer at
-        the end, not one per block: 10^7 videos make some 150,000 blocks)."""
+        the end, not one per block: 10^7 videos make some 150,000 blocks); `parts`: ranges of split videos, as
+        (outcome, part, parts, last), committed once their video is settled (`io.parts`)."""
         for outcome in outcomes:
             self.batches.add(outcome)
-        self.stats = merge_stats(self.stats, stats)
+        settled = {"videos_ok": 0, "videos_failed": 0, "frames_decoded": 0, "split_one_pass": 0}
+        for outcome, part, count, last in parts or ():
+            ranges = self.parts.add(outcome, part, count, last)
+            if ranges:
+                video = ranges[-1].record
+                settled["videos_ok" if video["status"] != "failed" else "videos_failed"] += 1
+                settled["frames_decoded"] += int(video.get("frames_decoded") or 0)
+                settled["split_one_pass"] += int(ONE_PASS_NOTE in (video.get("decode_note") or ""))
+            for outcome in ranges:
+                self.batches.add(outcome)
+        self.stats = merge_stats(merge_stats(self.stats, stats), settled)
 
     def waiting(self) -> int:
         return self.batches.waiting()
@@ -254,7 +293,7 @@ def merge_stats(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Two write tasks' counters as one: sums, and the earliest start."""
     if not a:
         return dict(b)
-    merged = {name: a.get(name, 0) + b.get(name, 0) for name in b if name != "first_started"}
+    merged = {name: a.get(name, 0) + b.get(name, 0) for name in {**a, **b} if name != "first_started"}
     firsts = [s["first_started"] for s in (a, b) if s.get("first_started")]
     merged["first_started"] = min(firsts) if firsts else None
     return merged
@@ -274,19 +313,28 @@ class CommitSink(Datasink):
         stats = {"videos_ok": 0, "videos_failed": 0, "units": 0, "items": 0, "frames_decoded": 0, "flow_s": 0.0,
                  "flow_frames": 0, "assemble_s": 0.0, "first_started": None}
         outcomes, seen = [], set()
+        parts: dict[int, list] = {}  # committer -> ranges of split videos (every range of a video to one committer)
         began = time.perf_counter()
         for block in blocks:
             columns = BlockAccessor.for_block(block).to_numpy()
             for row in range(len(columns["key"])):
                 unit = {name: values[row] for name, values in columns.items()}
-                identity = (str(unit["key"]), str(unit["attempt"]), int(unit["range_index"]), bool(unit["last"]))
+                part, count = int(unit.get("part", 0)), int(unit.get("parts", 1))
+                identity = (str(unit["key"]), part, str(unit["attempt"]), int(unit["range_index"]), bool(unit["last"]))
                 if identity in seen:  # a retried task sent it twice
                     continue
                 seen.add(identity)
-                outcomes.append(self._outcome(unit, stats))
+                outcome = self._outcome(unit, stats)
+                if count > 1 and outcome.record.get("status") != "failed":
+                    to = zlib.crc32(identity[0].encode()) % len(self.committers)
+                    parts.setdefault(to, []).append((outcome, part, count, bool(unit["last"])))
+                else:
+                    outcomes.append(outcome)
         stats["assemble_s"] = time.perf_counter() - began
-        if outcomes:  # one committer per write task, spread by the task's index
-            ray.get(self.committers[ctx.task_idx % len(self.committers)].add.remote(outcomes, stats))
+        home = ctx.task_idx % len(self.committers)  # the other outcomes: one committer per write task, by its index
+        ray.get([self.committers[to].add.remote(outcomes if to == home else [], stats if to == home else {},
+                                                parts.get(to, []))
+                 for to in sorted(set(parts) | {home})])
 
     def _outcome(self, row: dict[str, Any], stats: dict[str, Any]):
         key, video_id = str(row["key"]), str(row["video_id"])
@@ -295,8 +343,9 @@ class CommitSink(Datasink):
         stats["first_started"] = min(started, stats["first_started"] or started)
         elapsed = time.time() - started
         last, status = bool(row["last"]), str(row["status"])
+        is_part = int(row.get("parts", 1)) > 1  # a part of a split video: its committer counts the video
         stats["units"] += 1
-        if last:
+        if last and not is_part:
             stats["frames_decoded"] += int(info.get("frames_decoded") or 0)
             if info.get("flow_s"):
                 stats["flow_s"] += float(info["flow_s"])
@@ -306,11 +355,17 @@ class CommitSink(Datasink):
                          int(row["shot_base"]))
         probs = np.asarray(row["probs"], np.float32).reshape(len(unit), len(self.classes))
         embeddings = np.asarray(row["embedding"], np.float32) if "embedding" in row else None
-        if last and (status == "failed" or (unit.whole and not len(unit))):
+        if last and (status == "failed" or (unit.whole and not len(unit) and not is_part)):
             stats["videos_failed"] += 1
             return assemble_failed(video_id, key, str(row["error"]) if status == "failed" else NO_FRAMES, info,
                                    self.model, elapsed)
         stats["items"] += len(unit) - unit.overlap
+        if is_part:  # settled with the video's other parts by its committer (`io.parts`)
+            if not len(unit):  # a part with no sampled frame of its own
+                return empty_part(video_id, key, unit.attempt, unit.range_index, info_fields(info),
+                                  merge_options(self.classes, self.config), self.model, elapsed)
+            return assemble_range(video_id, key, self.classes, unit, probs, info, self.config, self.model, elapsed,
+                                  embeddings=embeddings)
         if unit.whole:
             stats["videos_ok"] += 1
             return assemble_ok(video_id, key, self.classes, unit.frame_index, unit.timestamp_s, probs, info,
@@ -371,6 +426,45 @@ def manifest_dataset(tasks: Pending, blocks: int) -> ray.data.Dataset:
     return rows.repartition(blocks).materialize()
 
 
+def split_long_videos(rows: ray.data.Dataset, decoders: int,
+                      storage_options: Mapping[str, Any]) -> tuple[ray.data.Dataset, int, int]:
+    """`rows` with each long video as `parts` rows (columns `part` and `parts`), and how many videos were split
+    into how many parts (`stages.split.parts_for`, on the workers, before the actor pools start).
+
+    Part `p` of every split video lies in a dataset of its own (`union`ed): a block goes to one decode actor, so
+    parts of one video in separate blocks are decoded by separate actors, each seeking to its part
+    (`stages.seek`); their ranges are settled by the committer (`io.parts`)."""
+    kwargs = {"decoders": decoders, "storage_options": dict(storage_options), "min_bytes": split.SPLIT_MIN_BYTES,
+              "min_work": split.PART_MIN_WORK}
+    probed = rows.map_batches(_with_parts, batch_format="pyarrow", batch_size=None, fn_kwargs=kwargs).materialize()
+    long = probed.map_batches(_parts_from, batch_format="pyarrow", batch_size=None, fn_kwargs={"part": 1})
+    long = long.materialize()
+    videos = long.count()
+    if not videos:
+        return probed, 0, 0
+    long = long.repartition(min(videos, decoders)).materialize()
+    most, parts = int(long.max("parts")), int(long.sum("parts"))
+    rest = [long.map_batches(_parts_from, batch_format="pyarrow", batch_size=None, fn_kwargs={"part": p})
+            for p in range(2, most)]
+    return probed.union(long, *rest).materialize(), videos, parts
+
+
+def _with_parts(table: pa.Table, decoders: int, storage_options: dict, min_bytes: int, min_work: float) -> pa.Table:
+    """Each row's parts (1 for a video that is not split), and its part: 0."""
+    parts = [split.parts_for(location, decoders, storage_options, min_bytes, min_work)
+             for location in table.column("location").to_pylist()]
+    return table.append_column("part", pa.array([0] * len(parts), pa.int64())).append_column(
+        "parts", pa.array(parts, pa.int64()))
+
+
+def _parts_from(table: pa.Table, part: int) -> pa.Table:
+    """The rows of videos that have part `part`, as that part's rows."""
+    import pyarrow.compute as pc
+
+    kept = table.filter(pc.greater(table.column("parts"), part))
+    return kept.set_column(kept.schema.get_field_index("part"), "part", pa.array([part] * kept.num_rows, pa.int64()))
+
+
 def _task_columns(table: pa.Table, source: str, base_dir: str, done) -> pa.Table:
     """`manifest.task_columns` on a worker (`done`: the finished videos' hashes, or their object ref)."""
     if isinstance(done, ray.ObjectRef):
@@ -428,7 +522,6 @@ class RayEngine(Engine):
         decoders = ray_options.max_decode_in_flight or max(
             1, int((cpus - (0 if actor_gpus else inference_cpus * actors)) // ray_options.decode_cpus)
         )
-        decoders = min(decoders, max(1, len(tasks)))
         overlap = self.config.window - 1
         streaming = bool(getattr(self.bundle.encoder, "stateful", False))
         item_nbytes = int(np.prod(self.bundle.spec.item_shape))
@@ -442,9 +535,16 @@ class RayEngine(Engine):
             context.execution_options.resource_limits = limits.copy(object_store_memory=ray_options.object_store_memory)
         # Actor pools restart lost actors and retry their tasks without limit (Ray Data's default for
         # map_batches with a callable class); a unit committed twice keeps its latest commit.
-        dataset = manifest_dataset(tasks, manifest_blocks(len(tasks), decoders))
+        dataset = manifest_dataset(tasks, manifest_blocks(len(tasks), min(decoders, len(tasks))))
+        off = split.unsplittable(self.spec, streaming) if decoders > 1 else "one decode actor"
+        split_layout = {"videos": 0, "parts": 0, "one_pass": 0, "off": off}
+        if off is None:  # long videos as several rows, one per part, each decoded by whichever actor is free
+            dataset, split_layout["videos"], split_layout["parts"] = split_long_videos(
+                dataset, decoders, self.config.storage_options)
+        jobs = len(tasks) + split_layout["parts"] - split_layout["videos"]
+        decoders = min(decoders, max(1, jobs))
         # a small job still spreads over every decoder in several calls (results then arrive steadily)
-        per_call = max(1, min(VIDEOS_PER_DECODE_CALL, len(tasks) // (4 * decoders)))
+        per_call = max(1, min(VIDEOS_PER_DECODE_CALL, jobs // (4 * decoders)))
         decoded = dataset.map_batches(
             RayDecoder,
             # a decode actor's FFmpeg threads are the CPUs it was given, not every CPU of its node
@@ -454,7 +554,8 @@ class RayEngine(Engine):
                                    "storage_options": dict(self.config.storage_options),
                                    "range_items": range_items, "overlap": overlap,
                                    "flush_items": max(4 * self.spec.chunk_frames, self.config.batch_size),
-                                   "reset_every": self.config.reset_every() if streaming else None},
+                                   "reset_every": self.config.reset_every() if streaming else None,
+                                   "run_seed": uuid.uuid4().hex},
             batch_size=per_call, compute=ray.data.ActorPoolStrategy(size=decoders),
             num_cpus=ray_options.decode_cpus,
         )
@@ -474,7 +575,7 @@ class RayEngine(Engine):
         )
         self.layout = {"decode_actors": decoders, "inference_actors": actors, "gpus_per_inference_actor": actor_gpus,
                        "committers": committers, "range_items": range_items, "cluster_cpus": cpus,
-                       "cluster_gpus": gpus}
+                       "cluster_gpus": gpus, "split_long_videos": split_layout}
         return predicted
 
     def run(self, tasks: Pending) -> dict[str, Any]:
@@ -527,14 +628,14 @@ class RayEngine(Engine):
         for stats in results:
             counters.commits += int(stats["commits"])
             counters.write_s += float(stats["write_s"])
-            if "units" not in stats:  # a committer that was handed nothing
-                continue
-            counters.videos_ok += stats["videos_ok"]
-            counters.videos_failed += stats["videos_failed"]
-            counters.items_classified += stats["items"]
-            counters.frames_decoded += stats["frames_decoded"]
-            counters.flow_s += stats["flow_s"]
-            counters.flow_frames += stats["flow_frames"]
+            counters.videos_ok += stats.get("videos_ok", 0)  # a committer handed nothing has no counters
+            counters.videos_failed += stats.get("videos_failed", 0)
+            counters.items_classified += stats.get("items", 0)
+            counters.frames_decoded += stats.get("frames_decoded", 0)
+            counters.flow_s += stats.get("flow_s", 0.0)
+            counters.flow_frames += stats.get("flow_frames", 0)
+            if "split_long_videos" in self.layout:
+                self.layout["split_long_videos"]["one_pass"] += stats.get("split_one_pass", 0)
         firsts = [s["first_started"] for s in results if s.get("first_started")]
         if firsts:  # start-up ends when the first video started decoding
             counters.first_item_at = time.monotonic() - (time.time() - min(firsts))

@@ -25,7 +25,8 @@ from vidbatch.stages.segments import find_segments, runs
 from vidbatch.stages.smooth import FrameLabels, label_frames, video_top_k
 
 
-def _info_fields(info: dict[str, Any] | None) -> dict[str, Any]:
+def info_fields(info: dict[str, Any] | None) -> dict[str, Any]:
+    """A record's container fields, from a decoder's info."""
     info = info or {}
 
     def number(name: str) -> float | None:
@@ -165,7 +166,7 @@ def assemble_ok(
     shot_index = np.cumsum(cuts)
     everything = slice(None)
     top_index, top_score = video_top_k(probs, options.top_k)
-    fields = _info_fields(info)
+    fields = info_fields(info)
     end_s = fields["duration_s"] if fields["duration_s"] is not None else float(timestamp_s[-1])
     segment_keys = _segment_keys(unit, shot_index)
     margins = find_segments(segment_keys, unit.margin, timestamp_s, end_s)
@@ -204,6 +205,12 @@ def assemble_ok(
     pictures = thumbnails.per_segment(video_id, segments, timestamp_s, unit.thumbs) if unit.thumbs is not None else []
     return VideoOutcome(video_id=video_id, key=key, record=record, frames=frames, segments=segments, shots=shots,
                         thumbnails=pictures, embedding=video_embedding)
+
+
+def merge_options(classes: Sequence[str], options: LabelConfig) -> dict[str, Any]:
+    """What `io.ranges.merge` needs besides a split video's sums: on its last range's record."""
+    return {"classes": [str(c) for c in classes], "top_k": options.top_k,
+            "video_threshold": options.video_threshold, "unknown_label": options.unknown_label}
 
 
 def assemble_range(
@@ -262,9 +269,8 @@ def assemble_range(
         "elapsed_s": float(elapsed_s),
     }
     if unit.last:  # what the merge needs besides the sums: the video's container fields and the labeling options
-        record.update(_info_fields(info))
-        record["merge"] = {"classes": [str(c) for c in classes], "top_k": options.top_k,
-                           "video_threshold": options.video_threshold, "unknown_label": options.unknown_label}
+        record.update(info_fields(info))
+        record["merge"] = merge_options(classes, options)
     frames = _frames_table(video_id, classes, labeled, own, shot_index[own], options) if len(stamps) else None
     return VideoOutcome(video_id=video_id, key=key, record=record, frames=frames)
 
@@ -279,7 +285,7 @@ def assemble_failed(
         "pred_label": None,
         "pred_score": None,
         "top_k": [],
-        **_info_fields(info),
+        **info_fields(info),
         "frames_classified": 0,
         "shots": None,
         "model": model,

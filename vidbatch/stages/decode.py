@@ -114,6 +114,9 @@ class VideoInfo:
     """Seconds spent computing optical flow (with `flow`), for run.json."""
     note: str = ""
     """What the user should know about a video that was labeled anyway (the summary's `decode_note`)."""
+    preroll: int = 0
+    """A part of a split video (`stages.seek`): how many of the items it sends come before its own (a pre-roll
+    for the rolling average)."""
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

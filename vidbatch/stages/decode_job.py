@@ -37,6 +37,9 @@ class DecodeJob:
     parts: int = 1
     """A long video decoded by several decoders: this job decodes part `part` of `parts` (`stages.seek`); its
     events carry the video's key, and the video is decoded when all its parts are `Finished`."""
+    preroll: int = 0
+    """A part also sends up to this many sampled items before its own (the Ray engine's ranges: the rolling
+    average's pre-roll); how many it sent is its info's `preroll`."""
 
 
 @dataclass(frozen=True)
@@ -100,13 +103,14 @@ def describe_error(exc: BaseException, uri: str) -> str:
     return f"could not read {uri}: {type(exc).__name__}: {str(exc)[:200]}"
 
 
-def make_decoder(path: str, spec: DecodeSpec, uri: str | None = None, part: int = 0, parts: int = 1) -> VideoDecoder:
+def make_decoder(path: str, spec: DecodeSpec, uri: str | None = None, part: int = 0, parts: int = 1,
+                 preroll: int = 0) -> VideoDecoder:
     """The decoder a job needs: OpenCV for a frame rate, PyAV for key frames only, and PyAV seeking to one part of
     a long video split between decoders."""
     if parts > 1:
         from vidbatch.stages.seek import SeekingDecoder  # PyAV: the engine splits only when it is installed
 
-        return SeekingDecoder(path, spec, uri=uri, part=part, parts=parts)
+        return SeekingDecoder(path, spec, uri=uri, part=part, parts=parts, preroll=preroll)
     if isinstance(spec.sampling, KeyframeSampling):
         from vidbatch.stages.keyframes import (
             KeyframeDecoder,  # PyAV is an optional extra
@@ -225,7 +229,8 @@ def decode_job(job: DecodeJob, prefetcher: Prefetcher | None = None) -> Iterator
         local = (prefetcher.local_path(job) if prefetcher is not None
                  else storage.local_copy(job.location, job.storage_options, suffix=_suffix(job)))
         with local as path:
-            decoder = make_decoder(path, job.spec, uri=job.location, part=job.part, parts=job.parts)
+            decoder = make_decoder(path, job.spec, uri=job.location, part=job.part, parts=job.parts,
+                                   preroll=job.preroll)
             info = decoder.open().as_dict()
             yield Started(job.key, info)
             try:

@@ -112,6 +112,14 @@ class RangeSplitter:
             full.append(self._cut(self._prefix + self.range_items, last=False))
         return full
 
+    def preroll(self, count: int) -> None:
+        """The first `count` items to come are the pre-roll of the first range (a part of a split video,
+        `stages.seek`, sends the items before its own): they are sent with it, as an overlap, and are not its own."""
+        if self._held or self._next_range:
+            raise ValueError("RangeSplitter.preroll: call it before the first item. "
+                             f"Received: preroll={count} after {self._held} items")
+        self._prefix = int(count)
+
     @property
     def next_range(self) -> int:
         """The index the next unit will have (a failed video's last row takes it)."""

@@ -124,11 +124,14 @@ class SeekingDecoder(VideoDecoder):
     one-pass decode, for this part's frames only. Frame models without flow or thumbnails only (the engine checks
     `split.unsplittable`)."""
 
-    def __init__(self, path: str, spec, uri: str | None = None, part: int = 0, parts: int = 1) -> None:
+    def __init__(self, path: str, spec, uri: str | None = None, part: int = 0, parts: int = 1,
+                 preroll: int = 0) -> None:
         super().__init__(path, spec, uri)
         if not 0 <= part < parts:
             raise ValueError(f"SeekingDecoder: part must be in [0, parts). Received: part={part}, parts={parts}")
-        self.part, self.parts = part, parts
+        if preroll < 0:
+            raise ValueError(f"SeekingDecoder: preroll must be >= 0. Received: preroll={preroll}")
+        self.part, self.parts, self.preroll = part, parts, preroll
         self._index: SeekIndex | None = None
         self._one_pass_reason: str | None = None
 
@@ -140,7 +143,26 @@ class SeekingDecoder(VideoDecoder):
             self._one_pass_reason = str(exc)
         except av.error.FFmpegError as exc:
             self._one_pass_reason = f"PyAV could not read its packets ({exc.strerror or exc})"
+        if self._index is not None:
+            self._plan()
         return info
+
+    def _plan(self) -> None:
+        """Which sampled frames this part reads (positions in the video's sampled frames): its own, the `preroll`
+        ones before them that it sends too (`info.preroll`), and for the shot detector, the replayed ones before
+        those and the look-ahead one after (both read, not sent)."""
+        sampled = self._index.sampled(self.spec.sampling)
+        bounds = part_bounds(len(self._index), self.parts)
+        own_first, own_end = (int(i) for i in np.searchsorted(sampled, bounds[self.part : self.part + 2]))
+        sent_first = max(0, own_first - self.preroll) if own_first < own_end else own_first
+        detecting = bool(self.spec.shot_threshold)
+        first = max(0, sent_first - PREROLL_SAMPLES) if detecting else sent_first
+        last = min(len(sampled) - 1, own_end) if detecting else own_end - 1  # one after, for the look-ahead
+        self._sampled_all = sampled
+        self._sent = (sent_first, own_end)
+        self._wanted = sampled[first : last + 1] if own_first < own_end else sampled[:0]  # nothing of its own
+        self._position = {int(i): p for p, i in enumerate(sampled[first : last + 1], start=first)}
+        self.info.preroll = own_first - sent_first
 
     def frames(self, keep_original: bool = False) -> Iterator[SampledFrame]:
         if self._capture is None:
@@ -153,20 +175,13 @@ class SeekingDecoder(VideoDecoder):
             else:
                 self.info.frames_decoded = 0
             return
-        sampled = self._index.sampled(self.spec.sampling)
-        bounds = part_bounds(len(self._index), self.parts)
-        own_first, own_end = np.searchsorted(sampled, bounds[self.part : self.part + 2])
-        detecting = bool(self.spec.shot_threshold)
-        first = max(0, own_first - PREROLL_SAMPLES) if detecting else own_first
-        last = min(len(sampled) - 1, own_end) if detecting else own_end - 1  # one after, for the look-ahead
-        self._wanted = sampled[first : last + 1] if own_first < own_end else sampled[:0]  # nothing of its own
-        self._position = {int(i): p for p, i in enumerate(sampled[first : last + 1], start=first)}
+        sent_first, own_end = self._sent
         for frame in super().frames(keep_original):
-            if own_first <= self._position[frame.index] < own_end:
+            if sent_first <= self._position[frame.index] < own_end:
                 yield frame
         index = self._index
         self.info.frames_decoded = len(index)
-        self.info.frames_sampled = len(sampled)
+        self.info.frames_sampled = len(self._sampled_all)
         fps = self.info.fps if math.isfinite(self.info.fps) else 25.0
         self._finish(float(index.timestamp_s[-1]), 1.0 / fps)
 

@@ -44,18 +44,23 @@ def unsplittable(spec, streaming: bool) -> str | None:
     return None
 
 
-def parts_for(location: str, decoders: int, storage_options: dict[str, Any] | None = None) -> int:
-    """Parts for the video at `location` with `decoders` decoders: 1 unless it is a long local file."""
+def parts_for(location: str, decoders: int, storage_options: dict[str, Any] | None = None,
+              min_bytes: int | None = None, min_work: float | None = None) -> int:
+    """Parts for the video at `location` with `decoders` decoders: 1 unless it is a long local file.
+    `min_bytes` and `min_work` default to `SPLIT_MIN_BYTES` and `PART_MIN_WORK` (the Ray engine passes the
+    driver's values to its workers)."""
     if decoders < 2:
         return 1
+    min_bytes = SPLIT_MIN_BYTES if min_bytes is None else min_bytes
+    min_work = PART_MIN_WORK if min_work is None else min_work
     try:
         fs, path = storage.url_to_fs(location, storage_options or {})
-        if not storage.is_local(fs) or os.path.getsize(path) < SPLIT_MIN_BYTES:
+        if not storage.is_local(fs) or os.path.getsize(path) < min_bytes:
             return 1
         work = _decode_work(path)
     except Exception:  # the decoder reports what is wrong with the file, in its own words
         return 1
-    return max(1, min(decoders, int(work // PART_MIN_WORK)))
+    return max(1, min(decoders, int(work // min_work)))
 
 
 def _decode_work(path: str) -> float:
