@@ -235,11 +235,13 @@ def main() -> None:
         json.dump(result, handle, indent=1)
     lines = [f"# One long video, 1 vs 2 {what} ({args.minutes:g} min, {info['size']}, {info['frames']} frames, "
              f"{info['mb']} MB; {os.cpu_count()} CPUs)", "",
-             "| model | 1 decoder: labeling s | 2 decoders: labeling s | speed-up | parts | identical tables |",
+             "| model | 1: labeling s (startup s) | 2: labeling s (startup s) | speed-up | parts | identical tables |",
              "|---|---|---|---|---|---|"]
     for row in rows:
         same = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in row["identical"].items())
-        lines.append(f"| {row['model']} | {row['one_decoder']['labeling_s']} | {row['two_decoders']['labeling_s']} | "
+        one, two = row["one_decoder"], row["two_decoders"]
+        lines.append(f"| {row['model']} | {one['labeling_s']} ({one['startup_s']}) | {two['labeling_s']} "
+                     f"({two['startup_s']}) | "
                      f"{row['speedup']}x | {row['two_decoders']['split']['parts']} | {same} |")
     if alone:
         lines += ["", "The decoders alone (2 fps, 224 px, shot cuts; no model), wall seconds:", "",

@@ -38,6 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
@@ -443,7 +444,11 @@ def split_long_videos(rows: ray.data.Dataset, decoders: int,
     if not videos:
         return probed, 0, 0
     long = long.repartition(min(videos, decoders)).materialize()
-    most, parts = int(long.max("parts")), int(long.sum("parts"))
+    most = parts = 0
+    for totals in long.map_batches(_part_totals, batch_format="pyarrow", batch_size=None,
+                                   num_cpus=0).iter_batches(batch_size=None, batch_format="pyarrow"):
+        most = max(most, pc.max(totals.column("most")).as_py() or 0)
+        parts += pc.sum(totals.column("parts")).as_py() or 0
     rest = [long.map_batches(_parts_from, batch_format="pyarrow", batch_size=None, fn_kwargs={"part": p})
             for p in range(2, most)]
     return probed.union(long, *rest).materialize(), videos, parts
@@ -457,10 +462,14 @@ def _with_parts(table: pa.Table, decoders: int, storage_options: dict, min_bytes
         "parts", pa.array(parts, pa.int64()))
 
 
+def _part_totals(table: pa.Table) -> pa.Table:
+    """A block's most parts and its parts in all, as one row (the driver sums a row per block, not per video)."""
+    parts = table.column("parts")
+    return pa.table({"most": [pc.max(parts).as_py() or 0], "parts": [pc.sum(parts).as_py() or 0]})
+
+
 def _parts_from(table: pa.Table, part: int) -> pa.Table:
     """The rows of videos that have part `part`, as that part's rows."""
-    import pyarrow.compute as pc
-
     kept = table.filter(pc.greater(table.column("parts"), part))
     return kept.set_column(kept.schema.get_field_index("part"), "part", pa.array([part] * kept.num_rows, pa.int64()))
 
@@ -556,7 +565,11 @@ class RayEngine(Engine):
                                    "flush_items": max(4 * self.spec.chunk_frames, self.config.batch_size),
                                    "reset_every": self.config.reset_every() if streaming else None,
                                    "run_seed": uuid.uuid4().hex},
-            batch_size=per_call, compute=ray.data.ActorPoolStrategy(size=decoders),
+            batch_size=per_call,
+            # with split videos, a block waits for a free actor rather than queue at a busy one (the first actor
+            # up would otherwise take every part of a video while the others start)
+            compute=ray.data.ActorPoolStrategy(size=decoders, max_tasks_in_flight_per_actor=(
+                1 if split_layout["videos"] else None)),
             num_cpus=ray_options.decode_cpus,
         )
         # batch_size=None: one decoder output block per call, whole units of about `flush_items` items
