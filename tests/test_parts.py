@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.test_ranges import CLASSES, INFO, a_video, assert_same, config
 from vidbatch.io import ranges
-from vidbatch.io.parts import PartSets, empty_part
+from vidbatch.stages.parts import PartSets, empty_part
 from vidbatch.stages.assemble import assemble_ok, assemble_range, info_fields, merge_options
 from vidbatch.stages.ranges import RangeSplitter
 

@@ -22,7 +22,7 @@ time ranges (`stages.ranges`) that are classified, assembled and committed
 apart; `io.ranges.merge` combines their small records (tested: a split video's
 tables equal its unsplit ones). A long video's decoding is split too
 (`split_long_videos`): a row per part, each decoded by a free actor that seeks
-to it (`stages.seek`); its ranges are settled by one committer (`io.parts`).
+to it (`stages.seek`); its ranges are settled by one committer (`stages.parts`).
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ from vidbatch.io import storage
 from vidbatch.io.manifest import Pending, StreamedManifest, task_columns
 from vidbatch.io.output import RunOutput
 from vidbatch.io.ranges import NO_FRAMES
-from vidbatch.io.parts import empty_part
 from vidbatch.stages.assemble import assemble_failed, assemble_ok, assemble_range, info_fields, merge_options
 from vidbatch.stages.decode import DecodeSpec
 from vidbatch.stages import split
 from vidbatch.stages.decode_job import Chunk, DecodeJob, Failed, Started
+from vidbatch.stages.parts import empty_part
 from vidbatch.stages.ranges import ARRAYS, RangeSplitter, RangeUnit, default_range_items
 from vidbatch.stages.split import ONE_PASS_NOTE
 
@@ -109,7 +109,7 @@ class RayDecoder:
 
         self.run_seed = run_seed
         """The parts of a split video share one attempt id, made from this (one per run) and the video's key: a
-        retried part's ranges replace its earlier copies (`io.parts`)."""
+        retried part's ranges replace its earlier copies (`stages.parts`)."""
         self.spec = spec
         self.item_shape = tuple(item_shape)
         self.storage_options = dict(storage_options)
@@ -256,7 +256,7 @@ class Committer:
 
     def __init__(self, output: RunOutput, commit_videos: int, commit_seconds: float) -> None:
         from vidbatch.io.output import BatchCommitter
-        from vidbatch.io.parts import PartSets
+        from vidbatch.stages.parts import PartSets
 
         self.batches = BatchCommitter(output, max_videos=commit_videos, max_seconds=commit_seconds)
         self.parts = PartSets()
@@ -266,7 +266,7 @@ class Committer:
     def add(self, outcomes: list, stats: dict[str, Any], parts: list | None = None) -> None:
         """A write task's outcomes, and its counters (summed here, so the driver gets one dict per committer at
         the end, not one per block: 10^7 videos make some 150,000 blocks); `parts`: ranges of split videos, as
-        (outcome, part, parts, last), committed once their video is settled (`io.parts`)."""
+        (outcome, part, parts, last), committed once their video is settled (`stages.parts`)."""
         for outcome in outcomes:
             self.batches.add(outcome)
         settled = {"videos_ok": 0, "videos_failed": 0, "frames_decoded": 0, "split_one_pass": 0}
@@ -361,7 +361,7 @@ class CommitSink(Datasink):
             return assemble_failed(video_id, key, str(row["error"]) if status == "failed" else NO_FRAMES, info,
                                    self.model, elapsed)
         stats["items"] += len(unit) - unit.overlap
-        if is_part:  # settled with the video's other parts by its committer (`io.parts`)
+        if is_part:  # settled with the video's other parts by its committer (`stages.parts`)
             if not len(unit):  # a part with no sampled frame of its own
                 return empty_part(video_id, key, unit.attempt, unit.range_index, info_fields(info),
                                   merge_options(self.classes, self.config), self.model, elapsed)
@@ -434,7 +434,7 @@ def split_long_videos(rows: ray.data.Dataset, decoders: int,
 
     Part `p` of every split video lies in a dataset of its own (`union`ed): a block goes to one decode actor, so
     parts of one video in separate blocks are decoded by separate actors, each seeking to its part
-    (`stages.seek`); their ranges are settled by the committer (`io.parts`)."""
+    (`stages.seek`); their ranges are settled by the committer (`stages.parts`)."""
     kwargs = {"decoders": decoders, "storage_options": dict(storage_options), "min_bytes": split.SPLIT_MIN_BYTES,
               "min_work": split.PART_MIN_WORK}
     probed = rows.map_batches(_with_parts, batch_format="pyarrow", batch_size=None, fn_kwargs=kwargs).materialize()

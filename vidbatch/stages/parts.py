@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from vidbatch.io import ranges
 from vidbatch.io.output import VideoOutcome
+from vidbatch.stages.assemble import assemble_failed
 
 INFO_FIELDS = ("frames_decoded", "duration_s", "fps", "width", "height", "decode_note")
 """A range record's container fields (`stages.assemble`), on the last range of a video only."""
@@ -75,8 +76,6 @@ class PartSets:
 def settle(units: list[VideoOutcome]) -> list[VideoOutcome]:
     """A split video's ranges, in order of (part, range), as one decoder would have cut the video: see the module.
     Parts with no items of their own are dropped; a video with no items at all is failed (no frames)."""
-    from vidbatch.stages.assemble import assemble_failed
-
     lasts = [u.record for u in units if "merge" in u.record]
     info = _merged_info(lasts)
     kept = [u for u in units if u.record["items"]]
