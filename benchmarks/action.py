@@ -54,8 +54,11 @@ MODELS = {
     "seq_attention": ("CNN + attention pooling (encoder)", dict(kind="sequence", encoder=EMBEDDER, head="attention",
                                                                 clip_len=8)),
     "seq_mean": ("CNN + mean pooling (encoder)", dict(kind="sequence", encoder=EMBEDDER, head="mean", clip_len=8)),
-    "video_encoder_movinet": ("head on MoViNet-A0-Stream pooled features (video encoder, 5 fps)",
+    "video_encoder_movinet": ("linear head on MoViNet-A0-Stream pooled features and logits (video encoder, 5 fps)",
                               dict(kind="sequence", encoder=MOVINET, fps=5.0)),
+    "video_encoder_movinet_prior": ("the same head mixed with MoViNet's own classes (`--prior-map`, max, 0.5)",
+                                    dict(kind="sequence", encoder=MOVINET, fps=5.0, prior_map=LABEL_MAP,
+                                         prior_classes=KINETICS)),
     "zero_shot_movinet": ("MoViNet-A0-Stream, no training: Kinetics-600 + label map (max, drop), 5 fps", None),
 }
 PUBLISHED = [

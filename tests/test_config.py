@@ -3,7 +3,7 @@ import os
 import pytest
 
 from vidbatch import ConfigError, LabelConfig
-from vidbatch.core.config import DEFAULT_FPS, RayOptions
+from vidbatch.core.config import DEFAULT_FPS, DEFAULT_STATE_RESET_S, RayOptions
 
 
 def make(**kw):
@@ -37,6 +37,12 @@ def test_config_is_frozen_and_defaults_are_sane():
     # fps is settled once the model is known: the user's, else a clip model's training rate, else the default
     assert config.for_model(None).fps == DEFAULT_FPS and config.for_model(8.0).fps == 8.0
     assert make(fps=1).for_model(8.0).fps == 1.0 and make(fps=0).for_model(8.0).fps == 0.0
+    # a streaming model's reset period: the user's, else its bundle's, else the default; it means nothing (and is
+    # unset) for other models, since a set period marks a stateful model's run (its video labels weigh by context)
+    assert make().for_model(5.0, streaming=True).state_reset_s == DEFAULT_STATE_RESET_S
+    assert make().for_model(5.0, streaming=True, state_reset_s=10.0).state_reset_s == 10.0
+    assert make(state_reset_s=2).for_model(5.0, streaming=True, state_reset_s=10.0).state_reset_s == 2.0
+    assert make(state_reset_s=2).for_model(None).state_reset_s is None and make().for_model(None).state_reset_s is None
 
 
 def test_record_redacts_credentials():

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from vidbatch.core.config import LabelConfig
 from vidbatch.io import ranges
+from vidbatch.model.streaming import ResetRule
 from vidbatch.stages.assemble import assemble_ok, assemble_range
 from vidbatch.stages.ranges import RangeSplitter, default_range_items
 
@@ -31,7 +32,9 @@ def a_video(seed, items, classes, cut_rate):
 
 def split_and_merge(arrays, probs, options, range_items, chunk, embeddings=None):
     """What the Ray engine does to a video: cut it as it decodes, assemble each unit, commit, merge."""
-    splitter = RangeSplitter(range_items=range_items, overlap=options.window - 1)
+    streaming = options.state_reset_s is not None  # a unit then starts at the last reset point before it
+    splitter = RangeSplitter(range_items=range_items, overlap=options.window - 1,
+                             reset=ResetRule(options.reset_every()) if streaming else None)
     units = []
     for start in range(0, len(probs), chunk):
         units += splitter.push({name: values[start:start + chunk] for name, values in arrays.items()})
@@ -83,11 +86,14 @@ def assert_same(whole, merged, frames):
 @given(seed=st.integers(0, 10_000), items=st.integers(1, 70), classes=st.integers(2, 4), window=st.integers(1, 9),
        range_items=st.integers(1, 12), chunk=st.integers(1, 9), cut_rate=st.sampled_from([0.0, 0.05, 0.3]),
        frame_top_k=st.sampled_from([0, 2]), keep_probs=st.booleans(), video_threshold=st.sampled_from([None, 0.4]),
-       frame_threshold=st.sampled_from([None, 0.5]))
+       frame_threshold=st.sampled_from([None, 0.5]), state_reset_s=st.sampled_from([None, 0.0, 0.6]))
 def test_a_video_cut_anywhere_equals_it_whole(seed, items, classes, window, range_items, chunk, cut_rate, frame_top_k,
-                                              keep_probs, video_threshold, frame_threshold):
+                                              keep_probs, video_threshold, frame_threshold, state_reset_s):
+    """Any video, cut anywhere, for a frame model and for a streaming one (whose units start at reset points and
+    whose items weigh by their state's context), merges to what the video whole gets."""
     options = config(window=window, top_k=2, frame_top_k=frame_top_k, keep_probs=keep_probs,
-                     video_threshold=video_threshold, frame_threshold=frame_threshold)
+                     video_threshold=video_threshold, frame_threshold=frame_threshold, state_reset_s=state_reset_s,
+                     fps=5.0)
     arrays, probs = a_video(seed, items, classes, cut_rate)
     whole = assemble_ok("v", "k", CLASSES[:classes], arrays["frame_index"], arrays["timestamp_s"], probs, INFO, options,
                         "m", 1.0, shot_cut=arrays["shot_cut"])
@@ -146,3 +152,25 @@ def test_bad_sizes_are_refused_and_the_default_fits_the_budget():
         RangeSplitter(range_items=0, overlap=1)
     assert default_range_items(224 * 224 * 3, overlap=7) == 445
     assert default_range_items(10**9, overlap=7) == 32  # a huge item still makes ranges longer than their overlap
+
+
+def test_a_streaming_models_items_weigh_by_the_frames_their_state_has_seen():
+    """A streaming model's head is a running mean since its state's last reset: the video's and each shot's label
+    weight an item by how many frames it rests on (1, 2, ... from each reset: the video's start, a cut, and
+    every `state_reset_s` of sampled frames); a frame model's items weigh the same."""
+    arrays, probs = a_video(seed=5, items=23, classes=3, cut_rate=0.0)
+    arrays["shot_cut"][[9, 17]] = True
+    weights, since = [], 0
+    for i, cut in enumerate(arrays["shot_cut"]):
+        since = 1 if i == 0 or cut or since == 4 else since + 1  # a reset every 4 items: 0.8 s at 5 fps
+        weights.append(since)
+    assert weights[:10] == [1, 2, 3, 4, 1, 2, 3, 4, 1, 1]
+    for options, expected in ((config(fps=5.0), np.mean(probs, axis=0, dtype=np.float64)),
+                              (config(fps=5.0, state_reset_s=0.8), np.average(probs, axis=0, weights=weights))):
+        whole = assemble_ok("v", "k", CLASSES[:3], arrays["frame_index"], arrays["timestamp_s"], probs, INFO, options,
+                            "m", 1.0, shot_cut=arrays["shot_cut"])
+        assert whole.record["top_k"][0]["score"] == pytest.approx(expected.max(), abs=1e-6)
+        assert whole.record["pred_label"] == CLASSES[int(expected.argmax())]
+        shot = np.average(probs[9:17], axis=0, weights=None if options.state_reset_s is None else weights[9:17])
+        assert whole.shots[1]["score"] == pytest.approx(shot.max(), abs=1e-6)
+    np.testing.assert_array_equal(ResetRule(4).context(arrays["shot_cut"]), weights)

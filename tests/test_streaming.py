@@ -310,10 +310,11 @@ def test_a_frame_encoder_is_not_taken_for_a_streaming_model(tmp_path):
 
 
 def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, tmp_path):
-    """`train sequence --encoder STREAM.tflite`: the head reads the pooled features (the state's head pool) per
-    sampled frame; the bundle carries the encoder (sha256-checked) and labels with nothing else; --embeddings
-    writes the pooled features."""
+    """`train sequence --encoder STREAM.tflite`: a linear head reads the pooled features (the state's head pool)
+    and the logits per sampled frame; the bundle carries the encoder (sha256-checked) and labels with nothing
+    else; --embeddings writes the pooled features."""
     from vidbatch.apps.synth import SynthSpec, make_dataset
+    from vidbatch.apps.train.encoded import TRAINED_STATE_RESET_S
     from vidbatch.apps.train.trainer import TrainConfig, train
 
     manifest = make_dataset(str(tmp_path / "data"), videos_per_class=4, seed=3,
@@ -321,15 +322,20 @@ def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, t
     bundle = str(tmp_path / "bundle")
     metrics = train(TrainConfig(data=manifest, out=bundle, kind="sequence", encoder=stream_file[0], epochs=40,
                                 feature_cache=None, test_fraction=0.25, learning_rate=3e-3))
-    assert metrics["encoder"]["features"] == 3 and metrics["config"]["fps"] == 5.0
+    import keras
+
+    head = keras.saving.load_model(os.path.join(bundle, "model.keras"), safe_mode=True)
+    assert [layer.name for layer in head.layers] == ["features", "standardise", "probs"]
+    assert metrics["encoder"]["features"] == 3 + 3 and metrics["config"]["fps"] == 5.0  # pooled, then logits
     spec = json.load(open(os.path.join(bundle, "bundle.json")))
-    assert spec["kind"] == "frame" and spec["sample_fps"] == 5.0 and spec["encoder"]["features"] == 3
-    assert spec["extra"]["state_reset_s"] == 4.0  # labeling starts the state over as training did
+    assert spec["kind"] == "frame" and spec["sample_fps"] == 5.0 and spec["encoder"]["features"] == 6
+    assert spec["extra"]["state_reset_s"] == TRAINED_STATE_RESET_S  # labeling starts the state over as training did
     result = vidbatch.label(manifest, bundle, str(tmp_path / "out"), progress=False, embeddings=True)
     summary = result.summary_frame()
     assert result.ok == 12 and (summary.pred_label == summary.label).mean() >= 0.9, summary[["label", "pred_label"]]
     run = json.load(open(tmp_path / "out" / "run.json"))
-    assert run["model"]["streaming"]["head_input"] == "pooled" and run["config"]["fps"] == 5.0
+    assert run["model"]["streaming"]["head_input"] == "both" and run["config"]["fps"] == 5.0
+    assert run["config"]["state_reset_s"] == TRAINED_STATE_RESET_S
     embeddings = pd.read_parquet(tmp_path / "out" / "embeddings")
     assert len(embeddings) == 12 and len(embeddings.embedding[0]) == 3
     # the encoder is checked against the sidecar's sha256, as for any encoder bundle

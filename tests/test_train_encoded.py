@@ -31,6 +31,25 @@ def test_windows_cover_the_video_and_pad_a_short_one():
     assert windows(features[:2], 4, 2)[:, :, 0].tolist() == [[0, 1, 1, 1]]
 
 
+def test_a_streaming_encoders_training_frames_have_a_second_of_context():
+    """A streaming encoder's first frames after a reset rest on a frame or two: only frames whose state has seen
+    `min_context` frames train the head (a video too short for any keeps its last frame), counted from each reset."""
+    from types import SimpleNamespace
+
+    from vidbatch.apps.train.encoded import items
+    from vidbatch.apps.train.features import FeatureSet
+    from vidbatch.model.streaming import ResetRule
+
+    features = [np.arange(12, dtype=np.float32)[:, None], np.arange(3, dtype=np.float32)[:, None] + 100]
+    data = FeatureSet(features, np.array([0, 1]), np.array([0, 1]), ["a", "b"], ["long", "short"])
+    config = SimpleNamespace(kind="sequence")
+    x, y, sources = items(data, np.ones(2, bool), config, windowed=False, min_context=(ResetRule(8), 5))
+    # the long video: frames 4-7 (5th to 8th since its start), then a reset at frame 8 (frames 8-11 see 1-4)
+    assert x[:, 0].tolist() == [4, 5, 6, 7, 102] and y.tolist() == [0, 0, 0, 0, 1] and sources.tolist() == [0] * 4 + [1]
+    x, _, _ = items(data, np.ones(2, bool), config, windowed=False)
+    assert len(x) == 15  # without it, every frame
+
+
 def test_frame_head_on_an_encoder_labels_videos(tmp_path, tiny_encoder):
     spec = SynthSpec(width=64, height=48, seconds=1.2)
     data = make_dataset(str(tmp_path / "train"), videos_per_class=8, seed=3, spec=spec)

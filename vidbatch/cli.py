@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "model's classes) whose zero-shot probabilities the bundle averages with the head's")
     sequence.add_argument("--prior-classes", default=None, help="the video model's class names, for --prior-map "
                           "(e.g. kinetics600_labels.txt)")
-    sequence.add_argument("--prior-weight", type=float, default=None, help="the prior's share (default 0.7)")
+    sequence.add_argument("--prior-weight", type=float, default=None, help="the prior's share (default 0.5)")
     sequence.add_argument("--prior-combine", default="max", choices=("max", "sum"),
                           help="how the prior's map combines a class's model classes (default max)")
     frames.add_argument("--encoder", default=None, help="train only a head on this frozen encoder's features "

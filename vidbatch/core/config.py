@@ -67,8 +67,9 @@ LABEL_MAP_RESTS = ("other", "drop")
 DEFAULT_STATE_RESET_S = 4.0
 """A streaming model's head is a running mean since its last reset: this bounds how long the past weighs on a
 frame's label inside one shot (and how far back a long video's time range must start). Measured with MoViNet-A0
-on the shared UCF101 clips (benchmarks/streaming.py): two actions joined inside one shot get 77% of their frames
-right at 4 s, 64% at 8 s, 54% with no period; single-action clips lose at most a point of frame accuracy."""
+on the shared UCF101 clips (benchmarks/streaming.py): two actions joined inside one shot get 79% of their frames
+right at 4 s, 66% at 8 s, 56% with no period; single-action clips lose at most a point of frame accuracy. A head
+trained on a streaming encoder keeps its own (`apps.train.encoded.TRAINED_STATE_RESET_S`)."""
 PRECISIONS = ("float32", "bfloat16", "float16")
 """Inference precision: float32, or Keras mixed precision (weights stay float32, compute in 16 bits, the model's
 output layers in float32 so probabilities keep their resolution). 16 bits pays off on GPUs with tensor cores."""
@@ -344,12 +345,14 @@ class LabelConfig:
                   state_reset_s: float | None = None) -> "LabelConfig":
         """This config with `fps` settled: the user's, else the rate a clip model was trained at, else the default.
         A model over windows of frames expects them as far apart as in training. Likewise a streaming encoder's
-        reset period: the user's, else the one its head was trained with, else the default."""
+        reset period: the user's, else the one its head was trained with, else the default (other models: unset)."""
         changes: dict[str, Any] = {}
         if self.fps is None:
             changes["fps"] = sample_fps if sample_fps else DEFAULT_FPS
         if streaming and self.state_reset_s is None:  # other models leave it unset (their run identity unchanged)
             changes["state_reset_s"] = DEFAULT_STATE_RESET_S if state_reset_s is None else float(state_reset_s)
+        elif not streaming and self.state_reset_s is not None:  # it means nothing there; set, it marks a stateful
+            changes["state_reset_s"] = None  # model's run (`stages.assemble` weights items by their state's context)
         return dataclasses.replace(self, **changes) if changes else self
 
     def reset_every(self) -> int:

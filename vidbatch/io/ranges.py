@@ -5,9 +5,10 @@ A range's entry (status `PARTIAL`, written by `stages.assemble.assemble_range`) 
     attempt, range, ranges      which decode it came from, its index, and on the last range the count
     items, cuts, first_cut      its own items, the shot cuts among them, whether its first item is a cut
     first_index, last_index     the frame_index of its first and last own item (its frames rows)
-    last_s, prob_sum            its last item's time; the sum of its items' probabilities
+    last_s, prob_sum            its last item's time; the sum of its items' probabilities, each times its weight
+    weight_sum                  the sum of its items' weights (`assemble.item_weights`; absent: one each)
     range_segments              runs of one smoothed label: start, label, count, sums of scores and margins
-    range_shots                 its items per (global) shot: start, count, sum of probabilities
+    range_shots                 its items per (global) shot: start, count, sums of weighted probabilities and weights
     embedding_sum               with --embeddings: the sum of its items' vectors
     merge                       on the last range: classes and the options the video-level labels need
 
@@ -59,7 +60,8 @@ def merge(parts: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
         score = float(np.float32(mean[best]))
         return (str(classes[best]) if threshold is None or score >= threshold else unknown), score
 
-    mean = np.sum([np.asarray(p["prob_sum"], np.float64) for p in ordered if p["items"]], axis=0) / total
+    weight = sum(_weight(p, "items") for p in ordered if p["items"])
+    mean = np.sum([np.asarray(p["prob_sum"], np.float64) for p in ordered if p["items"]], axis=0) / weight
     order = np.argsort(-mean, kind="stable")[: max(1, int(options["top_k"]))]
     top = [{"label": str(classes[i]), "score": float(np.float32(mean[i]))} for i in order]
     pred_label = top[0]["label"]
@@ -87,15 +89,16 @@ def merge(parts: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
         for run in part["range_shots"]:
             shot = shots.get(run["shot"])
             if shot is None:
-                shots[run["shot"]] = {"start_s": run["start_s"], "count": run["count"],
+                shots[run["shot"]] = {"start_s": run["start_s"], "count": run["count"], "weight": _weight(run, "count"),
                                       "prob_sum": np.asarray(run["prob_sum"], np.float64)}
             else:
                 shot["count"] += run["count"]
+                shot["weight"] += _weight(run, "count")
                 shot["prob_sum"] = shot["prob_sum"] + np.asarray(run["prob_sum"], np.float64)
     starts = [s["start_s"] for s in shots.values()]
     shot_rows = []
     for i, shot in enumerate(shots.values()):
-        shot_label, score = label(shot["prob_sum"] / shot["count"])
+        shot_label, score = label(shot["prob_sum"] / shot["weight"])
         shot_rows.append({"video_id": video_id, "shot_index": i, "start_s": shot["start_s"],
                           "end_s": starts[i + 1] if i + 1 < len(starts) else end_s, "label": shot_label,
                           "score": score})
@@ -113,3 +116,9 @@ def merge(parts: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
         "shots_table": shot_rows,
         "embedding": (np.sum(np.asarray(sums, np.float64), axis=0) / total).tolist() if sums else None,
     }
+
+
+def _weight(entry: Mapping[str, Any], count: str) -> float:
+    """The sum of an entry's items' weights: `weight_sum`, or (entries written before weights) its item count."""
+    weight = entry.get("weight_sum")
+    return float(entry[count]) if weight is None else float(weight)

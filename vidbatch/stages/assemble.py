@@ -22,7 +22,7 @@ from vidbatch.io.schema import FRAMES_OPTIONAL_FIELDS, FRAMES_SCHEMA
 from vidbatch.stages import thumbnails
 from vidbatch.stages.ranges import RangeUnit
 from vidbatch.stages.segments import find_segments, runs
-from vidbatch.stages.smooth import FrameLabels, label_frames, video_top_k
+from vidbatch.stages.smooth import FrameLabels, label_frames, video_top_k, weighted_mean
 
 
 def info_fields(info: dict[str, Any] | None) -> dict[str, Any]:
@@ -55,13 +55,14 @@ def _names(classes: Sequence[str], index: np.ndarray, scores: np.ndarray, thresh
 
 
 def find_shots(video_id: str, classes: Sequence[str], probs: np.ndarray, timestamp_s: np.ndarray, cuts: np.ndarray,
-               end_s: float, options: LabelConfig) -> list[dict[str, Any]]:
-    """One row per shot (between detected cuts): the argmax of the shot's mean probabilities."""
+               end_s: float, options: LabelConfig, weights: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """One row per shot (between detected cuts): the argmax of the shot's mean probabilities (`weights`: see
+    `item_weights`)."""
     starts = np.concatenate([[0], np.flatnonzero(cuts[1:]) + 1]) if len(cuts) else np.zeros(0, int)
     stops = np.concatenate([starts[1:], [len(probs)]])
     shots = []
     for i, (a, b) in enumerate(zip(starts, stops)):
-        mean = probs[a:b].mean(axis=0)
+        mean = weighted_mean(probs[a:b], None if weights is None else weights[a:b])
         best = int(mean.argmax())
         score = float(mean[best])
         label = classes[best] if options.video_threshold is None or score >= options.video_threshold else options.unknown_label
@@ -79,6 +80,8 @@ class _Labeled:
     timestamp_s: np.ndarray
     probs: np.ndarray
     cuts: np.ndarray
+    weights: np.ndarray | None
+    """Each item's weight in its video's and shot's mean (`item_weights`; None: all equal)."""
     labels: FrameLabels
     raw_names: np.ndarray
     smoothed_names: np.ndarray
@@ -86,6 +89,18 @@ class _Labeled:
     """How far each item's smoothed top class is ahead of the second: the review queue's "nearest the boundary"."""
     embeddings: np.ndarray | None
     thumbs: np.ndarray | None
+
+
+def item_weights(cuts: np.ndarray, options: LabelConfig) -> np.ndarray | None:
+    """Each item's weight in its video's and shots' mean probabilities: for a streaming model's run (its config
+    carries a reset period), how many frames the item's state has seen since its last reset
+    (`ResetRule.context`; a unit starts at a reset point), since its scores rest on that many frames;
+    otherwise None (every item once)."""
+    if options.state_reset_s is None:
+        return None
+    from vidbatch.model.streaming import ResetRule
+
+    return ResetRule(options.reset_every()).context(cuts)
 
 
 def _label(classes, frame_index, timestamp_s, probs, shot_cut, options: LabelConfig, embeddings=None,
@@ -98,7 +113,7 @@ def _label(classes, frame_index, timestamp_s, probs, shot_cut, options: LabelCon
     ranked = np.sort(labels.smoothed_probs, axis=1)
     return _Labeled(
         frame_index=np.asarray(frame_index)[order], timestamp_s=np.asarray(timestamp_s)[order], probs=probs, cuts=cuts,
-        labels=labels,
+        weights=item_weights(cuts, options), labels=labels,
         raw_names=_names(classes, labels.raw_index, labels.raw_score, options.frame_threshold, unknown),
         smoothed_names=_names(classes, labels.smoothed_index, labels.smoothed_score, options.frame_threshold, unknown),
         margin=ranked[:, -1] - ranked[:, -2] if ranked.shape[1] > 1 else ranked[:, -1],
@@ -165,7 +180,7 @@ def assemble_ok(
     timestamp_s, probs, cuts, labels = unit.timestamp_s, unit.probs, unit.cuts, unit.labels
     shot_index = np.cumsum(cuts)
     everything = slice(None)
-    top_index, top_score = video_top_k(probs, options.top_k)
+    top_index, top_score = video_top_k(probs, options.top_k, unit.weights)
     fields = info_fields(info)
     end_s = fields["duration_s"] if fields["duration_s"] is not None else float(timestamp_s[-1])
     segment_keys = _segment_keys(unit, shot_index)
@@ -201,7 +216,7 @@ def assemble_ok(
         "model": model,
         "elapsed_s": float(elapsed_s),
     }
-    shots = find_shots(video_id, classes, probs, timestamp_s, cuts, end_s, options)
+    shots = find_shots(video_id, classes, probs, timestamp_s, cuts, end_s, options, unit.weights)
     pictures = thumbnails.per_segment(video_id, segments, timestamp_s, unit.thumbs) if unit.thumbs is not None else []
     return VideoOutcome(video_id=video_id, key=key, record=record, frames=frames, segments=segments, shots=shots,
                         thumbnails=pictures, embedding=video_embedding)
@@ -235,6 +250,8 @@ def assemble_range(
     own = slice(unit.overlap, None)
     shot_index = unit.shot_base + np.cumsum(labeled.cuts)
     stamps, cuts, own_probs = labeled.timestamp_s[own], labeled.cuts[own], labeled.probs[own].astype(np.float64)
+    own_weights = labeled.weights[own] if labeled.weights is not None else np.ones(len(stamps))
+    own_probs = own_probs * own_weights[:, None]  # sums of weighted probabilities, and of the weights
     own_shots = shot_index[own]
     segments = []
     starts, stops = runs(_segment_keys(labeled, shot_index)[own])
@@ -246,7 +263,7 @@ def assemble_range(
     starts, stops = runs(own_shots)
     for a, b in zip(starts, stops):
         shots.append({"shot": int(own_shots[a]), "start_s": float(stamps[a]), "count": int(b - a),
-                      "prob_sum": own_probs[a:b].sum(axis=0).tolist()})
+                      "prob_sum": own_probs[a:b].sum(axis=0).tolist(), "weight_sum": float(own_weights[a:b].sum())})
     record = {
         "video_id": video_id,
         "status": ranges.PARTIAL,
@@ -261,6 +278,7 @@ def assemble_range(
         "last_index": int(labeled.frame_index[own][-1]) if len(stamps) else None,
         "last_s": float(stamps[-1]) if len(stamps) else None,
         "prob_sum": own_probs.sum(axis=0).tolist(),
+        "weight_sum": float(own_weights.sum()),
         "range_segments": segments,
         "range_shots": shots,
         "embedding_sum": (labeled.embeddings[own].astype(np.float64).sum(axis=0).tolist()

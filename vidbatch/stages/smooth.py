@@ -82,11 +82,21 @@ def label_frames(probs: np.ndarray, window: int, resets: np.ndarray | None = Non
     )
 
 
-def video_top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The video-level label: mean probability over all items, best `k` classes first."""
-    mean = np.asarray(probs, dtype=np.float64).mean(axis=0)
+def video_top_k(probs: np.ndarray, k: int, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The video-level label: mean probability over all items (weighted by `weights`: a streaming model's
+    items by how many frames their state has seen, `ResetRule.context`), best `k` classes first."""
+    mean = weighted_mean(probs, weights)
     order = np.argsort(-mean, kind="stable")[: max(1, k)]
     return order, mean[order].astype(np.float32)
+
+
+def weighted_mean(probs: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Items' mean probabilities (float64), each item counted `weights[i]` times (None: once)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if weights is None:
+        return probs.mean(axis=0)
+    weights = np.asarray(weights, dtype=np.float64)
+    return (weights[:, None] * probs).sum(axis=0) / weights.sum()
 
 
 def count_switches(labels: np.ndarray) -> int:
