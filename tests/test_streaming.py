@@ -422,3 +422,35 @@ def test_a_label_map_turns_kinetics_actions_into_ucf101_classes(tmp_path):
                             label_map_rest="drop", progress=False)
     summary = result.summary_frame()
     assert (summary.pred_label == summary.label).all(), summary[["label", "pred_label"]]
+
+
+def test_pack_makes_a_bundle_that_labels_with_nothing_else(stream_file, synth_set, tmp_path):
+    """`vidbatch pack FILE --classes LABELS --out DIR`: the folder labels as the file with its classes did (same
+    labels and scores), with the rate and reset period it recorded; a folder that is not empty, settings for a
+    frame classifier and a file that is not a pretrained classifier are refused (exit 2)."""
+    from vidbatch.apps.pack import pack
+    from vidbatch.cli import main
+
+    model, labels = stream_file
+    folder = str(tmp_path / "packed")
+    assert main(["pack", model, "--classes", labels, "--out", folder, "--state-reset-s", "2"]) == 0
+    spec = json.load(open(os.path.join(folder, "bundle.json")))
+    assert spec["classes"] == ["ball", "box", "waves"] and spec["sample_fps"] == 5.0 and spec["outputs"] == "logits"
+    assert spec["extra"]["state_reset_s"] == 2.0 and any("streaming" in n for n in spec["extra"]["assumed"])
+    direct = vidbatch.label(synth_set, model, str(tmp_path / "direct"), classes=labels, progress=False,
+                            state_reset_s=2).summary_frame().sort_values("video_id").reset_index(drop=True)
+    result = vidbatch.label(synth_set, folder, str(tmp_path / "out"), progress=False)
+    packed = result.summary_frame().sort_values("video_id").reset_index(drop=True)
+    assert result.ok == 6 and packed.pred_label.tolist() == direct.pred_label.tolist()
+    np.testing.assert_allclose(packed.pred_score, direct.pred_score, atol=1e-5)
+    run = json.load(open(tmp_path / "out" / "run.json"))
+    assert run["config"]["fps"] == 5.0 and run["config"]["state_reset_s"] == 2.0
+    assert main(["pack", model, "--classes", labels, "--out", folder]) == 2  # not empty
+    with pytest.raises(ConfigError, match="pretrained classifier file"):
+        pack(folder, labels, str(tmp_path / "again"))
+    from vidbatch.model.encoder import open_encoder
+
+    tiny = make_tflite_encoder(str(tmp_path / "frame.tflite"))
+    (tmp_path / "names.txt").write_text("\n".join(f"c{i}" for i in range(open_encoder(tiny).features)))
+    with pytest.raises(ConfigError, match="streaming video model's settings"):
+        pack(tiny, str(tmp_path / "names.txt"), str(tmp_path / "frame"), fps=8.0)

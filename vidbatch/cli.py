@@ -128,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("path", help="a bundle folder / .keras / .h5 file, or an output folder with run.json")
     inspect.add_argument("--classes", default=None)
 
+    packp = commands.add_parser("pack", help="pack a pretrained .tflite classifier, its classes and settings into a "
+                                "bundle folder (then `label --model FOLDER` needs nothing else)")
+    packp.add_argument("model", help="a pretrained classifier file (.tflite): a frame or a streaming video model")
+    packp.add_argument("--classes", required=True, help="its class names (one a line, or a JSON list)")
+    packp.add_argument("--out", required=True, help="the bundle folder to write (new or empty; local or URL)")
+    packp.add_argument("--fps", type=float, default=None, help="a streaming model's sampling rate (default 5)")
+    packp.add_argument("--state-reset-s", type=float, default=None,
+                       help="a streaming model's reset period inside a shot (default 4)")
+
     report = commands.add_parser("report", help="write a self-contained HTML report of a finished run")
     report.add_argument("run", help="output folder of a finished run")
     report.add_argument("--out", default=None, help="HTML file (default RUN/report.html)")
@@ -293,7 +302,7 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-MODEL_COMMANDS = ("demo", "train", "eval", "annotate", "inspect")
+MODEL_COMMANDS = ("demo", "train", "eval", "annotate", "inspect", "pack")
 """Commands that start Keras at once: its backend's start-up lines are silenced (`label` does it after its checks)."""
 
 
@@ -342,6 +351,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from vidbatch.apps.describe import describe
 
             print(describe(args.path, classes=args.classes))
+            return 0
+        if args.command == "pack":
+            from vidbatch.apps.pack import pack
+
+            out = pack(args.model, args.classes, args.out, fps=args.fps, state_reset_s=args.state_reset_s)
+            print(f"wrote {out}: `vidbatch label MANIFEST --model {out} --out OUT` needs nothing else")
             return 0
         if args.command == "report":
             from vidbatch.apps.report import write_report
