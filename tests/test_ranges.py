@@ -30,7 +30,7 @@ def a_video(seed, items, classes, cut_rate):
             "timestamp_s": stamps, "shot_cut": cuts}, probs
 
 
-def split_and_merge(arrays, probs, options, range_items, chunk, embeddings=None):
+def split_and_merge(arrays, probs, options, range_items, chunk, embeddings=None, model_probs=None):
     """What the Ray engine does to a video: cut it as it decodes, assemble each unit, commit, merge."""
     streaming = options.state_reset_s is not None  # a unit then starts at the last reset point before it
     splitter = RangeSplitter(range_items=range_items, overlap=options.window - 1,
@@ -44,7 +44,9 @@ def split_and_merge(arrays, probs, options, range_items, chunk, embeddings=None)
     for unit in units:
         rows = [row[int(i)] for i in unit.frame_index]
         outcomes.append(assemble_range("v", "k", CLASSES[: probs.shape[1]], unit, probs[rows], INFO, options, "m", 1.0,
-                                       embeddings=None if embeddings is None else embeddings[rows]))
+                                       embeddings=None if embeddings is None else embeddings[rows],
+                                       model_probs=None if model_probs is None else model_probs[rows],
+                                       model_classes=MODEL_CLASSES))
     parts = {o.record["range"]: {**o.record, "key": o.key} for o in outcomes}
     assert ranges.complete(parts)
     frames = pa.concat_tables([o.frames for o in outcomes if o.frames is not None])
@@ -52,6 +54,8 @@ def split_and_merge(arrays, probs, options, range_items, chunk, embeddings=None)
 
 
 CLASSES = ["a", "b", "c", "d"]
+MODEL_CLASSES = ["m0", "m1", "m2", "m3", "m4", "m5"]
+"""A label map's model classes (`--model-top-k` keeps them for audit)."""
 
 
 def assert_same(whole, merged, frames):
@@ -61,11 +65,18 @@ def assert_same(whole, merged, frames):
     assert f[exact].equals(w[exact])
     np.testing.assert_allclose(f.smoothed_score, w.smoothed_score, atol=1e-6)
     np.testing.assert_array_equal(f.raw_score, w.raw_score)
-    for name in ("top_k", "probs"):
+    for name in ("top_k", "probs", "model_top_k"):
+        assert (name in f) == (name in w), name
         if name in w:
             assert [[d["label"] for d in row] for row in f[name]] == [[d["label"] for d in row] for row in w[name]] \
-                if name == "top_k" else np.allclose(np.stack(f[name]), np.stack(w[name]))
+                if name != "probs" else np.allclose(np.stack(f[name]), np.stack(w[name]))
     record = whole.record
+    if record["model_top_k"] is None:
+        assert merged["model_top_k"] is None
+    else:  # the model's own classes, weighed as the video's label
+        assert [t["label"] for t in merged["model_top_k"]] == [t["label"] for t in record["model_top_k"]]
+        np.testing.assert_allclose([t["score"] for t in merged["model_top_k"]],
+                                   [t["score"] for t in record["model_top_k"]], atol=1e-6)
     for name in ("status", "pred_label", "frames_classified", "shots", "frames_decoded", "duration_s"):
         assert merged[name] == record[name], name
     assert merged["pred_score"] == pytest.approx(record["pred_score"], abs=1e-6)
@@ -86,18 +97,22 @@ def assert_same(whole, merged, frames):
 @given(seed=st.integers(0, 10_000), items=st.integers(1, 70), classes=st.integers(2, 4), window=st.integers(1, 9),
        range_items=st.integers(1, 12), chunk=st.integers(1, 9), cut_rate=st.sampled_from([0.0, 0.05, 0.3]),
        frame_top_k=st.sampled_from([0, 2]), keep_probs=st.booleans(), video_threshold=st.sampled_from([None, 0.4]),
-       frame_threshold=st.sampled_from([None, 0.5]), state_reset_s=st.sampled_from([None, 0.0, 0.6]))
+       frame_threshold=st.sampled_from([None, 0.5]), state_reset_s=st.sampled_from([None, 0.0, 0.6]),
+       model_top_k=st.sampled_from([0, 3]))
 def test_a_video_cut_anywhere_equals_it_whole(seed, items, classes, window, range_items, chunk, cut_rate, frame_top_k,
-                                              keep_probs, video_threshold, frame_threshold, state_reset_s):
+                                              keep_probs, video_threshold, frame_threshold, state_reset_s, model_top_k):
     """Any video, cut anywhere, for a frame model and for a streaming one (whose units start at reset points and
     whose items weigh by their state's context), merges to what the video whole gets."""
     options = config(window=window, top_k=2, frame_top_k=frame_top_k, keep_probs=keep_probs,
                      video_threshold=video_threshold, frame_threshold=frame_threshold, state_reset_s=state_reset_s,
-                     fps=5.0)
+                     fps=5.0, model_top_k=model_top_k, label_map="map.json" if model_top_k else None)
     arrays, probs = a_video(seed, items, classes, cut_rate)
+    model_probs = (np.random.default_rng(seed + 1).dirichlet(np.ones(len(MODEL_CLASSES)), size=items).astype(np.float32)
+                   if model_top_k else None)
     whole = assemble_ok("v", "k", CLASSES[:classes], arrays["frame_index"], arrays["timestamp_s"], probs, INFO, options,
-                        "m", 1.0, shot_cut=arrays["shot_cut"])
-    units, merged, frames = split_and_merge(arrays, probs, options, range_items, chunk)
+                        "m", 1.0, shot_cut=arrays["shot_cut"], model_probs=model_probs, model_classes=MODEL_CLASSES)
+    assert (whole.record["model_top_k"] is None) == (not model_top_k)
+    units, merged, frames = split_and_merge(arrays, probs, options, range_items, chunk, model_probs=model_probs)
     assert len(units) == max(1, -(-items // range_items))
     assert all(len(u) - u.overlap <= range_items for u in units)
     assert_same(whole, merged, frames)

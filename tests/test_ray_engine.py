@@ -1,7 +1,9 @@
 """The Ray engine on a local Ray instance: the same answers as the local engine."""
 
+import json
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -46,7 +48,6 @@ def test_ray_engine_matches_local_engine(ray_local, synth_set, colour_bundle, tm
     assert_same_answers(tmp_path / "ray", tmp_path / "local")
     # --embeddings: the same vectors from both engines
     assert_same_embeddings(tmp_path / "ray", tmp_path / "local", videos=6)
-    import json
 
     run = json.load(open(tmp_path / "ray" / "run.json"))
     assert run["engine"] == "ray" and run["stages"]["layout"]["inference_actors"] >= 1
@@ -71,7 +72,6 @@ def test_ray_engine_on_shared_real_clips(ray_local, synth_set, colour_bundle, tm
 
 def test_ray_engine_s3_round_trip(ray_local, s3, synth_set, colour_bundle, tmp_path):
     """Manifest, videos, model bundle and outputs on S3 (moto server); credentials reach the actors via storage options."""
-    import json
 
     from tests.test_s3 import upload_set
 
@@ -91,7 +91,6 @@ def test_ray_engine_s3_round_trip(ray_local, s3, synth_set, colour_bundle, tmp_p
 def test_videos_cut_into_time_ranges_give_the_unsplit_answers(ray_local, synth_set, colour_bundle, tmp_path):
     """Ranges of 3 items (the synthetic videos have 10-20 at 5 fps), a window of 4: every ok video is split, its
     ranges classified and assembled apart and merged; the tables equal the local engine's, which never splits."""
-    import json
 
     from vidbatch.core.config import RayOptions
     from vidbatch.io.output import RunOutput
@@ -195,7 +194,6 @@ def test_an_interrupted_run_keeps_its_finished_videos(ray_local, colour_bundle, 
 
 def test_a_slow_run_commits_by_age(ray_local, synth_set, colour_bundle, tmp_path):
     """--commit-seconds bounds how long a finished video waits for its batch on Ray too."""
-    import json
 
     out = tmp_path / "out"
     result = vidbatch.label(synth_set, colour_bundle, str(out), engine="ray", fps=5, batch_size=8, progress=False,
@@ -208,7 +206,6 @@ def test_streaming_ranges_label_like_the_local_engine(ray_local, synth_set, tmp_
     """A streaming model (state in, state out) on ranges of 4 items: each range starts at the last reset point
     (every 3 frames here) before it, so the tables equal the local engine's, which never splits; a .tflite
     model's inference actors take CPU slots, not GPUs."""
-    import json
 
     from tests.support.encoders import make_streaming_classifier
     from vidbatch.core.config import RayOptions
@@ -216,12 +213,24 @@ def test_streaming_ranges_label_like_the_local_engine(ray_local, synth_set, tmp_
     model = make_streaming_classifier(str(tmp_path / "stream.tflite"))
     labels = tmp_path / "labels.txt"
     labels.write_text("ball\nbox\nwaves\n")
-    options = dict(classes=str(labels), batch_size=8, window=3, state_reset_s=0.6, progress=False)
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"round": ["ball"], "square": ["box"]}))
+    options = dict(classes=str(labels), batch_size=8, window=3, state_reset_s=0.6, progress=False,
+                   label_map=str(mapping), model_top_k=2)  # the model's own classes kept beside the mapped ones
     split = vidbatch.label(synth_set, model, str(tmp_path / "ray"), engine="ray", ray=RayOptions(range_items=4),
                            **options)
     whole = vidbatch.label(synth_set, model, str(tmp_path / "local"), **options)
     assert (split.ok, whole.ok) == (6, 6)
     assert_same_answers(tmp_path / "ray", tmp_path / "local")
+    (ray_top, local_top), frames = (
+        [pd.read_parquet(tmp_path / side / "summary.parquet").sort_values("video_id").model_top_k
+         for side in ("ray", "local")],
+        [pd.read_parquet(tmp_path / side / "frames").sort_values(["video_id", "frame_index"]).model_top_k
+         for side in ("ray", "local")])
+    for a, b in zip(ray_top, local_top):  # merged from the ranges' weighted sums as the whole video's mean
+        assert [t["label"] for t in a] == [t["label"] for t in b] and len(a) == 2
+        np.testing.assert_allclose([t["score"] for t in a], [t["score"] for t in b], atol=1e-4)
+    assert [[t["label"] for t in row] for row in frames[0]] == [[t["label"] for t in row] for row in frames[1]]
     run = json.load(open(tmp_path / "ray" / "run.json"))
     assert run["stages"]["layout"]["gpus_per_inference_actor"] == 0.0
     assert run["stages"]["layout"]["range_items"] == 4
@@ -244,7 +253,6 @@ def test_manifest_blocks_balance_the_decoders_and_keep_a_big_manifest_out_of_the
 def test_a_manifest_on_s3_is_read_on_the_workers_as_the_driver_reads_it(ray_local, s3, tmp_path, kind):
     """Ray Data reads the manifest file on the workers, derives ids and keys there and drops the finished videos
     (the driver's hashes, shipped once): the rows equal the driver's own streamed read, in the pipeline's blocks."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 

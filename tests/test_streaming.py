@@ -202,12 +202,18 @@ def test_a_label_map_speaks_the_users_classes(stream_file, synth_set, tmp_path):
     mapping = tmp_path / "map.json"
     mapping.write_text(json.dumps({"round": ["ball"], "square": ["box"]}))
     result = vidbatch.label(synth_set, model, str(tmp_path / "out"), classes=labels, label_map=str(mapping),
-                            progress=False, frame_top_k=2)
+                            progress=False, frame_top_k=2, model_top_k=2)
     summary = result.summary_frame()
     expected = summary.label.map({"ball": "round", "box": "square", "waves": "other"})
     assert (summary.pred_label == expected).all(), summary[["label", "pred_label"]]
+    # for audit, what the model itself said, in its own classes, beside the mapped labels
+    assert [top[0]["label"] for top in summary.model_top_k] == summary.label.tolist()
+    assert all(len(top) == 2 and top[0]["score"] >= top[1]["score"] for top in summary.model_top_k)
     frames = pd.read_parquet(tmp_path / "out" / "frames")
     assert set(frames.smoothed_label) <= {"round", "square", "other"}
+    assert {t["label"] for top in frames.model_top_k for t in top} <= {"ball", "box", "waves"}
+    assert (frames.model_top_k.map(lambda top: top[0]["label"]).map({"ball": "round", "box": "square", "waves": "other"})
+            == frames.raw_label).all()  # each item's mapped label is its best model class's target (one class each)
     segments = pd.read_parquet(tmp_path / "out" / "segments.parquet")
     assert set(segments.label) == {"round", "square", "other"}
     run = json.load(open(tmp_path / "out" / "run.json"))
@@ -216,6 +222,7 @@ def test_a_label_map_speaks_the_users_classes(stream_file, synth_set, tmp_path):
 
     page = open(write_report(str(tmp_path / "out"), str(tmp_path / "r.html")), encoding="utf-8").read()
     assert "square" in page and "round" in page  # the report speaks the mapped classes
+    assert "model_top_k" in page and "ball 0." in page  # and shows what the model said
     assert run["model"]["label_map"]["combine"] == "max" and run["model"]["label_map"]["model_classes"] == 3
     # the map is part of the run identity
     mapping.write_text(json.dumps({"round": ["ball", "waves"], "square": ["box"]}))
@@ -290,6 +297,8 @@ def test_bad_inputs_are_refused_before_any_work(stream_file, synth_set, tmp_path
         with pytest.raises(ModelBundleError, match=message):
             vidbatch.label(synth_set, path, str(tmp_path / f"o{n}"), progress=False, **options)
         assert not (tmp_path / f"o{n}" / "summary.parquet").exists()
+    with pytest.raises(vidbatch.ConfigError, match="Invalid `model_top_k`.*without a label_map"):
+        vidbatch.label(synth_set, model, str(tmp_path / "o9"), classes=labels, model_top_k=3, progress=False)
 
 
 def test_inspect_shows_how_a_streaming_file_is_read(stream_file):

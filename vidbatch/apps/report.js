@@ -38,7 +38,7 @@
   }
   const COLUMNS = [["id", "video_id"], ["truth", "label"], ["pred", "pred_label"], ["score", "pred_score"],
                    ["margin", "margin"], ["status", "status"], ["error", "error"], ["duration", "duration_s"],
-                   ["shots", "shots"]].filter(([key]) => key !== "truth" || V.truth);
+                   ["shots", "shots"], ["model", "model_top_k"]].filter(([key]) => (key !== "truth" || V.truth) && (key !== "model" || V.model));
   function renderTable() {
     let rows = [];
     for (let i = 0; i < n; i++) if (matches(i)) rows.push(i);

@@ -169,6 +169,9 @@ def _review_data(summary: pd.DataFrame, segments: pd.DataFrame, shots, classes: 
         "shots": _clean(summary.shots.astype(float).tolist()),
         "src": source_links(summary, manifest),
     }
+    if "model_top_k" in summary.columns and summary.model_top_k.notna().any():  # --model-top-k: before the map
+        videos["model"] = [", ".join(f"{t['label']} {t['score']:.2f}" for t in top) if top is not None else None
+                           for top in summary.model_top_k]
     if "label" in summary.columns:
         videos["truth"] = _clean(summary["label"].astype(object).where(summary["label"].notna(), None).tolist())
     margins = segments["margin"] if "margin" in segments.columns else segments["score"]

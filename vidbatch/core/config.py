@@ -248,6 +248,9 @@ class LabelConfig:
                                             ".tflite classifier, or a legacy .h5 model without a sidecar")
     label_map: str | None = option(None, help="JSON file {\"my class\": [\"model class\", ...]}: the model's classes "
                                               "combined into yours before smoothing (pretrained models)")
+    model_top_k: int = option(0, answer=True,
+                              help="with --label-map: also keep the model's own best k classes, before the map, for "
+                                   "audit (summary and frames/ column model_top_k)")
     label_map_combine: str = option("max", choices=LABEL_MAP_COMBINES,
                                     help="how a class's model classes combine: the best one's probability (max), or "
                                          "their sum (default max: measured better, benchmarks/streaming.py)")
@@ -319,6 +322,10 @@ class LabelConfig:
         if not isinstance(self.unknown_label, str) or not self.unknown_label:
             _fail("unknown_label", self.unknown_label, "a non-empty string")
         _check_int("frame_top_k", self.frame_top_k, 0)
+        _check_int("model_top_k", self.model_top_k, 0)
+        if self.model_top_k and self.label_map is None:
+            _fail("model_top_k", self.model_top_k, "0 without a label_map (then the labels are the model's own "
+                  "classes: top_k and frame_top_k list them); pass --label-map MAP.json, or leave it out")
         if self.label_map_combine not in LABEL_MAP_COMBINES:
             _fail("label_map_combine", self.label_map_combine, f"one of {LABEL_MAP_COMBINES}")
         if self.label_map_rest not in LABEL_MAP_RESTS:

@@ -26,8 +26,8 @@ from vidbatch.stages.decode import DecodeSpec
 
 COLUMNS = ("frame_index", "timestamp_s", "shot_cut")
 """What travels with each classified item besides its probabilities; with `--thumbnails`, also `thumb`, and with
-`--embeddings`, `embedding` (from the classify stage)."""
-OPTIONAL_COLUMNS = ("thumb", "embedding")
+`--embeddings`, `embedding`, and with `--model-top-k`, `model_probs` (from the classify stage)."""
+OPTIONAL_COLUMNS = ("thumb", "embedding", "model_probs")
 
 
 @dataclass
@@ -100,6 +100,7 @@ class VideoCollector:
             task.video_id, task.key, self.bundle.classes, columns["frame_index"], columns["timestamp_s"],
             np.concatenate(state.probs), state.info, self.config, self.bundle.display_name, time.monotonic() - state.started,
             shot_cut=columns["shot_cut"], thumbs=columns.get("thumb"), embeddings=columns.get("embedding"),
+            model_probs=columns.get("model_probs"), model_classes=self.bundle.spec.classes,
         )
         self._commit(state, outcome)
         self.counters.videos_ok += 1

@@ -94,7 +94,8 @@ class LocalEngine(Engine):
         self.pool.start(None if self._split_off is None else len(tasks))
         try:
             self._predictor = Predictor(self.bundle, self.config.batch_size, precision=self.config.precision,
-                                        embeddings=self.config.embeddings, reset_every=self.config.reset_every())
+                                        embeddings=self.config.embeddings, reset_every=self.config.reset_every(),
+                                        model_probs=bool(self.config.model_top_k))
             model_items_per_s = self._predictor.warm_up()
         except BaseException:
             self.pool.close()
@@ -239,7 +240,8 @@ class LocalEngine(Engine):
         self._running = None
         if not isinstance(result, dict):
             result = result.result()
-        probs, embedding = result["probs"], result.get("embedding")
+        probs = result["probs"]
+        extra = {name: result[name] for name in ("embedding", "model_probs") if result.get(name) is not None}
         self.counters.inference_batches += -(-taken // self.config.batch_size)
         self.counters.classified(taken)
         offset, touched = 0, []
@@ -248,8 +250,8 @@ class LocalEngine(Engine):
             if state is None or state.closed:  # it failed while its frames were being classified
                 offset += len(frames)
                 continue
-            if embedding is not None:
-                columns = {**columns, "embedding": embedding[offset : offset + len(frames)]}
+            if extra:
+                columns = {**columns, **{name: values[offset : offset + len(frames)] for name, values in extra.items()}}
             state.add(probs[offset : offset + len(frames)], columns)
             self._in_flight[key] -= len(frames)
             offset += len(frames)

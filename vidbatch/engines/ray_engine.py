@@ -209,14 +209,15 @@ class RayPredictor:
                  classes: str | None = None, precision: str = "float32", preprocessing: str | None = None,
                  channel_order: str | None = None, embeddings: bool = False, reset_every: int = 0,
                  label_map: str | None = None, label_map_options: Mapping[str, Any] | None = None,
-                 lanes: int | None = None) -> None:
+                 lanes: int | None = None, model_probs: bool = False) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from vidbatch.stages.classify import Predictor
 
         self.predictor = Predictor(model, batch_size=batch_size, storage_options=storage_options,
                                    trust_model_code=trust_model_code, classes=classes, precision=precision,
                                    preprocessing=preprocessing, channel_order=channel_order, embeddings=embeddings,
-                                   reset_every=reset_every, label_map=label_map, label_map_options=label_map_options)
+                                   reset_every=reset_every, label_map=label_map, label_map_options=label_map_options,
+                                   model_probs=model_probs)
         if self.predictor.stateful and lanes:
             self.predictor.encoder.lanes = lanes
         self.calls = 0
@@ -304,8 +305,11 @@ class CommitSink(Datasink):
     """Ray Data datasink: each write task assembles its units (`stages.assemble`) on the worker and hands the
     outcomes, with its counters, to a `Committer`; the driver gets nothing per write task."""
 
-    def __init__(self, classes: Sequence[str], config: LabelConfig, model: str, committers: Sequence[Any]) -> None:
+    def __init__(self, classes: Sequence[str], config: LabelConfig, model: str, committers: Sequence[Any],
+                 model_classes: Sequence[str] = ()) -> None:
         self.classes = list(classes)
+        self.model_classes = list(model_classes) if config.model_top_k else []
+        """The model's own classes, before a label map (`--model-top-k`)."""
         self.config = config
         self.model = model
         self.committers = list(committers)
@@ -356,6 +360,8 @@ class CommitSink(Datasink):
                          int(row["shot_base"]))
         probs = np.asarray(row["probs"], np.float32).reshape(len(unit), len(self.classes))
         embeddings = np.asarray(row["embedding"], np.float32) if "embedding" in row else None
+        extra = {"embeddings": embeddings, "model_classes": self.model_classes,
+                 "model_probs": np.asarray(row["model_probs"], np.float32) if "model_probs" in row else None}
         if last and (status == "failed" or (unit.whole and not len(unit) and not is_part)):
             stats["videos_failed"] += 1
             return assemble_failed(video_id, key, str(row["error"]) if status == "failed" else NO_FRAMES, info,
@@ -364,16 +370,16 @@ class CommitSink(Datasink):
         if is_part:  # settled with the video's other parts by its committer (`stages.parts`)
             if not len(unit):  # a part with no sampled frame of its own
                 return empty_part(video_id, key, unit.attempt, unit.range_index, info_fields(info),
-                                  merge_options(self.classes, self.config), self.model, elapsed)
+                                  merge_options(self.classes, self.config, self.model_classes), self.model, elapsed)
             return assemble_range(video_id, key, self.classes, unit, probs, info, self.config, self.model, elapsed,
-                                  embeddings=embeddings)
+                                  **extra)
         if unit.whole:
             stats["videos_ok"] += 1
             return assemble_ok(video_id, key, self.classes, unit.frame_index, unit.timestamp_s, probs, info,
-                               self.config, self.model, elapsed, shot_cut=unit.shot_cut, embeddings=embeddings)
+                               self.config, self.model, elapsed, shot_cut=unit.shot_cut, **extra)
         stats["videos_ok"] += int(last)
         return assemble_range(video_id, key, self.classes, unit, probs, info, self.config, self.model, elapsed,
-                              embeddings=embeddings)
+                              **extra)
 
 
 
@@ -582,7 +588,7 @@ class RayEngine(Engine):
                                    "channel_order": self.config.channel_order, "embeddings": self.config.embeddings,
                                    "reset_every": self.config.reset_every(), "label_map": self.config.label_map,
                                    "label_map_options": self.config.label_map_options,
-                                   "lanes": max(1, int(inference_cpus))},
+                                   "lanes": max(1, int(inference_cpus)), "model_probs": bool(self.config.model_top_k)},
             batch_size=None, compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=actor_gpus, num_cpus=inference_cpus,
         )
@@ -598,7 +604,8 @@ class RayEngine(Engine):
         try:
             dataset = self.plan(tasks)
             committers = self._committers(self.layout["committers"])
-            sink = CommitSink(self.bundle.classes, self.config, self.bundle.display_name, committers)
+            sink = CommitSink(self.bundle.classes, self.config, self.bundle.display_name, committers,
+                              model_classes=self.bundle.spec.classes)
             try:
                 # write tasks take no CPU slot: decoders and inference actors hold every slot for the whole job, and
                 # assembly is a few ms per block (`concurrency` bounds them)

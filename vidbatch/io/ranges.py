@@ -10,6 +10,7 @@ A range's entry (status `PARTIAL`, written by `stages.assemble.assemble_range`) 
     range_segments              runs of one smoothed label: start, label, count, sums of scores and margins
     range_shots                 its items per (global) shot: start, count, sums of weighted probabilities and weights
     embedding_sum               with --embeddings: the sum of its items' vectors
+    model_prob_sum              with --model-top-k: as prob_sum, over the model's own classes (before the label map)
     merge                       on the last range: classes and the options the video-level labels need
 
 `merge` turns a complete set (every range 0..ranges-1 of one attempt) into
@@ -61,9 +62,14 @@ def merge(parts: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
         return (str(classes[best]) if threshold is None or score >= threshold else unknown), score
 
     weight = sum(_weight(p, "items") for p in ordered if p["items"])
-    mean = np.sum([np.asarray(p["prob_sum"], np.float64) for p in ordered if p["items"]], axis=0) / weight
-    order = np.argsort(-mean, kind="stable")[: max(1, int(options["top_k"]))]
-    top = [{"label": str(classes[i]), "score": float(np.float32(mean[i]))} for i in order]
+
+    def ranked(name: str, k: int, names) -> list[dict[str, Any]]:
+        """The best `k` of the video's mean of the ranges' `name` sums (as `stages.smooth.video_top_k`)."""
+        mean = np.sum([np.asarray(p[name], np.float64) for p in ordered if p["items"]], axis=0) / weight
+        return [{"label": str(names[i]), "score": float(np.float32(mean[i]))}
+                for i in np.argsort(-mean, kind="stable")[: max(1, k)]]
+
+    top = ranked("prob_sum", int(options["top_k"]), classes)
     pred_label = top[0]["label"]
     if threshold is not None and top[0]["score"] < threshold:
         pred_label = unknown
@@ -103,6 +109,8 @@ def merge(parts: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
                           "end_s": starts[i + 1] if i + 1 < len(starts) else end_s, "label": shot_label,
                           "score": score})
     sums = [p["embedding_sum"] for p in ordered if p.get("embedding_sum") is not None and p["items"]]
+    model_top = (ranked("model_prob_sum", int(options["model_top_k"]), options["model_classes"])
+                 if options.get("model_top_k") else None)  # the model's own classes, weighed as the label is
     return {
         **base,
         "status": "ok",
@@ -110,6 +118,7 @@ def merge(parts: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
         "pred_label": pred_label,
         "pred_score": top[0]["score"],
         "top_k": top,
+        "model_top_k": model_top,
         "frames_classified": total,
         "shots": sum(int(p["cuts"]) for p in ordered) + 1,
         "segments": segment_rows,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
-"""A ranked list of `{label, score}`: the summary's `top_k` and, with `--frame-top-k`, the frames'."""
+"""A ranked list of `{label, score}`: the summary's `top_k` and, with `--frame-top-k`, the frames'; with
+`--model-top-k`, the model's own classes before the label map (`model_top_k`, for audit)."""
 
 SUMMARY_SCHEMA = pa.schema(
     [
@@ -23,6 +24,7 @@ SUMMARY_SCHEMA = pa.schema(
         ("pred_label", pa.string()),
         ("pred_score", pa.float64()),
         ("top_k", TOP_K_TYPE),
+        ("model_top_k", TOP_K_TYPE),  # --model-top-k with --label-map: the model's own best classes (else null)
         ("frames_decoded", pa.int64()),
         ("frames_classified", pa.int64()),
         ("shots", pa.int64()),
@@ -58,6 +60,7 @@ FRAMES_SCHEMA = pa.schema(
 
 FRAMES_OPTIONAL_FIELDS = {
     "top_k": TOP_K_TYPE,  # --frame-top-k
+    "model_top_k": TOP_K_TYPE,  # --model-top-k: the item's best model classes before the label map
     "probs": pa.list_(pa.float32()),  # every class's probability (keep_probs, used by `vidbatch eval`)
 }
 """Frames columns added only when asked for, after the fixed ones."""

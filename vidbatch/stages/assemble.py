@@ -3,7 +3,7 @@
 Both engines call this, so the local and the Ray engine give the same answers
 by construction: same smoothing, same segments, same summary fields. The
 options come straight from the run's `LabelConfig` (window, top_k, thresholds,
-frame_top_k, keep_probs); `model` is the name written in the summary.
+frame_top_k, keep_probs, model_top_k); `model` is the name written in the summary.
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ class _Labeled:
     """How far each item's smoothed top class is ahead of the second: the review queue's "nearest the boundary"."""
     embeddings: np.ndarray | None
     thumbs: np.ndarray | None
+    model_probs: np.ndarray | None = None
+    """With --model-top-k: each item's probabilities over the model's own classes, before the label map."""
 
 
 def item_weights(cuts: np.ndarray, options: LabelConfig) -> np.ndarray | None:
@@ -104,7 +106,7 @@ def item_weights(cuts: np.ndarray, options: LabelConfig) -> np.ndarray | None:
 
 
 def _label(classes, frame_index, timestamp_s, probs, shot_cut, options: LabelConfig, embeddings=None,
-           thumbs=None) -> _Labeled:
+           thumbs=None, model_probs=None) -> _Labeled:
     order = np.argsort(frame_index, kind="stable")
     probs = np.asarray(probs)[order]
     cuts = np.zeros(len(probs), bool) if shot_cut is None else np.asarray(shot_cut, bool)[order]
@@ -119,11 +121,23 @@ def _label(classes, frame_index, timestamp_s, probs, shot_cut, options: LabelCon
         margin=ranked[:, -1] - ranked[:, -2] if ranked.shape[1] > 1 else ranked[:, -1],
         embeddings=None if embeddings is None else np.asarray(embeddings, np.float32)[order],
         thumbs=None if thumbs is None else np.asarray(thumbs, dtype=object)[order],
+        model_probs=None if model_probs is None or not options.model_top_k else np.asarray(model_probs, np.float32)[order],
     )
 
 
+def _ranked(classes: Sequence[str], index: Sequence[int], scores: Sequence[float]) -> list[dict[str, Any]]:
+    """A `TOP_K_TYPE` value: `{label, score}` of each of `index`, in order."""
+    return [{"label": str(classes[i]), "score": float(p)} for i, p in zip(index, scores)]
+
+
+def _top_rows(classes: Sequence[str], probs: np.ndarray, k: int) -> list[list[dict[str, Any]]]:
+    """Each row's best `k` classes (a frames `top_k` / `model_top_k` column)."""
+    best = np.argsort(-probs, axis=1, kind="stable")[:, : min(k, len(classes))]
+    return [_ranked(classes, row, p[row]) for row, p in zip(best, probs)]
+
+
 def _frames_table(video_id: str, classes: Sequence[str], unit: _Labeled, own: slice, shot_index: np.ndarray,
-                  options: LabelConfig) -> pa.Table:
+                  options: LabelConfig, model_classes: Sequence[str] = ()) -> pa.Table:
     """The frames rows of the unit's own items (`own`)."""
     labels = unit.labels
     count = len(unit.frame_index[own])
@@ -140,11 +154,11 @@ def _frames_table(video_id: str, classes: Sequence[str], unit: _Labeled, own: sl
     frames = pa.table(columns, schema=FRAMES_SCHEMA)
     smoothed = labels.smoothed_probs[own]
     if options.frame_top_k:
-        k = min(options.frame_top_k, len(classes))
-        best = np.argsort(-smoothed, axis=1, kind="stable")[:, :k]
-        frames = frames.append_column("top_k", pa.array(
-            [[{"label": str(classes[i]), "score": float(p[i])} for i in row] for row, p in zip(best, smoothed)],
-            FRAMES_OPTIONAL_FIELDS["top_k"]))
+        frames = frames.append_column("top_k", pa.array(_top_rows(classes, smoothed, options.frame_top_k),
+                                                        FRAMES_OPTIONAL_FIELDS["top_k"]))
+    if unit.model_probs is not None:  # the model's own view of each item (raw, not smoothed), for audit
+        frames = frames.append_column("model_top_k", pa.array(
+            _top_rows(model_classes, unit.model_probs[own], options.model_top_k), FRAMES_OPTIONAL_FIELDS["model_top_k"]))
     if options.keep_probs:
         frames = frames.append_column("probs", pa.array(list(unit.probs[own].astype(np.float32)),
                                                         FRAMES_OPTIONAL_FIELDS["probs"]))
@@ -175,8 +189,12 @@ def assemble_ok(
     shot_cut: np.ndarray | None = None,
     thumbs: np.ndarray | None = None,
     embeddings: np.ndarray | None = None,
+    model_probs: np.ndarray | None = None,
+    model_classes: Sequence[str] = (),
 ) -> VideoOutcome:
-    unit = _label(classes, frame_index, timestamp_s, probs, shot_cut, options, embeddings, thumbs)
+    """A whole video's outcome. `model_probs` (with --model-top-k): each item's probabilities over the model's own
+    classes (`model_classes`), before the label map made `probs`."""
+    unit = _label(classes, frame_index, timestamp_s, probs, shot_cut, options, embeddings, thumbs, model_probs)
     timestamp_s, probs, cuts, labels = unit.timestamp_s, unit.probs, unit.cuts, unit.labels
     shot_index = np.cumsum(cuts)
     everything = slice(None)
@@ -197,7 +215,7 @@ def assemble_ok(
         }
         for s, m in zip(find_segments(segment_keys, labels.smoothed_score, timestamp_s, end_s), margins)
     ]
-    frames = _frames_table(video_id, classes, unit, everything, shot_index, options)
+    frames = _frames_table(video_id, classes, unit, everything, shot_index, options, model_classes)
     video_embedding = unit.embeddings.mean(axis=0) if unit.embeddings is not None else None
     video_score = float(top_score[0])
     pred_label = str(classes[top_index[0]])
@@ -209,7 +227,9 @@ def assemble_ok(
         "error": None,
         "pred_label": pred_label,
         "pred_score": video_score,
-        "top_k": [{"label": str(classes[i]), "score": float(s)} for i, s in zip(top_index, top_score)],
+        "top_k": _ranked(classes, top_index, top_score),
+        "model_top_k": (_ranked(model_classes, *video_top_k(unit.model_probs, options.model_top_k, unit.weights))
+                        if unit.model_probs is not None else None),
         **fields,
         "frames_classified": int(len(probs)),
         "shots": int(cuts.sum()) + 1,
@@ -222,10 +242,13 @@ def assemble_ok(
                         thumbnails=pictures, embedding=video_embedding)
 
 
-def merge_options(classes: Sequence[str], options: LabelConfig) -> dict[str, Any]:
+def merge_options(classes: Sequence[str], options: LabelConfig, model_classes: Sequence[str] = ()) -> dict[str, Any]:
     """What `io.ranges.merge` needs besides a split video's sums: on its last range's record."""
-    return {"classes": [str(c) for c in classes], "top_k": options.top_k,
-            "video_threshold": options.video_threshold, "unknown_label": options.unknown_label}
+    merge = {"classes": [str(c) for c in classes], "top_k": options.top_k,
+             "video_threshold": options.video_threshold, "unknown_label": options.unknown_label}
+    if options.model_top_k and model_classes:
+        merge.update(model_classes=[str(c) for c in model_classes], model_top_k=options.model_top_k)
+    return merge
 
 
 def assemble_range(
@@ -239,6 +262,8 @@ def assemble_range(
     model: str,
     elapsed_s: float,
     embeddings: np.ndarray | None = None,
+    model_probs: np.ndarray | None = None,
+    model_classes: Sequence[str] = (),
 ) -> VideoOutcome:
     """One time range of a long video: its own items' final frames rows, and a partial record (sums, not means)
     that `io.ranges.merge` combines with the video's other ranges into the video's summary, segments and shots.
@@ -246,7 +271,8 @@ def assemble_range(
     The unit holds `unit.overlap` items before the range, so the rolling average at its first own item is the
     whole video's; the decoder saw every item, so `unit.shot_base` (cuts before the unit) numbers shots exactly.
     """
-    labeled = _label(classes, unit.frame_index, unit.timestamp_s, probs, unit.shot_cut, options, embeddings)
+    labeled = _label(classes, unit.frame_index, unit.timestamp_s, probs, unit.shot_cut, options, embeddings,
+                     model_probs=model_probs)
     own = slice(unit.overlap, None)
     shot_index = unit.shot_base + np.cumsum(labeled.cuts)
     stamps, cuts, own_probs = labeled.timestamp_s[own], labeled.cuts[own], labeled.probs[own].astype(np.float64)
@@ -283,13 +309,16 @@ def assemble_range(
         "range_shots": shots,
         "embedding_sum": (labeled.embeddings[own].astype(np.float64).sum(axis=0).tolist()
                           if labeled.embeddings is not None else None),
+        "model_prob_sum": ((labeled.model_probs[own].astype(np.float64) * own_weights[:, None]).sum(axis=0).tolist()
+                           if labeled.model_probs is not None else None),
         "model": model,
         "elapsed_s": float(elapsed_s),
     }
     if unit.last:  # what the merge needs besides the sums: the video's container fields and the labeling options
         record.update(info_fields(info))
-        record["merge"] = merge_options(classes, options)
-    frames = _frames_table(video_id, classes, labeled, own, shot_index[own], options) if len(stamps) else None
+        record["merge"] = merge_options(classes, options, model_classes)
+    frames = (_frames_table(video_id, classes, labeled, own, shot_index[own], options, model_classes)
+              if len(stamps) else None)
     return VideoOutcome(video_id=video_id, key=key, record=record, frames=frames)
 
 

@@ -57,7 +57,8 @@ class Predictor:
     """Loads a bundle once; predicts class probabilities for batches of uint8 items.
 
     With `embeddings`, it also returns one feature vector per item: the bundle's encoder output (for a clip,
-    the mean over its frames), or for a bundle without an encoder the input of the model's last layer.
+    the mean over its frames), or for a bundle without an encoder the input of the model's last layer. With
+    `model_probs` and a label map, also the model's own probabilities before the map (`--model-top-k`, for audit).
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class Predictor:
         reset_every: int = 0,
         label_map: str | None = None,
         label_map_options: Mapping[str, Any] | None = None,
+        model_probs: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"Invalid `precision`: expected one of {PRECISIONS}. Received: precision={precision!r}")
@@ -92,6 +94,7 @@ class Predictor:
         self.batch_size = batch_size
         self.precision = precision
         self.embeddings = embeddings
+        self.model_probs = model_probs and bundle.label_map is not None
         self._model = self._inference_model(bundle, precision, embeddings and self.encoder is None)
         self.items_predicted = 0
         self.frames_encoded = 0
@@ -151,7 +154,8 @@ class Predictor:
             self.forget([key])
 
     def predict_all(self, items: np.ndarray, keys=None, cuts: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """`probs` [N, classes], and with `embeddings` also `embedding` [N, features] (float32).
+        """`probs` [N, classes], with `embeddings` also `embedding` [N, features] (float32), and with
+        `model_probs` (a label map's run) `model_probs` [N, the model's classes].
 
         A streaming (stateful) model also needs `keys` (the video of each item; a video's items in order, after
         its items of earlier calls) and `cuts` (a shot cut before the item); `forget(keys)` when videos end.
@@ -193,10 +197,16 @@ class Predictor:
             out[start : start + count] = np.asarray(result, dtype=np.float32)[:count]
         if self.bundle.prior is not None:  # the head mixed with its video model's zero-shot probabilities
             out = self.bundle.prior.mix(out, items)
+        result = {}
+        if self.model_probs:
+            result["model_probs"] = out
         if self.bundle.label_map is not None:  # the model's classes combined into the user's, before smoothing
             out = self.bundle.label_map.apply(out)
         self.items_predicted += n
-        return {"probs": out, "embedding": embedding} if self.embeddings else {"probs": out}
+        result["probs"] = out
+        if self.embeddings:
+            result["embedding"] = embedding
+        return result
 
     def forget(self, keys) -> None:
         """A streaming model drops the state of finished videos (nothing to do for other models)."""

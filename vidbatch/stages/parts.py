@@ -36,7 +36,7 @@ def empty_part(video_id: str, key: str, attempt: str, range_index: int, info_fie
     record = {"video_id": video_id, "status": ranges.PARTIAL, "error": None, "attempt": attempt,
               "range": range_index, "ranges": range_index + 1, "items": 0, "cuts": 0, "first_cut": False,
               "first_index": None, "last_index": None, "last_s": None, "prob_sum": None, "range_segments": [],
-              "range_shots": [], "embedding_sum": None, "model": model, "elapsed_s": float(elapsed_s),
+              "range_shots": [], "embedding_sum": None, "model_prob_sum": None, "model": model, "elapsed_s": float(elapsed_s),
               **info_fields, "merge": merge}
     return VideoOutcome(video_id=video_id, key=key, record=record)
 
