@@ -433,6 +433,21 @@ def test_a_label_map_turns_kinetics_actions_into_ucf101_classes(tmp_path):
     assert (summary.pred_label == summary.label).all(), summary[["label", "pred_label"]]
 
 
+@pytest.mark.shared_data
+def test_the_map_of_all_ucf101_classes_labels_among_80(tmp_path):
+    """`examples/ucf101_all_from_kinetics600.json`: 80 UCF101 classes, each from Kinetics-600 classes of its own;
+    three clips of mapped classes get their class of the 80, and `--model-top-k` says what the model saw."""
+    full_map = os.path.join(os.path.dirname(UCF_MAP), "ucf101_all_from_kinetics600.json")
+    manifest = _ucf(tmp_path, [c for c in CLIPS if "BalanceBeam" not in c])  # Kinetics has no balance beam
+    kinetics = tuple(n for n in open(KINETICS).read().splitlines() if n)
+    assert len(LabelMap.from_json(open(full_map).read(), kinetics).targets) == 80
+    result = vidbatch.label(manifest, MOVINET, str(tmp_path / "out"), classes=KINETICS, label_map=full_map,
+                            label_map_rest="drop", model_top_k=3, progress=False)
+    summary = result.summary_frame()
+    assert (summary.pred_label == summary.label).all(), summary[["label", "pred_label"]]
+    assert summary.set_index("label").model_top_k["ApplyLipstick"][0]["label"] == "putting on lipstick"
+
+
 def test_pack_makes_a_bundle_that_labels_with_nothing_else(stream_file, synth_set, tmp_path):
     """`vidbatch pack FILE --classes LABELS --out DIR`: the folder labels as the file with its classes did (same
     labels and scores), with the rate and reset period it recorded; a folder that is not empty, settings for a
