@@ -253,8 +253,13 @@ def test_label_map_sum_and_max():
     (json.dumps({"A": ["ball"], "B": ["ball"]}), "mapped to both 'A' and 'B'"),
     (json.dumps({"other": ["ball"]}), "names a target 'other'"),
     (json.dumps({"A": []}), "non-empty list"),
+    ('{"A": ["ball"], "B": ["box"], "A": ["waves"]}', "names 'A' twice"),  # not silently the last
+    ('\ufeff{"A": ["ball"], "B": ["box"]}'.encode("utf-8"), None),  # a BOM (Windows editors) is fine
 ])
 def test_bad_label_maps_are_refused_in_words(text, message):
+    if message is None:
+        assert LabelMap.from_json(text, ("ball", "box", "waves"), source="map.json").targets == ("A", "B")
+        return
     with pytest.raises(ModelBundleError, match=message):
         LabelMap.from_json(text, ("ball", "box", "waves"), source="map.json")
 
@@ -288,10 +293,13 @@ def test_bad_inputs_are_refused_before_any_work(stream_file, synth_set, tmp_path
     odd_path = tmp_path / "odd.tflite"
     odd_path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions(
         [odd.__call__.get_concrete_function()], odd).convert())
+    noise_path = tmp_path / "noise.tflite"
+    noise_path.write_bytes(np.random.default_rng(0).bytes(2000))
     cases = [
         (model, dict(classes=labels, label_map=str(unknown)), "not classes of the model: 'football'"),
         (model, dict(classes=str(two)), "outputs 3 scores per frame but --classes names 2"),
         (str(odd_path), dict(classes=labels), "unexpected signature for a streaming video model"),
+        (str(noise_path), dict(classes=labels), "Cannot load model .*noise.tflite.*not a TensorFlow Lite model"),
     ]
     for n, (path, options, message) in enumerate(cases):
         with pytest.raises(ModelBundleError, match=message):
@@ -395,6 +403,9 @@ def test_a_trained_head_mixed_with_the_models_own_classes(stream_file, tmp_path)
     prior_map.write_text(json.dumps({"ball": ["ball"], "box": ["box"]}))
     with pytest.raises(ModelBundleError, match="Missing: \\['waves'\\]"):
         train(TrainConfig(**{**config, "out": str(tmp_path / "b3")}))
+    prior_map.write_text('{"ball": ["ball"], "box": ["box"], "waves": ["waves"], "box": ["waves"]}')
+    with pytest.raises(ModelBundleError, match="Invalid `prior_map`.*names 'box' twice"):
+        train(TrainConfig(**{**config, "out": str(tmp_path / "b4")}))
     with pytest.raises(ConfigError, match="prior_classes"):
         TrainConfig(**{**config, "prior_classes": None})
 

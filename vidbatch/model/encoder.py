@@ -64,7 +64,9 @@ class TFLiteEncoder(FrameEncoder):
 
     format = "tflite"
 
-    def __init__(self, data: bytes, source: str, batch_size: int = 16, num_threads: int | None = None) -> None:
+    def __init__(self, data: bytes, source: str, batch_size: int = 16, num_threads: int | None = None,
+                 role: str = "encoder") -> None:
+        """`role`: what the user gave the file as (`encoder`, or `model` for a pretrained classifier), for errors."""
         self.data = data
         self.source = source
         self._class, self.runtime = _interpreter_class()
@@ -72,17 +74,18 @@ class TFLiteEncoder(FrameEncoder):
         try:
             interpreter = self._interpreter()
         except (ValueError, RuntimeError) as exc:
-            raise ModelBundleError(f"Cannot load encoder {source!r}: not a TensorFlow Lite model ({str(exc)[:200]})") from None
+            raise ModelBundleError(f"Cannot load {role} {source!r}: not a TensorFlow Lite model ({str(exc)[:200]})") from None
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        role = role.capitalize()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelBundleError(f"Encoder {source!r}: expected one input and one output. "
+            raise ModelBundleError(f"{role} {source!r}: expected one input and one output. "
                                    f"Received: {len(inputs)} inputs, {len(outputs)} outputs")
         shape = tuple(int(v) for v in inputs[0]["shape"])
         if len(shape) != 4 or shape[-1] != 3:
-            raise ModelBundleError(f"Encoder {source!r}: expected an image input [1, H, W, 3]. Received: shape={list(shape)}")
+            raise ModelBundleError(f"{role} {source!r}: expected an image input [1, H, W, 3]. Received: shape={list(shape)}")
         if inputs[0]["dtype"] != np.uint8:
             raise ModelBundleError(
-                f"Encoder {source!r}: expected uint8 RGB input (a quantised image model). Received: "
+                f"{role} {source!r}: expected uint8 RGB input (a quantised image model). Received: "
                 f"dtype={np.dtype(inputs[0]['dtype']).name}; export it with uint8 input, or use a .keras encoder")
         self.input_size = (shape[1], shape[2])
         self.features = int(np.prod(outputs[0]["shape"][1:]))
@@ -184,7 +187,7 @@ def encoder_format(path: str) -> str:
 
 
 def load_encoder(data: bytes, fmt: str, source: str, trust_model_code: bool = False,
-                 head_input: str = "pooled") -> FrameEncoder:
+                 head_input: str = "pooled", role: str = "encoder") -> FrameEncoder:
     """The encoder in `data` (the bytes of a .tflite or .keras file); `head_input`: what a streaming video model
     gives the head (`model.streaming.HEAD_INPUTS`)."""
     if fmt == "tflite":
@@ -192,7 +195,7 @@ def load_encoder(data: bytes, fmt: str, source: str, trust_model_code: bool = Fa
 
         if is_streaming(data):  # a video model: per-frame features that carry the video's past (pooled features)
             return StreamingModel(data, source, head_input=head_input)
-        return TFLiteEncoder(data, source)
+        return TFLiteEncoder(data, source, role=role)
     if fmt == "keras":
         return KerasEncoder(data, source, trust_model_code=trust_model_code)
     raise ModelBundleError(f"Invalid encoder format: expected one of {ENCODER_FORMATS}. Received: format={fmt!r}")

@@ -30,6 +30,20 @@ RESTS = ("other", "drop")
 OTHER = "other"
 
 
+class _RepeatedKey(Exception):
+    pass
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads` hook: a key given twice is an error, not silently the last one (a map merged by hand)."""
+    record: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in record:
+            raise _RepeatedKey(key)
+        record[key] = value
+    return record
+
+
 @dataclass(frozen=True)
 class LabelMap:
     targets: tuple[str, ...]
@@ -52,15 +66,19 @@ class LabelMap:
 
     @classmethod
     def from_json(cls, text: str | bytes, model_classes: tuple[str, ...], source: str = "label map",
-                  combine: str = "sum", rest: str = "other") -> "LabelMap":
-        """Read and check a map against the model's classes: every problem is said before any work."""
+                  combine: str = "sum", rest: str = "other", option: str = "label_map") -> "LabelMap":
+        """Read and check a map against the model's classes: every problem is said before any work (`option`: the
+        argument that named it, for the messages)."""
         try:
-            record = json.loads(text)
+            record = json.loads(text, object_pairs_hook=_refuse_repeated_keys)
+        except _RepeatedKey as exc:
+            raise ModelBundleError(f"Invalid `{option}` {source!r}: it names {exc.args[0]!r} twice (JSON keeps only the "
+                                   "last); give each class one entry, whose list may name several model classes") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelBundleError(f"Invalid `label_map` {source!r}: not valid JSON ({exc}). Expected an object "
+            raise ModelBundleError(f"Invalid `{option}` {source!r}: not valid JSON ({exc}). Expected an object "
                                    '{"my class": ["model class", ...], ...}') from None
         if not isinstance(record, Mapping) or not record:
-            raise ModelBundleError(f"Invalid `label_map` {source!r}: expected a non-empty JSON object "
+            raise ModelBundleError(f"Invalid `{option}` {source!r}: expected a non-empty JSON object "
                                    '{"my class": ["model class", ...], ...}. Received: ' + type(record).__name__)
         index = {name: i for i, name in enumerate(model_classes)}
         targets, sources, unknown, owner = [], [], [], {}
@@ -68,7 +86,7 @@ class LabelMap:
             if isinstance(names, str):
                 names = [names]
             if not target.strip() or not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-                raise ModelBundleError(f"Invalid `label_map` {source!r}: each entry maps a class name to a non-empty "
+                raise ModelBundleError(f"Invalid `{option}` {source!r}: each entry maps a class name to a non-empty "
                                        f"list of model class names. Received: {target!r}: {names!r}")
             picked = []
             for name in names:
@@ -76,7 +94,7 @@ class LabelMap:
                     unknown.append(name)
                     continue
                 if name in owner and owner[name] != target:
-                    raise ModelBundleError(f"Invalid `label_map` {source!r}: model class {name!r} is mapped to both "
+                    raise ModelBundleError(f"Invalid `{option}` {source!r}: model class {name!r} is mapped to both "
                                            f"{owner[name]!r} and {target!r}; a model class may feed one class")
                 owner[name] = target
                 picked.append(index[name])
@@ -88,7 +106,7 @@ class LabelMap:
                 close = difflib.get_close_matches(name, model_classes, n=1)
                 hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ModelBundleError(
-                f"Invalid `label_map` {source!r}: {len(unknown)} name(s) are not classes of the model: "
+                f"Invalid `{option}` {source!r}: {len(unknown)} name(s) are not classes of the model: "
                 f"{', '.join(hints)}{' ...' if len(unknown) > 5 else ''}. The model's classes are in its --classes file")
         return cls(tuple(targets), tuple(sources), tuple(model_classes), combine, rest, source)
 

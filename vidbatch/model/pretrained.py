@@ -64,7 +64,7 @@ def _classifier(data: bytes, url: str):
 
     if is_streaming(data):
         return StreamingModel(data, url, head_input="logits")
-    return load_encoder(data, "tflite", url)
+    return load_encoder(data, "tflite", url, role="model")
 
 
 def unique_names(names: list[str]) -> tuple[list[str], list[str]]:

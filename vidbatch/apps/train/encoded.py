@@ -277,12 +277,13 @@ def _prior_record(config: Any, encoder: FrameEncoder) -> dict[str, Any]:
         raise ConfigError(f"Invalid `prior_classes`: {len(model_classes)} names for a model of {encoder.classes} "
                           f"classes. Received: prior_classes={config.prior_classes!r}")
     try:
-        with open(config.prior_map, encoding="utf-8") as handle:
-            mapping = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"Invalid `prior_map`: cannot read it as JSON ({exc}). Received: prior_map={config.prior_map!r}") from None
-    LabelMap.from_json(json.dumps(mapping), tuple(model_classes), source=config.prior_map,
-                       combine=config.prior_combine, rest="drop")
+        with open(config.prior_map, "rb") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"Invalid `prior_map`: cannot read it ({exc.strerror}). Received: prior_map={config.prior_map!r}") from None
+    LabelMap.from_json(text, tuple(model_classes), source=config.prior_map, combine=config.prior_combine, rest="drop",
+                       option="prior_map")
+    mapping = json.loads(text)  # checked: JSON, each class once, every name one of the model's
     return {"classes": model_classes, "map": mapping, "combine": config.prior_combine, "weight": config.prior_weight}
 
 
