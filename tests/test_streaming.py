@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -195,6 +196,33 @@ def test_a_label_change_at_a_hard_cut_gives_both_labels(stream_file, tmp_path):
     assert segments.label.tolist() == ["ball", "box"]
     nocut = frames["nocut"]
     assert (nocut[nocut.timestamp_s >= 3.0].raw_label == "ball").sum() >= 3  # what the reset prevents
+
+
+def test_annotate_runs_a_streaming_model_as_labeling_does(stream_file, tmp_path):
+    """`vidbatch annotate` with a streaming model: its sampled frames through one state, started over at the cut,
+    in the map's classes; every frame of the video shows the last sampled frame's label, so the frames shown as
+    the second class start at the first sampled frame `vidbatch label` gives it."""
+    from vidbatch.apps.annotate import annotate
+    from vidbatch.apps.synth import SynthSpec, write_shots_video
+
+    model, labels = stream_file
+    path = str(tmp_path / "two.mp4")
+    write_shots_video(path, ["ball", "box"], seed=3, spec=SynthSpec(width=96, height=72, seconds=3.0))
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"round": ["ball"], "square": ["box"]}))
+    options = dict(classes=labels, label_map=str(mapping), label_map_rest="drop", state_reset_s=0)
+    result = annotate(path, model, str(tmp_path / "two_labeled.mp4"), window=1, **options)
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame([{"video_id": "two", "uri": path}]).to_csv(manifest, index=False)
+    vidbatch.label(str(manifest), model, str(tmp_path / "out"), window=1, progress=False, **options)
+    frames = pd.read_parquet(tmp_path / "out" / "frames").sort_values("frame_index")
+    first_square = int(frames[frames.raw_label == "square"].frame_index.min())
+    assert frames.raw_label.tolist() == ["round"] * (frames.frame_index < first_square).sum() + \
+        ["square"] * (frames.frame_index >= first_square).sum()
+    assert result.frames == 150 and result.labels == {"round": first_square, "square": 150 - first_square}
+    assert result.classified == len(frames) == 30  # the model saw its 5 fps (6 s), not all 150 frames
+    capture = cv2.VideoCapture(str(tmp_path / "two_labeled.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 150
 
 
 def test_a_label_map_speaks_the_users_classes(stream_file, synth_set, tmp_path):

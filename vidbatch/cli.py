@@ -117,11 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="rolling-average window in frames of the video (every frame is labeled; default 64, ~2.5 s)")
     annotate.add_argument("--no-raw", action="store_true", help="draw only the smoothed label")
     annotate.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    annotate.add_argument("--classes", default=None, help="class names for a legacy .h5 model")
-    for name in ("preprocessing", "channel_order"):  # the same options as `label`, from the same fields
+    annotate.add_argument("--classes", default=None, help="class names for a pretrained .tflite classifier or a "
+                                                          "legacy .h5 model")
+    for name in ("preprocessing", "channel_order", "label_map", "label_map_combine", "label_map_rest", "fps",
+                 "state_reset_s"):  # the same options as `label`, from the same fields
         field = LabelConfig.__dataclass_fields__[name]
-        annotate.add_argument("--" + name.replace("_", "-"), default=None, choices=field.metadata["choices"],
-                              help=field.metadata["help"])
+        default = field.default if name.startswith("label_map_") else None
+        help_text = field.metadata["help"] if name != "fps" else "streaming video models: frames sampled per second " \
+            "(default: the model's rate); other models label every frame"
+        annotate.add_argument("--" + name.replace("_", "-"), default=default, choices=field.metadata.get("choices"),
+                              type=float if name in ("fps", "state_reset_s") else None, help=help_text)
     annotate.add_argument("--trust-model-code", action="store_true")
 
     inspect = commands.add_parser("inspect", help="describe a model bundle, or a finished run's counts and failures")
@@ -343,9 +348,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             result = annotate(args.video, args.model, args.out, window=args.window, show_raw=not args.no_raw,
                               batch_size=args.batch_size, classes=args.classes, trust_model_code=args.trust_model_code,
-                              preprocessing=args.preprocessing, channel_order=args.channel_order)
+                              preprocessing=args.preprocessing, channel_order=args.channel_order,
+                              label_map=args.label_map, label_map_combine=args.label_map_combine,
+                              label_map_rest=args.label_map_rest, fps=args.fps, state_reset_s=args.state_reset_s)
             shown = ", ".join(f"{k} {v}" for k, v in sorted(result.labels.items(), key=lambda kv: -kv[1]))
-            print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps ({result.codec}); labels shown: {shown}")
+            sampled = f", {result.classified} of them classified" if result.classified != result.frames else ""
+            print(f"wrote {result.out}: {result.frames} frames at {result.fps:g} fps ({result.codec}{sampled}); "
+                  f"labels shown: {shown}")
             return 0
         if args.command == "inspect":
             from vidbatch.apps.describe import describe
