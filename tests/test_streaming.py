@@ -225,6 +225,24 @@ def test_annotate_runs_a_streaming_model_as_labeling_does(stream_file, tmp_path)
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 150
 
 
+def test_eval_takes_a_pretrained_file_and_a_label_map(stream_file, synth_set, tmp_path):
+    """`vidbatch eval` reads a model as `label` does (--classes, --label-map, --state-reset-s): the zero-shot
+    accuracy of a pretrained file in the user's classes, in one command."""
+    from vidbatch.cli import main
+
+    model, labels = stream_file
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"ball": ["ball"], "box": ["box"], "waves": ["waves"]}))
+    out = tmp_path / "eval"
+    assert main(["eval", "--manifest", synth_set, "--model", model, "--out", str(out), "--classes", labels,
+                 "--label-map", str(mapping), "--label-map-rest", "drop", "--state-reset-s", "0.6",
+                 "--no-progress"]) == 0
+    metrics = json.load(open(out / "metrics.json"))
+    assert metrics["video_accuracy"] == 1.0 and metrics["videos_scored"] == 6
+    run = json.load(open(out / "labels" / "run.json"))
+    assert run["model"]["label_map"]["rest"] == "drop" and run["config"]["state_reset_s"] == 0.6
+
+
 def test_a_label_map_speaks_the_users_classes(stream_file, synth_set, tmp_path):
     model, labels = stream_file
     mapping = tmp_path / "map.json"

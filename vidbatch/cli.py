@@ -49,9 +49,17 @@ def _cli_fields(cls) -> list:
     return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", False)]
 
 
-def _add_config_options(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
-    """Command-line options generated from a config dataclass's fields (`core.config.option`): one source."""
+MODEL_OPTIONS = ("classes", "preprocessing", "channel_order", "label_map", "label_map_combine", "label_map_rest",
+                 "state_reset_s")
+"""`label`'s options that say how a model is read and what it labels with: `annotate` and `eval` take them too."""
+
+
+def _add_config_options(parser: argparse.ArgumentParser, cls, prefix: str = "", only=None) -> None:
+    """Command-line options generated from a config dataclass's fields (`core.config.option`): one source.
+    `only`: just these fields (another command sharing some of `label`'s options)."""
     for f in _cli_fields(cls):
+        if only is not None and f.name not in only:
+            continue
         meta, kind = f.metadata, str(f.type)
         if kind.endswith("Options"):  # a nested group: its fields become --<group>-<name>
             _add_config_options(parser, RayOptions, prefix=f"{f.name}-")
@@ -117,16 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="rolling-average window in frames of the video (every frame is labeled; default 64, ~2.5 s)")
     annotate.add_argument("--no-raw", action="store_true", help="draw only the smoothed label")
     annotate.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    annotate.add_argument("--classes", default=None, help="class names for a pretrained .tflite classifier or a "
-                                                          "legacy .h5 model")
-    for name in ("preprocessing", "channel_order", "label_map", "label_map_combine", "label_map_rest", "fps",
-                 "state_reset_s"):  # the same options as `label`, from the same fields
-        field = LabelConfig.__dataclass_fields__[name]
-        default = field.default if name.startswith("label_map_") else None
-        help_text = field.metadata["help"] if name != "fps" else "streaming video models: frames sampled per second " \
-            "(default: the model's rate); other models label every frame"
-        annotate.add_argument("--" + name.replace("_", "-"), default=default, choices=field.metadata.get("choices"),
-                              type=float if name in ("fps", "state_reset_s") else None, help=help_text)
+    annotate.add_argument("--fps", type=float, default=None, help="streaming video models: frames sampled per second "
+                                                                  "(default: the model's rate); other models label every frame")
+    _add_config_options(annotate, LabelConfig, only=MODEL_OPTIONS)  # the same options as `label`, from the same fields
     annotate.add_argument("--trust-model-code", action="store_true")
 
     inspect = commands.add_parser("inspect", help="describe a model bundle, or a finished run's counts and failures")
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     evalp.add_argument("--windows", default="1,4,8,16,32,64", help="window sizes for the flicker table (1 = raw)")
     evalp.add_argument("--overwrite", action="store_true")
     evalp.add_argument("--no-progress", action="store_true")
+    _add_config_options(evalp, LabelConfig, only=MODEL_OPTIONS)
 
     trainp = commands.add_parser("train", help="train a model bundle")
     kinds = trainp.add_subparsers(dest="kind", required=True)
@@ -284,7 +286,8 @@ def _eval(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"Invalid `--windows`: expected comma-separated integers. Received: {args.windows!r}") from None
     metrics = evaluate(args.manifest, args.model, args.out, windows=windows, fps=args.fps, window=args.window,
-                       overwrite=args.overwrite, progress=not args.no_progress)
+                       overwrite=args.overwrite, progress=not args.no_progress,
+                       **{name: getattr(args, name) for name in MODEL_OPTIONS})
     print(format_report(metrics))
     print(f"written: {args.out}/metrics.json, confusion.png, confusion.csv, flicker.png, flicker.csv, labels/")
     return 0
