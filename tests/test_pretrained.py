@@ -123,3 +123,16 @@ def test_the_ray_engine_runs_a_pretrained_classifier_like_the_local_engine(class
     ray_run = vidbatch.label(synth_set, model, str(tmp_path / "ray"), engine="ray", **options)
     assert (ray_run.ok, local.ok) == (6, 6)
     assert_same_answers(tmp_path / "ray", tmp_path / "local")
+
+
+@pytest.mark.parametrize("content", [
+    b"ball\nbox\nwaves\n",
+    b"\xef\xbb\xbfball\r\nbox\r\nwaves\r\n",  # a BOM and CRLF, as Windows editors save it
+    b'\xef\xbb\xbf["ball", "box", "waves"]',
+])
+def test_a_classes_file_saved_anywhere_reads_the_same_names(content, tmp_path):
+    from vidbatch.model.legacy import read_classes
+
+    path = tmp_path / "labels.txt"
+    path.write_bytes(content)
+    assert read_classes(str(path))["classes"] == ["ball", "box", "waves"]

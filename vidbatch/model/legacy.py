@@ -46,7 +46,7 @@ def read_classes(path: str, storage_options: Mapping[str, Any] | None = None) ->
     """Class names from a JSON list, a JSON object of sidecar fields, or a text file with one name per line."""
     try:
         fs, local = storage.url_to_fs(path, storage_options)
-        text = fs.cat_file(local).decode("utf-8")
+        text = fs.cat_file(local).decode("utf-8-sig")  # a BOM (Windows editors) is not part of the first name
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ModelBundleError(f"Cannot read --classes {path!r}: {exc}") from None
     stripped = text.strip()
