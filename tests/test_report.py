@@ -163,6 +163,9 @@ def test_annotate_command_and_bad_input(colour_bundle, tmp_path, capfd):
         capture = cv2.VideoCapture(str(tmp_path / name))
         assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 25
         capture.release()
+    capfd.readouterr()  # --fps is a streaming model's rate: for a frame model, which is run on every frame, it is refused
+    assert main(["annotate", source, "--model", colour_bundle, "--out", str(tmp_path / "f.mp4"), "--fps", "5"]) == 2
+    assert "Invalid `fps`" in capfd.readouterr().err and not (tmp_path / "f.mp4").exists()
 
 
 def generated_run(folder, n=10_000, seed=0):

@@ -94,6 +94,9 @@ def annotate(video: str, model: str, out: str, window: int = 64, show_raw: bool 
                          channel_order=channel_order, label_map=label_map, label_map_options=options.label_map_options)
     streaming = bool(getattr(bundle.encoder, "stateful", False))
     notes = list(bundle.notes)
+    if not streaming and fps is not None:  # said, not ignored: a frame model is run on every frame here
+        raise ConfigError("Invalid `fps`: `vidbatch annotate` classifies every frame of a frame model; --fps sets a "
+                          f"streaming video model's sampling rate. Received: fps={fps!r}")
     if streaming:
         from vidbatch.pipeline import streaming_notes
 
