@@ -372,7 +372,7 @@ def test_a_frame_encoder_is_not_taken_for_a_streaming_model(tmp_path):
     assert isinstance(load_encoder(open(path, "rb").read(), "tflite", path), TFLiteEncoder)
 
 
-def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, tmp_path):
+def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, tmp_path, capsys):
     """`train sequence --encoder STREAM.tflite`: a linear head reads the pooled features (the state's head pool)
     and the logits per sampled frame; the bundle carries the encoder (sha256-checked) and labels with nothing
     else; --embeddings writes the pooled features."""
@@ -398,6 +398,12 @@ def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, t
     assert result.ok == 12 and (summary.pred_label == summary.label).mean() >= 0.9, summary[["label", "pred_label"]]
     run = json.load(open(tmp_path / "out" / "run.json"))
     assert run["model"]["streaming"]["head_input"] == "both" and run["config"]["fps"] == 5.0
+    from vidbatch.cli import main  # the command says where the video model's own classes could help
+
+    capsys.readouterr()
+    assert main(["train", "sequence", "--data", manifest, "--encoder", stream_file[0], "--out", str(tmp_path / "b2"),
+                 "--epochs", "1"]) == 0
+    assert "tip: this encoder is a video classifier; --prior-map" in capsys.readouterr().out
     assert run["config"]["state_reset_s"] == TRAINED_STATE_RESET_S
     embeddings = pd.read_parquet(tmp_path / "out" / "embeddings")
     assert len(embeddings) == 12 and len(embeddings.embedding[0]) == 3

@@ -237,6 +237,7 @@ def train_encoded(config: Any) -> tuple[keras.Model, FrameEncoder, dict[str, Any
         "parameters": {"head": int(head.count_params()), "encoder_file_bytes": len(encoder.data)},
         "encoder": {"file": config.encoder, "runtime": encoder.runtime, "features": encoder.features,
                     "input_size": list(encoder.input_size), "sources_from_cache": data.cached,
+                    "streaming": bool(streaming),
                     "encode_seconds": round(encode_s, 1)},
         "data": {
             "source": config.data,
