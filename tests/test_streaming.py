@@ -269,6 +269,10 @@ def test_a_label_map_speaks_the_users_classes(stream_file, synth_set, tmp_path):
     page = open(write_report(str(tmp_path / "out"), str(tmp_path / "r.html")), encoding="utf-8").read()
     assert "square" in page and "round" in page  # the report speaks the mapped classes
     assert "model_top_k" in page and "ball 0." in page  # and shows what the model said
+    from vidbatch.apps.describe import describe
+
+    assert "label map map.json: 2 classes from 2 of the model's 3 (max, rest other); the model's own top-2 kept" \
+        in describe(str(tmp_path / "out"))
     assert run["model"]["label_map"]["combine"] == "max" and run["model"]["label_map"]["model_classes"] == 3
     # the map is part of the run identity
     mapping.write_text(json.dumps({"round": ["ball", "waves"], "square": ["box"]}))

@@ -89,6 +89,12 @@ def describe_run(path: str, storage_options=None) -> str:
         f"({counts.get('resumed_from_previous_run', 0)} resumed); frames decoded {counts['frames_decoded']:,}, "
         f"classified {counts['frames_classified']:,}",
     ]
+    mapping = run["model"].get("label_map")
+    if mapping:
+        lines.append(f"  label map {os.path.basename(str(mapping['source']))}: {mapping['classes']} classes from "
+                     f"{mapping['model_classes_mapped']} of the model's {mapping['model_classes']} ({mapping['combine']}, "
+                     f"rest {mapping['rest']})" + (f"; the model's own top-{config['model_top_k']} kept (model_top_k)"
+                                                   if config.get("model_top_k") else ""))
     with fs.open(storage.join(local, "summary.parquet"), "rb") as handle:
         summary = pd.read_parquet(handle)
     ok = summary[summary.status == "ok"]
