@@ -112,6 +112,8 @@ def zero_shot_full(tmp: str) -> dict:
     wrong = summary[inside & ~right]
     row = {"classes": len(mapped), "videos": len(summary), "videos_of_mapped_classes": int(inside.sum()),
            "accuracy_mapped_classes": round(float(right[inside].mean()), 4), "accuracy_all": round(float(right.mean()), 4),
+           **{f"group_{name}": round(float(getattr(right[inside].groupby(summary.group[inside]).mean(), name)()), 4)
+              for name in ("mean", "std", "min")},
            "per_class": {c: round(float(right[summary.label == c].mean()), 4) for c in sorted(set(summary.label))},
            "unmapped_went_to": summary[~inside].pred_label.value_counts().head(5).to_dict(),
            "wrong_went_to": wrong.pred_label.value_counts().head(8).to_dict(),
@@ -331,7 +333,8 @@ def markdown(results: dict) -> str:
         lines += [f"Against all {r['classes']} UCF101 classes Kinetics-600 has a counterpart for "
                   f"(`examples/ucf101_all_from_kinetics600.json`, max, drop): {r['accuracy_mapped_classes']:.1%} of the "
                   f"{r['videos_of_mapped_classes']} clips of mapped classes get their own class of the {r['classes']} "
-                  f"({r['accuracy_all']:.1%} of all {r['videos']}; BalanceBeam has no entry and went to "
+                  f"(per group of clips: mean {r['group_mean']:.1%}, spread {r['group_std']:.1%}, worst "
+                  f"{r['group_min']:.1%}; {r['accuracy_all']:.1%} of all {r['videos']}; BalanceBeam has no entry and went to "
                   f"{r['unmapped_went_to']}). Per class: "
                   + ", ".join(f"{c} {a:.1%}" for c, a in r["per_class"].items())
                   + f". The wrong ones went to {r['wrong_went_to']}; the model had said {r['wrong_model_said']} "
