@@ -407,7 +407,13 @@ def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, t
     capsys.readouterr()
     assert main(["train", "sequence", "--data", manifest, "--encoder", stream_file[0], "--out", str(tmp_path / "b2"),
                  "--epochs", "1"]) == 0
-    assert "tip: this encoder is a video classifier; --prior-map" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "tip: this encoder is a video classifier; --prior-map" in printed
+    # measured on its split, then trained again on all 12 (the bundle's head): no heldout.csv; --no-refit keeps one
+    assert "then trained again on all 12 videos" in printed and "heldout.csv" not in os.listdir(tmp_path / "b2")
+    assert main(["train", "sequence", "--data", manifest, "--encoder", stream_file[0], "--out", str(tmp_path / "b3"),
+                 "--epochs", "1", "--no-refit"]) == 0
+    assert "trained again" not in capsys.readouterr().out and "heldout.csv" in os.listdir(tmp_path / "b3")
     assert run["config"]["state_reset_s"] == TRAINED_STATE_RESET_S
     embeddings = pd.read_parquet(tmp_path / "out" / "embeddings")
     assert len(embeddings) == 12 and len(embeddings.embedding[0]) == 3

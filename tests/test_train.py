@@ -3,6 +3,7 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
@@ -72,6 +73,23 @@ def test_image_folder_with_broken_files(tmp_path):
     assert metrics["data"]["test_items"] == 16 and metrics["test_accuracy"] >= 0.8
 
 
+def test_refit_ships_a_model_trained_on_every_item(tmp_path):
+    """--refit on a model from pixels: the metrics are the held-out estimate of the first fit (the same as without
+    it), and the bundle holds a model trained again, from the start, on every item."""
+    root = tmp_path / "images"
+    for label, colour, shape in (("red", (0, 0, 230), "circle"), ("blue", (230, 0, 0), "square")):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            write_image(str(root / label / f"{i:03d}.png"), colour, shape, "png")
+    runs = {refit: train(TrainConfig(data=str(root), out=str(tmp_path / str(refit)), image_size=32, epochs=2, width=8,
+                                     batch_size=8, refit=refit)) for refit in (False, True)}
+    assert runs[False]["refit"] is None and runs[True]["refit"]["items"] == 24
+    assert runs[True]["test_accuracy"] == pytest.approx(runs[False]["test_accuracy"])
+    measured, shipped = (keras.saving.load_model(str(tmp_path / str(r) / "model.keras"), compile=False).get_weights()
+                         for r in (False, True))
+    assert not all(np.array_equal(a, b) for a, b in zip(measured, shipped))
+
+
 def test_imagenet_weights_offline_names_the_way_out(monkeypatch, tmp_path):
     from vidbatch.model.architectures import backbone_model
 
@@ -98,3 +116,9 @@ def test_bad_train_options():
         TrainConfig(data="x", out="y", backbone="vgg")
     with pytest.raises(ConfigError, match="Received: epochs=0"):
         TrainConfig(data="x", out="y", epochs=0)
+    with pytest.raises(ConfigError, match="Received: refit='yes'"):
+        TrainConfig(data="x", out="y", refit="yes")
+    # on by default for a head on an encoder, unless named held-out groups are a test set; off from pixels
+    assert TrainConfig(data="x", out="y").refit is False
+    assert TrainConfig(data="x", out="y", encoder="e.tflite", fps=5).refit is True
+    assert TrainConfig(data="x", out="y", encoder="e.tflite", fps=5, holdout_groups=("g1",)).refit is False

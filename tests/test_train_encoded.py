@@ -4,6 +4,7 @@ import json
 import os
 
 import cv2
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +13,7 @@ import vidbatch
 from tests.support.encoders import SHARED_EMBEDDER, make_tflite_encoder
 from tests.support.helpers import SHARED_SPORTS
 from vidbatch import ConfigError
+from vidbatch.apps.describe import describe_bundle
 from vidbatch.apps.synth import TEMPORAL_CLASSES, SynthSpec, make_dataset
 from vidbatch.apps.train.encoded import windows
 from vidbatch.apps.train.trainer import TrainConfig, train
@@ -56,7 +58,7 @@ def test_frame_head_on_an_encoder_labels_videos(tmp_path, tiny_encoder):
     bundle = str(tmp_path / "bundle")
     cache = str(tmp_path / "cache")
     config = TrainConfig(data=data, out=bundle, kind="frame", encoder=tiny_encoder, epochs=20, fps=5, batch_size=16,
-                         feature_cache=cache)
+                         feature_cache=cache, refit=False)
     metrics = train(config)
     assert sorted(os.listdir(bundle)) == ["bundle.json", "confusion.png", "encoder.tflite", "heldout.csv", "history.png",
                                           "metrics.json", "model.keras"]
@@ -68,9 +70,18 @@ def test_frame_head_on_an_encoder_labels_videos(tmp_path, tiny_encoder):
     summary = vidbatch.label(os.path.join(bundle, "heldout.csv"), bundle, str(tmp_path / "out"), fps=5,
                              progress=False).summary_frame()
     assert (summary["pred_label"] == summary["label"]).mean() >= 0.8
-    # a second run reads every video's features from the cache
-    again = train(TrainConfig(**{**config.__dict__, "out": str(tmp_path / "again")}))
+    # a second run reads every video's features from the cache; by default (refit) it measures the same head on
+    # the same split, then ships a head trained again on all 24 videos, and writes no heldout.csv (seen by it)
+    again = train(TrainConfig(**{**config.__dict__, "out": str(tmp_path / "again"), "refit": None}))
     assert again["encoder"]["sources_from_cache"] == 24 and again["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert metrics["refit"] is None and again["refit"]["videos"] == 24 and again["refit"]["groups"] == (
+        metrics["data"]["train_groups"] + metrics["data"]["test_groups"])
+    assert "heldout.csv" not in os.listdir(tmp_path / "again")
+    assert json.load(open(tmp_path / "again" / "bundle.json"))["extra"]["refit"] is True
+    measured, shipped = (keras.saving.load_model(os.path.join(b, "model.keras"), compile=False).get_weights()
+                         for b in (bundle, str(tmp_path / "again")))
+    assert not all(np.array_equal(a, b) for a, b in zip(measured, shipped))
+    assert "then trained again on all 24 videos" in describe_bundle(str(tmp_path / "again"))
 
 
 def test_sequence_head_learns_frame_order_that_no_single_frame_shows(tmp_path, tiny_encoder):

@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="video manifests: frames sampled per second (default 5; sequence over a frame encoder: "
                               "8; over a streaming video encoder such as MoViNet: 5)")
         sub.add_argument("--test-fraction", type=float, default=0.25)
+        sub.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                         help="after measuring on the held-out split, train again on every video and ship that "
+                         "model (default: on for heads on an --encoder, unless --holdout-groups names a test set)")
         sub.add_argument("--width", type=int, default=32, help="channels of the first layer (small models)")
         sub.add_argument("--max-items-per-video", type=int, default=None)
         sub.add_argument("--seed", type=int, default=0)
@@ -267,6 +270,7 @@ def _train(args: argparse.Namespace) -> int:
         max_items_per_video=args.max_items_per_video, verbose=args.verbose,
         prior_map=getattr(args, "prior_map", None), prior_classes=getattr(args, "prior_classes", None),
         prior_combine=getattr(args, "prior_combine", "max"),
+        refit=args.refit,
         **({"prior_weight": args.prior_weight} if getattr(args, "prior_weight", None) is not None else {}),
     )
     metrics = train(config)
@@ -275,6 +279,9 @@ def _train(args: argparse.Namespace) -> int:
     print(f"test accuracy {metrics['test_accuracy']:.4f}{video} on {data['test_items']} held-out items "
           f"({data['train_items']} train); skipped {sum(data['skipped'].values())} broken input(s) {data['skipped']}; "
           f"{metrics['train_seconds']:.0f} s. Bundle: {args.out}")
+    if metrics.get("refit"):
+        print(f"then trained again on {metrics['refit']['trained_on']}, held-out ones included: the bundle holds "
+              "that model (--no-refit ships the measured one and writes heldout.csv)")
     if (metrics.get("encoder") or {}).get("streaming") and not metrics.get("prior"):
         print("tip: this encoder is a video classifier; --prior-map MAP.json --prior-classes ITS_LABELS mixes its own "
               "classes into the head (shared UCF101 clips, benchmarks/streaming.py: 97.7% -> 98.9% on the group folds "

@@ -71,7 +71,8 @@ def describe_bundle(path: str, storage_options=None, classes: str | None = None)
         with open(metrics) as handle:
             data = json.load(handle)
         lines.append(f"  test accuracy: {data.get('test_accuracy', float('nan')):.4f} "
-                     f"({data.get('data', {}).get('test_items', '?')} held-out items)")
+                     f"({data.get('data', {}).get('test_items', '?')} held-out items)"
+                     + (f"; then trained again on {data['refit']['trained_on']}" if data.get("refit") else ""))
     return "\n".join(lines)
 
 

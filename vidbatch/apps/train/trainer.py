@@ -89,6 +89,11 @@ class TrainConfig:
     """The prior's share of the mixed probabilities (`model.prior.DEFAULT_WEIGHT`)."""
     prior_combine: str = "max"
     """How the prior's label map combines a class's model classes (`max` or `sum`)."""
+    refit: bool | None = None
+    """After measuring on the held-out split, train again on every video and ship that model (the metrics stay
+    the held-out estimate; no `heldout.csv`, since the shipped model has seen those videos). None: on for heads on
+    an encoder (seconds, once the features are encoded) unless `holdout_groups` names a test set; off otherwise
+    (a model from pixels would train a second time from the start)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -120,6 +125,10 @@ class TrainConfig:
                               f"prior_classes={self.prior_classes!r}")
         if self.prior_map is not None and not (isinstance(self.prior_weight, (int, float)) and 0 < self.prior_weight < 1):
             raise ConfigError(f"Invalid `prior_weight`: expected 0 < w < 1. Received: prior_weight={self.prior_weight!r}")
+        if self.refit is None:
+            object.__setattr__(self, "refit", bool(self.encoder) and not self.holdout_groups)
+        elif not isinstance(self.refit, bool):
+            raise ConfigError(f"Invalid `refit`: expected True, False or None. Received: refit={self.refit!r}")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"Invalid `test_fraction`: expected 0 < f < 1. Received: test_fraction={self.test_fraction!r}")
 
@@ -169,43 +178,56 @@ def train(config: TrainConfig) -> dict[str, Any]:
     num_classes = len(samples.classes)
     item_shape = samples.x.shape[1:]
 
-    base = None
-    if config.kind == "clip":
-        core = architectures.clip_model(config.arch, item_shape, num_classes, width=max(8, config.width // 2))
-        preprocessing = "none" if config.arch == "two_stream" else "unit"  # two_stream unpacks its own input
-    elif config.backbone == "small_cnn":
-        core = architectures.small_cnn(item_shape, num_classes, width=config.width)
-        preprocessing = "unit"
-    else:
-        core, base, preprocessing = architectures.backbone_model(config.backbone, item_shape, num_classes, config.weights)
-        base.trainable = config.weights is None  # a pretrained base is frozen first, then optionally fine-tuned
-
-    inputs = keras.Input(shape=item_shape, name="pixels")
-    x = _augmentation(config.kind, config.seed)(inputs) if config.augment else inputs
-    x = preprocessing_layer(preprocessing)(x)
-    trainer = keras.Model(inputs, core(x), name="trainer")
-    steps = max(1, -(-len(x_train) // config.batch_size)) * config.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.05)
-    trainer.compile(optimizer=keras.optimizers.Adam(schedule),
-                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    validation = (x_test.astype("float32"), y_test) if len(x_test) else None
-    fit = trainer.fit(x_train.astype("float32"), y_train, batch_size=config.batch_size, epochs=config.epochs,
-                      validation_data=validation, shuffle=True, verbose=keras_verbose(config.verbose))
-    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
-    if base is not None and config.fine_tune_epochs > 0:
-        base.trainable = True
-        trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate / 10),
+    def fit_model(x: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None):
+        """Build and train the model on (x, y); returns the model that ships (no augmentation) and the history."""
+        keras.utils.set_random_seed(config.seed)  # a refit starts as the measured fit started
+        base = None
+        if config.kind == "clip":
+            core = architectures.clip_model(config.arch, item_shape, num_classes, width=max(8, config.width // 2))
+            preprocessing = "none" if config.arch == "two_stream" else "unit"  # two_stream unpacks its own input
+        elif config.backbone == "small_cnn":
+            core = architectures.small_cnn(item_shape, num_classes, width=config.width)
+            preprocessing = "unit"
+        else:
+            core, base, preprocessing = architectures.backbone_model(config.backbone, item_shape, num_classes, config.weights)
+            base.trainable = config.weights is None  # a pretrained base is frozen first, then optionally fine-tuned
+        inputs = keras.Input(shape=item_shape, name="pixels")
+        x_in = _augmentation(config.kind, config.seed)(inputs) if config.augment else inputs
+        x_in = preprocessing_layer(preprocessing)(x_in)
+        trainer = keras.Model(inputs, core(x_in), name="trainer")
+        steps = max(1, -(-len(x) // config.batch_size)) * config.epochs
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.05)
+        trainer.compile(optimizer=keras.optimizers.Adam(schedule),
                         loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        more = trainer.fit(x_train.astype("float32"), y_train, batch_size=config.batch_size,
-                           epochs=config.fine_tune_epochs, validation_data=validation, shuffle=True, verbose=keras_verbose(config.verbose))
-        for k, vals in more.history.items():
-            history.setdefault(k, []).extend(float(v) for v in vals)
+        fit = trainer.fit(x.astype("float32"), y, batch_size=config.batch_size, epochs=config.epochs,
+                          validation_data=validation, shuffle=True, verbose=keras_verbose(config.verbose))
+        history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+        if base is not None and config.fine_tune_epochs > 0:
+            base.trainable = True
+            trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate / 10),
+                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            more = trainer.fit(x.astype("float32"), y, batch_size=config.batch_size,
+                               epochs=config.fine_tune_epochs, validation_data=validation, shuffle=True,
+                               verbose=keras_verbose(config.verbose))
+            for k, vals in more.history.items():
+                history.setdefault(k, []).extend(float(v) for v in vals)
+        return core, history, base is not None, preprocessing
+
+    validation = (x_test.astype("float32"), y_test) if len(x_test) else None
+    core, history, pretrained, preprocessing = fit_model(x_train, y_train, validation)
 
     if len(x_test):
         probs = core.predict(_preprocess_numpy(x_test, preprocessing), batch_size=64, verbose=0)
         report = classification_report(y_test, probs.argmax(axis=1), samples.classes)
     else:
         report = {"accuracy": float("nan"), "count": 0, "per_class": {}, "confusion": [], "classes": samples.classes}
+    refit = None
+    if config.refit and len(x_test):  # measured; the model that ships trains again on every item
+        refit_started = time.monotonic()
+        core, _, _, _ = fit_model(samples.x, samples.y, None)
+        refit = {"items": int(len(samples.x)), "groups": len(np.unique(samples.groups)),
+                 "fit_seconds": round(time.monotonic() - refit_started, 1),
+                 "trained_on": f"all {len(samples.x)} items"}
 
     spec = BundleSpec(
         classes=tuple(samples.classes),
@@ -216,7 +238,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         flow=config.kind == "clip" and config.arch == "two_stream",
         name=f"{config.backbone if config.kind == 'frame' else config.arch}-{os.path.basename(config.out.rstrip('/'))}",
         sample_fps=config.fps if config.kind == "clip" else None,
-        extra={"trained_on": config.data, "test_accuracy": report["accuracy"]},
+        extra={"trained_on": config.data, "test_accuracy": report["accuracy"], "refit": refit is not None},
     )
     os.makedirs(config.out, exist_ok=True)
     save_bundle(core, spec, config.out)
@@ -224,7 +246,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "test_accuracy": report["accuracy"],
         "report": report,
         "epochs": config.epochs,
-        "fine_tune_epochs": config.fine_tune_epochs if base is not None else 0,
+        "fine_tune_epochs": config.fine_tune_epochs if pretrained else 0,
+        "refit": refit,
         "data": {
             "source": config.data,
             "sources_seen": samples.sources,
@@ -260,7 +283,7 @@ def _train_head(config: TrainConfig) -> dict[str, Any]:
         name=f"{config.head + '-sequence' if kind == 'clip' else 'frame-head'}-{os.path.basename(config.out.rstrip('/'))}",
         sample_fps=config.fps if kind == "clip" or streaming else None,
         resize=RESIZE,
-        extra={"trained_on": config.data, "test_accuracy": metrics["test_accuracy"],
+        extra={"trained_on": config.data, "test_accuracy": metrics["test_accuracy"], "refit": metrics["refit"] is not None,
                "video_accuracy": metrics["video_accuracy"], "encoder": os.path.basename(config.encoder),
                # a streaming encoder's features depend on when its state starts over: labeling starts it over alike
                **({"state_reset_s": encoder.reset.period / config.fps} if streaming else {})},
@@ -268,8 +291,9 @@ def _train_head(config: TrainConfig) -> dict[str, Any]:
     os.makedirs(config.out, exist_ok=True)
     save_bundle(head, spec, config.out, encoder=encoder, prior=metrics.pop("_prior", None))
     metrics["config"] = {k: v for k, v in config.__dict__.items() if k != "storage_options"}
-    if metrics["data"]["test_sources"] and not os.path.isdir(config.data):
-        # the held-out videos as a manifest: `vidbatch label` or `vidbatch eval` on what the head never saw
+    if metrics["data"]["test_sources"] and not os.path.isdir(config.data) and metrics["refit"] is None:
+        # the held-out videos as a manifest: `vidbatch label` or `vidbatch eval` on what the head never saw (after
+        # a refit the head has seen them: no such file)
         import pandas as pd
 
         held = pd.DataFrame({"uri": metrics["data"]["test_sources"], "label": metrics["data"]["test_labels"]})
