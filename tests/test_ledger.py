@@ -146,3 +146,29 @@ def test_latest_status_is_the_ledgers_answer_for_any_commit_history(tmp_path_fac
     summary = [s for s in expected["summary"].to_pylist() if s["video_id"] not in mixed]
     rows = {v: sum(1 for video, _ in pairs if video == v) for v in (s["video_id"] for s in summary)}
     assert rows == {s["video_id"]: (s["frames_classified"] if s["status"] == "ok" else 0) for s in summary}
+
+
+def test_a_commit_record_of_many_megabytes_is_read(tmp_path):
+    """A record is one JSON line, read natively (`ledger._parse`); the reader's default block is 1 MB, and a
+    longer line failed to parse, so every video of the record was taken as never done (a run with
+    `--model-top-k 600`, or a long video with thousands of segments, lost every video). Now any length is read."""
+    from tests.test_output import OPTIONS
+    from vidbatch.stages.assemble import assemble_ok
+
+    manifest, out = prepared(tmp_path, ["long.mp4", "short.mp4"])
+    long, short = manifest.tasks
+    items = 40_000  # a label that changes every 2 items: 20,000 segments, about 2 MB of JSON
+    probs = np.zeros((items, 2), np.float32)
+    probs[np.arange(items) // 2 % 2 == 0, 0] = 1.0
+    probs[:, 1] = 1.0 - probs[:, 0]
+    flickering = assemble_ok(long.video_id, long.key, ["a", "b"], np.arange(items) * 5, np.arange(items) * 0.2, probs,
+                             {"fps": 25.0, "frames_decoded": items * 5, "duration_s": items * 0.2, "width": 64,
+                              "height": 48}, OPTIONS, "m", 0.1)
+    out.commit_batch([flickering, outcome_ok(short)])
+    (record,) = out.fs.find(str(tmp_path / "out" / "_vidbatch" / "commits"))
+    assert out.fs.size(record) > 1.5 * 2**20
+    book = out.ledger()
+    assert book.column_for([long.key, short.key], "status") == ["ok", "ok"]
+    assert book.segments.num_rows > 10_000
+    winners = fail_lost(out, manifest, "m", 100)  # nothing is lost, so nothing is failed
+    assert not winners.missing().any()

@@ -90,7 +90,10 @@ def _record_schema() -> pa.Schema:
 
 
 RECORD_SCHEMA = _record_schema()
-_READ = pajson.ReadOptions(use_threads=False)  # the reader's threads would each keep freed memory (measured)
+_MIN_BLOCK = 1 << 20
+"""The JSON reader's block (its default, 1 MB); a record is one line, and a line longer than the block does not
+parse, so each read's block is at least its longest record (`--model-top-k 600` or a video of thousands of
+segments makes records of many MB)."""
 _PARSE = pajson.ParseOptions(explicit_schema=RECORD_SCHEMA, unexpected_field_behavior="ignore")
 
 
@@ -99,7 +102,10 @@ def _parse(raw: Sequence[bytes], commit_format: str, parse: pajson.ParseOptions 
     """Records (one JSON object each) into one table row each, natively: no Python object per video. A record
     that does not parse is left out (its videos are simply redone), as is one of another format."""
     def native(parts):
-        return pajson.read_json(io.BytesIO(b"\n".join(parts)), read_options=_READ, parse_options=parse)
+        # one thread (the reader's threads would each keep freed memory: measured), a block that holds a record
+        block = max(_MIN_BLOCK, max((len(part) for part in parts), default=0) + 1)
+        return pajson.read_json(io.BytesIO(b"\n".join(parts)), parse_options=parse,
+                                read_options=pajson.ReadOptions(use_threads=False, block_size=block))
 
     try:
         table, kept = native(raw), list(raw)
