@@ -212,7 +212,9 @@ class ModelBundle:
             notes += (f"label map {os.path.basename(m.source)}: {len(m.targets)} classes from "
                       f"{sum(map(len, m.sources))} of the model's {len(m.model_classes)} ({m.combine} of their "
                       "probabilities); " + ("the rest are labeled 'other'" if m.rest == "other" else
-                                            "the rest are dropped and the mapped classes renormalised"),)
+                                            ("the rest are dropped and the mapped classes' sums renormalised" if m.combine == "sum"
+                                             else "the rest are dropped (each class keeps its best model class's "
+                                                  "probability: a low score means the model was unsure)")),)
         if self.prior is not None:
             p = self.prior
             notes += (f"the head's probabilities are averaged with its video model's own ({1 - p.weight:g} and "
