@@ -215,3 +215,16 @@ def test_a_resumed_runs_todo_list_is_read_a_batch_at_a_time(tmp_path):
     assert len(todo) == len(expected) and list(todo) == expected
     assert todo.columns().column("video_id").to_pylist() == [t.video_id for t in expected]
     assert list(Pending(manifest, np.empty(0, np.uint64))) == list(manifest.tasks)
+
+
+def test_a_row_longer_than_the_csv_readers_block_is_read(tmp_path):
+    """Arrow reads CSV in blocks of 1 MB and refused a longer row as 'straddling object' (reported as a
+    malformed CSV): a manifest with a cell of captions or metadata over 1 MB is well-formed and is read whole."""
+    path = tmp_path / "m.csv"
+    path.write_text("uri,captions\na.mp4," + "x" * 3_000_000 + "\nb.mp4,short\n")
+    manifest = Manifest.from_path(str(path))
+    assert len(manifest) == 2 and [len(t) for t in manifest.passthrough.column("captions").to_pylist()] == [3_000_000, 5]
+    # a row of too many fields, long or not, is still refused in words
+    (tmp_path / "bad.csv").write_text("uri,x\na.mp4," + "y" * 2_000_000 + ",extra\n")
+    with pytest.raises(ManifestError, match="malformed CSV"):
+        Manifest.from_path(str(tmp_path / "bad.csv"))

@@ -503,12 +503,21 @@ def _parse(data: bytes, url: str) -> pa.Table:
     if not data.strip():
         raise ManifestError(f"Manifest {url!r} is empty: it has no header and no rows")
     delimiter = "\t" if lowered.endswith(".tsv") else ","
+
+    def read(block: int | None) -> pa.Table:  # one thread: each of the reader's threads keeps blocks of its own
+        options = pacsv.ReadOptions(use_threads=False, **({"block_size": block} if block else {}))
+        return pacsv.read_csv(io.BytesIO(data), read_options=options,
+                              parse_options=pacsv.ParseOptions(delimiter=delimiter), convert_options=_CONVERT)
+
     try:
-        table = pacsv.read_csv(  # one thread: each of the reader's threads keeps blocks of its own (measured)
-            io.BytesIO(data), read_options=pacsv.ReadOptions(use_threads=False),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=_CONVERT,
-        )
+        try:
+            table = read(None)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):
+                raise
+            # a row longer than the reader's block (1 MB; a cell of captions or metadata): the whole file as
+            # one block (it is in memory already)
+            table = read(min(len(data) + 1, 2**31 - 1))
     except pa.ArrowException as exc:
         _check_utf8(data, url)
         raise ManifestError(f"Cannot read manifest {url!r}: malformed CSV ({exc})") from None
