@@ -172,3 +172,22 @@ def test_a_commit_record_of_many_megabytes_is_read(tmp_path):
     assert book.segments.num_rows > 10_000
     winners = fail_lost(out, manifest, "m", 100)  # nothing is lost, so nothing is failed
     assert not winners.missing().any()
+
+
+def test_an_unreadable_commit_record_is_said_not_silently_skipped(tmp_path, caplog):
+    """Records are committed whole, so one that does not parse is news: its videos are redone (or failed as lost
+    at the end), and a warning says why, once per reason."""
+    from vidbatch.io.output import COMMITS_DIR
+
+    manifest, out = prepared(tmp_path, ["a.mp4", "b.mp4"])
+    a, b = manifest.tasks
+    out.commit_batch([outcome_ok(a)])
+    with open(os.path.join(out.path, COMMITS_DIR, "99999999999999999999-broken.json"), "wb") as handle:
+        handle.write(b'{"format": "vidbatch-commit/1", "videos": [{"key": ')  # cut short
+    ledger._SAID.clear()  # once per reason per process: another test may have met this one
+    with caplog.at_level("WARNING", logger="vidbatch"):
+        book = out.ledger()
+        out.ledger()
+    assert book.column_for([a.key, b.key], "status") == ["ok", None]
+    said = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
+    assert len(said) == 1 and "its videos are redone" in said[0], said

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -115,11 +116,26 @@ def _parse(raw: Sequence[bytes], commit_format: str, parse: pajson.ParseOptions 
             try:
                 tables.append(native([one]))
                 kept.append(one)
-            except (pa.ArrowInvalid, ValueError):
+            except (pa.ArrowInvalid, ValueError) as exc:
+                _say_unreadable(one, exc)
                 continue
         table = pa.concat_tables(tables) if tables else parse.explicit_schema.empty_table()
     mine = pc.fill_null(pc.equal(table.column("format"), commit_format), False).to_pylist()
     return table.filter(pa.array(mine, pa.bool_())), [r for r, ok in zip(kept, mine) if ok]
+
+
+_SAID: set[str] = set()
+
+
+def _say_unreadable(raw: bytes, exc: Exception) -> None:
+    """A commit record is written whole (a temporary file, then moved), so one that does not parse is news: its
+    videos are redone, or failed as lost at the end of a run, and the reason must not stay silent (a record
+    longer than the reader's block was once refused this way). Said once per reason per process."""
+    reason = str(exc).splitlines()[0][:200]
+    if reason not in _SAID:
+        _SAID.add(reason)
+        logging.getLogger("vidbatch").warning("a commit record of %d bytes could not be read (%s); its videos are "
+                                              "redone, or failed as lost at the end of the run", len(raw), reason)
 
 
 @dataclass
