@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -281,7 +282,7 @@ def _train(args: argparse.Namespace) -> int:
           f"{metrics['train_seconds']:.0f} s. Bundle: {args.out}")
     if metrics.get("refit"):
         print(f"then trained again on {metrics['refit']['trained_on']}, held-out ones included: the bundle holds "
-              "that model (--no-refit ships the measured one and writes heldout.csv)")
+              f"that model (--no-refit ships the measured one{'' if os.path.isdir(args.data) else ' and writes heldout.csv'})")
     if (metrics.get("encoder") or {}).get("streaming") and not metrics.get("prior"):
         print("tip: this encoder is a video classifier; --prior-map MAP.json --prior-classes ITS_LABELS mixes its own "
               "classes into the head (shared UCF101 clips, benchmarks/streaming.py: 97.7% -> 98.9% on the group folds "
