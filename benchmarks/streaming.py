@@ -1,6 +1,6 @@
 """A streaming video model with no training (MoViNet-A0-Stream, Kinetics-600, int8) on the shared UCF101 clips.
 
-    python benchmarks/streaming.py            # about 15 min on 2 cores; needs ../shared/data/ucf101 and weights
+    python benchmarks/streaming.py            # about 20-25 min on 2 cores; needs ../shared/data/ucf101 and weights
     python benchmarks/streaming.py --only speed
 
 Three measurements, each with `vidbatch.label` as users run it:
@@ -398,9 +398,9 @@ def speed(tmp: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=("zero_shot", "zero_shot_full", "zero_shot_ten", "reset", "reset_single", "trained", "trained_prior", "trained_command",
-                                               "speed"),
-                        action="append")
+    parser.add_argument("--only", action="append",
+                        choices=("zero_shot", "zero_shot_full", "zero_shot_ten", "reset", "reset_single", "trained",
+                                 "trained_prior", "trained_command", "speed"))
     args = parser.parse_args()
     if not os.path.exists(MODEL):
         sys.exit(f"needs {MODEL} (../shared/data)")

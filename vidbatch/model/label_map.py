@@ -5,8 +5,8 @@ Kinetics-600 (or ImageNet) classes onto the classes the user labels. It is appli
 probabilities right after the model, before smoothing, so the frames, summary, segments, shots and report all
 speak the user's classes. The model classes no target names go to `other`, or are dropped (with `sum`, the
 targets' probabilities are then renormalised; with `max` each keeps its best model class's probability, so a
-low score still says the model was unsure). The map and how it combines are part of the model's fingerprint, so a resumed run
-cannot mix two maps.
+low score still says the model was unsure). The map and how it combines are part of the model's fingerprint,
+so a resumed run cannot mix two maps.
 
 How a target's probability is made from its model classes (`combine`): `max` (the best single one; the run's
 default) or `sum` (the probability that the frame shows any of them). Measured on the 439 shared UCF101 clips

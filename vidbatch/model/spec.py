@@ -211,10 +211,7 @@ class ModelBundle:
             m = self.label_map
             notes += (f"label map {os.path.basename(m.source)}: {len(m.targets)} classes from "
                       f"{sum(map(len, m.sources))} of the model's {len(m.model_classes)} ({m.combine} of their "
-                      "probabilities); " + ("the rest are labeled 'other'" if m.rest == "other" else
-                                            ("the rest are dropped and the mapped classes' sums renormalised" if m.combine == "sum"
-                                             else "the rest are dropped (each class keeps its best model class's "
-                                                  "probability: a low score means the model was unsure)")),)
+                      "probabilities); " + _rest_note(m),)
         if self.prior is not None:
             p = self.prior
             notes += (f"the head's probabilities are averaged with its video model's own ({1 - p.weight:g} and "
@@ -283,3 +280,12 @@ def check_model_against_spec(model: Any, spec: BundleSpec, source: str) -> None:
             + (f", an encoder of {spec.encoder['features']} features" if spec.encoder else "")
             + f" (expected {expected}); fix the sidecar or the model"
         )
+
+
+def _rest_note(label_map) -> str:
+    """What happens to the model classes a label map does not name, as the run's note says it."""
+    if label_map.rest == "other":
+        return "the rest are labeled 'other'"
+    if label_map.combine == "sum":
+        return "the rest are dropped and the mapped classes' sums renormalised"
+    return "the rest are dropped (each class keeps its best model class's probability: a low score means the model was unsure)"
