@@ -54,7 +54,7 @@ MODELS = {
     "seq_attention": ("CNN + attention pooling (encoder)", dict(kind="sequence", encoder=EMBEDDER, head="attention",
                                                                 clip_len=8)),
     "seq_mean": ("CNN + mean pooling (encoder)", dict(kind="sequence", encoder=EMBEDDER, head="mean", clip_len=8)),
-    "video_encoder_movinet": ("linear head on MoViNet-A0-Stream pooled features and logits (video encoder, 5 fps)",
+    "video_encoder_movinet": ("linear head on MoViNet-A0-Stream logits at its reset windows' ends (video encoder, 5 fps)",
                               dict(kind="sequence", encoder=MOVINET, fps=5.0)),
     "video_encoder_movinet_prior": ("the same head mixed with MoViNet's own classes (`--prior-map`, max, 0.5)",
                                     dict(kind="sequence", encoder=MOVINET, fps=5.0, prior_map=LABEL_MAP,

@@ -98,14 +98,17 @@ def assert_same(whole, merged, frames):
        range_items=st.integers(1, 12), chunk=st.integers(1, 9), cut_rate=st.sampled_from([0.0, 0.05, 0.3]),
        frame_top_k=st.sampled_from([0, 2]), keep_probs=st.booleans(), video_threshold=st.sampled_from([None, 0.4]),
        frame_threshold=st.sampled_from([None, 0.5]), state_reset_s=st.sampled_from([None, 0.0, 0.6]),
-       model_top_k=st.sampled_from([0, 3]))
+       model_top_k=st.sampled_from([0, 3]), state_weights=st.sampled_from([None, "window_end"]))
 def test_a_video_cut_anywhere_equals_it_whole(seed, items, classes, window, range_items, chunk, cut_rate, frame_top_k,
-                                              keep_probs, video_threshold, frame_threshold, state_reset_s, model_top_k):
+                                              keep_probs, video_threshold, frame_threshold, state_reset_s, model_top_k,
+                                              state_weights):
     """Any video, cut anywhere, for a frame model and for a streaming one (whose units start at reset points and
-    whose items weigh by their state's context), merges to what the video whole gets."""
+    whose items weigh by their state's context, or only at the ends of reset windows, which a range's last item
+    may or may not be), merges to what the video whole gets."""
     options = config(window=window, top_k=2, frame_top_k=frame_top_k, keep_probs=keep_probs,
                      video_threshold=video_threshold, frame_threshold=frame_threshold, state_reset_s=state_reset_s,
-                     fps=5.0, model_top_k=model_top_k, label_map="map.json" if model_top_k else None)
+                     fps=5.0, model_top_k=model_top_k, label_map="map.json" if model_top_k else None,
+                     state_weights=state_weights)
     arrays, probs = a_video(seed, items, classes, cut_rate)
     model_probs = (np.random.default_rng(seed + 1).dirichlet(np.ones(len(MODEL_CLASSES)), size=items).astype(np.float32)
                    if model_top_k else None)
@@ -189,3 +192,31 @@ def test_a_streaming_models_items_weigh_by_the_frames_their_state_has_seen():
         shot = np.average(probs[9:17], axis=0, weights=None if options.state_reset_s is None else weights[9:17])
         assert whole.shots[1]["score"] == pytest.approx(shot.max(), abs=1e-6)
     np.testing.assert_array_equal(ResetRule(4).context(arrays["shot_cut"]), weights)
+
+
+def test_window_end_weights_count_only_the_last_item_before_each_reset():
+    """`state_weights="window_end"` (what a head trained on a streaming encoder's window ends asks for): the
+    video's and each shot's label weigh only the item before each reset (a cut, the period) and the video's last
+    one, each by the frames its window spans; a range whose last item is followed by a reset says so (`closes`)."""
+    arrays, probs = a_video(seed=5, items=23, classes=3, cut_rate=0.0)
+    arrays["shot_cut"][[9, 17]] = True
+    rule = ResetRule(4)
+    ends = rule.window_ends(arrays["shot_cut"])
+    # resets at 0, 4, 8 (period), 9 (cut), 13 (period), 17 (cut), 21 (period): ends before each, and the last
+    assert np.flatnonzero(ends).tolist() == [3, 7, 8, 12, 16, 20, 22]
+    weights = rule.weights(arrays["shot_cut"], "window_end")
+    assert weights[ends].tolist() == [4, 4, 1, 4, 4, 4, 2] and not weights[~ends].any()
+    assert not rule.window_ends(arrays["shot_cut"][:22], closes=False)[-1]  # item 21 is no end: 22 follows it
+    options = config(fps=5.0, state_reset_s=0.8, state_weights="window_end")
+    whole = assemble_ok("v", "k", CLASSES[:3], arrays["frame_index"], arrays["timestamp_s"], probs, INFO, options,
+                        "m", 1.0, shot_cut=arrays["shot_cut"])
+    expected = np.average(probs, axis=0, weights=weights)
+    assert whole.record["top_k"][0]["score"] == pytest.approx(expected.max(), abs=1e-6)
+    shot = np.average(probs[9:17], axis=0, weights=weights[9:17])  # items 12 and 16 only
+    assert whole.shots[1]["score"] == pytest.approx(shot.max(), abs=1e-6)
+    # the splitter knows whether the item after a range starts over: ranges of 4 own items end at items 3, 7, 11,
+    # 15, 19 and 22; items 4 and 8 are resets, 12, 16 and 20 are not, and 22 ends the video
+    splitter = RangeSplitter(range_items=4, overlap=0, reset=rule)
+    units = splitter.push(arrays) + [splitter.finish()]
+    assert [int(u.frame_index[-1]) for u in units] == arrays["frame_index"][[3, 7, 11, 15, 19, 22]].tolist()
+    assert [u.closes for u in units] == [True, True, False, False, False, True]

@@ -234,6 +234,15 @@ def test_streaming_ranges_label_like_the_local_engine(ray_local, synth_set, tmp_
     run = json.load(open(tmp_path / "ray" / "run.json"))
     assert run["stages"]["layout"]["gpus_per_inference_actor"] == 0.0
     assert run["stages"]["layout"]["range_items"] == 4
+    # weighed at window ends (a trained head's bundle asks for it): a range knows whether the item after it starts
+    # over (`RangeUnit.closes`, carried from the decoder to the writer), so the merged labels still equal the local
+    options.update(state_weights="window_end")
+    vidbatch.label(synth_set, model, str(tmp_path / "ray_ends"), engine="ray", ray=RayOptions(range_items=4), **options)
+    vidbatch.label(synth_set, model, str(tmp_path / "local_ends"), **options)
+    assert_same_answers(tmp_path / "ray_ends", tmp_path / "local_ends")
+    ends, context = (pd.read_parquet(tmp_path / side / "summary.parquet").sort_values("video_id")
+                     for side in ("local_ends", "local"))
+    assert not np.allclose(ends.pred_score, context.pred_score)  # ...and they are not the context-weighed ones
 
 
 def test_manifest_blocks_balance_the_decoders_and_keep_a_big_manifest_out_of_the_drivers_memory():

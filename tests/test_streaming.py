@@ -393,30 +393,34 @@ def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, t
 
     head = keras.saving.load_model(os.path.join(bundle, "model.keras"), safe_mode=True)
     assert [layer.name for layer in head.layers] == ["features", "standardise", "probs"]
-    assert metrics["encoder"]["features"] == 3 + 3 and metrics["config"]["fps"] == 5.0  # pooled, then logits
+    assert metrics["encoder"]["features"] == 3 and metrics["config"]["fps"] == 5.0  # the logits (`head_input`)
     spec = json.load(open(os.path.join(bundle, "bundle.json")))
-    assert spec["kind"] == "frame" and spec["sample_fps"] == 5.0 and spec["encoder"]["features"] == 6
+    assert spec["kind"] == "frame" and spec["sample_fps"] == 5.0 and spec["encoder"]["features"] == 3
     assert spec["extra"]["state_reset_s"] == TRAINED_STATE_RESET_S  # labeling starts the state over as training did
+    assert spec["extra"]["state_weights"] == "window_end"  # ...and weighs frames as the head was trained
     result = vidbatch.label(manifest, bundle, str(tmp_path / "out"), progress=False, embeddings=True)
     summary = result.summary_frame()
     assert result.ok == 12 and (summary.pred_label == summary.label).mean() >= 0.9, summary[["label", "pred_label"]]
     run = json.load(open(tmp_path / "out" / "run.json"))
-    assert run["model"]["streaming"]["head_input"] == "both" and run["config"]["fps"] == 5.0
+    assert run["model"]["streaming"]["head_input"] == "logits" and run["config"]["fps"] == 5.0
     from vidbatch.cli import main  # the command says where the video model's own classes could help
 
     capsys.readouterr()
     assert main(["train", "sequence", "--data", manifest, "--encoder", stream_file[0], "--out", str(tmp_path / "b2"),
                  "--epochs", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "tip: this encoder is a video classifier; --prior-map" in printed
     # measured on its split, then trained again on all 12 (the bundle's head): no heldout.csv; --no-refit keeps one
     assert "then trained again on all 12 videos" in printed and "heldout.csv" not in os.listdir(tmp_path / "b2")
     assert main(["train", "sequence", "--data", manifest, "--encoder", stream_file[0], "--out", str(tmp_path / "b3"),
                  "--epochs", "1", "--no-refit"]) == 0
     assert "trained again" not in capsys.readouterr().out and "heldout.csv" in os.listdir(tmp_path / "b3")
-    assert run["config"]["state_reset_s"] == TRAINED_STATE_RESET_S
+    assert run["config"]["state_reset_s"] == TRAINED_STATE_RESET_S and run["config"]["state_weights"] == "window_end"
     embeddings = pd.read_parquet(tmp_path / "out" / "embeddings")
     assert len(embeddings) == 12 and len(embeddings.embedding[0]) == 3
+    from vidbatch.apps.describe import describe_bundle
+
+    assert ("trained at:    5 sampled frames/s, the state starting over every 10 s inside a shot; a video's label "
+            "weighs the last frame before each restart") in describe_bundle(bundle)
     # the encoder is checked against the sidecar's sha256, as for any encoder bundle
     with open(os.path.join(bundle, "encoder.tflite"), "ab") as handle:
         handle.write(b"\0")
@@ -426,8 +430,9 @@ def test_a_streaming_video_model_is_an_encoder_for_a_trained_head(stream_file, t
 
 
 def test_a_trained_head_mixed_with_the_models_own_classes(stream_file, tmp_path):
-    """`train sequence --prior-map --prior-classes`: the head reads the pooled features and the logits, and the
-    bundle averages its probabilities with the label map's zero-shot ones, as training evaluated it."""
+    """`train sequence --prior-map --prior-classes`: the head reads the pooled features and the logits (here
+    `head_input="both"`), and the bundle averages its probabilities with the label map's zero-shot ones, as training
+    evaluated it; a head on the pooled features alone has no logits to take a prior from."""
     from vidbatch.apps.synth import SynthSpec, make_dataset
     from vidbatch.apps.train.trainer import TrainConfig, train
     from vidbatch.model.bundle import load_bundle
@@ -439,7 +444,12 @@ def test_a_trained_head_mixed_with_the_models_own_classes(stream_file, tmp_path)
     prior_map.write_text(json.dumps({"ball": ["ball"], "box": ["box"], "waves": ["waves"]}))
     bundle = str(tmp_path / "bundle")
     config = dict(data=manifest, out=bundle, kind="sequence", encoder=stream_file[0], epochs=5, feature_cache=None,
-                  test_fraction=0.34, prior_map=str(prior_map), prior_classes=stream_file[1], prior_weight=0.25)
+                  test_fraction=0.34, prior_map=str(prior_map), prior_classes=stream_file[1], prior_weight=0.25,
+                  head_input="both")
+    with pytest.raises(vidbatch.ConfigError, match="Invalid `head_input`.*logits"):
+        train(TrainConfig(**{**config, "head_input": "pooled", "out": str(tmp_path / "b0")}))
+    with pytest.raises(vidbatch.ConfigError, match="Invalid `head_input`.*Received: head_input='all'"):
+        TrainConfig(**{**config, "head_input": "all"})
     train(TrainConfig(**config))
     spec = json.load(open(os.path.join(bundle, "bundle.json")))
     assert spec["encoder"]["head_input"] == "both" and spec["encoder"]["features"] == 3 + 3

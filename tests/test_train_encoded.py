@@ -33,9 +33,10 @@ def test_windows_cover_the_video_and_pad_a_short_one():
     assert windows(features[:2], 4, 2)[:, :, 0].tolist() == [[0, 1, 1, 1]]
 
 
-def test_a_streaming_encoders_training_frames_have_a_second_of_context():
-    """A streaming encoder's first frames after a reset rest on a frame or two: only frames whose state has seen
-    `min_context` frames train the head (a video too short for any keeps its last frame), counted from each reset."""
+def test_a_streaming_encoders_training_items_are_window_ends_with_a_second_of_context():
+    """A streaming encoder's state at the last frame of a reset window has seen the whole window: those frames
+    train the head, where they have seen `min_context` frames (a video too short for any keeps its longest
+    window's end), counted from each reset."""
     from types import SimpleNamespace
 
     from vidbatch.apps.train.encoded import items
@@ -46,8 +47,9 @@ def test_a_streaming_encoders_training_frames_have_a_second_of_context():
     data = FeatureSet(features, np.array([0, 1]), np.array([0, 1]), ["a", "b"], ["long", "short"])
     config = SimpleNamespace(kind="sequence")
     x, y, sources = items(data, np.ones(2, bool), config, windowed=False, min_context=(ResetRule(8), 5))
-    # the long video: frames 4-7 (5th to 8th since its start), then a reset at frame 8 (frames 8-11 see 1-4)
-    assert x[:, 0].tolist() == [4, 5, 6, 7, 102] and y.tolist() == [0, 0, 0, 0, 1] and sources.tolist() == [0] * 4 + [1]
+    # the long video: frame 7 ends a window of 8 frames, then a reset at frame 8 (frame 11 ends a window of 4:
+    # too short); the short video's only window ends at its frame 2, with 3 frames
+    assert x[:, 0].tolist() == [7, 102] and y.tolist() == [0, 1] and sources.tolist() == [0, 1]
     x, _, _ = items(data, np.ones(2, bool), config, windowed=False)
     assert len(x) == 15  # without it, every frame
 

@@ -181,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     sequence.add_argument("--clip-stride", type=int, default=None, help="sampled frames between training windows "
                           "(default: half a window)")
     sequence.add_argument("--head", default="gru", choices=SEQUENCE_HEADS, help="what reads the window (default gru)")
+    sequence.add_argument("--head-input", default=None, choices=("logits", "pooled", "both"),
+                          help="a streaming video encoder (MoViNet): what the head reads per sampled frame: the "
+                          "model's logits (default: measured best on UCF101), its pooled features, or both (for "
+                          "classes far from the model's own, try both)")
     sequence.add_argument("--prior-map", default=None,
                           help="a streaming video encoder (MoViNet): a label map (JSON: each training class -> the "
                           "model's classes) whose zero-shot probabilities the bundle averages with the head's")
@@ -272,6 +276,7 @@ def _train(args: argparse.Namespace) -> int:
         prior_map=getattr(args, "prior_map", None), prior_classes=getattr(args, "prior_classes", None),
         prior_combine=getattr(args, "prior_combine", "max"),
         refit=args.refit,
+        **({"head_input": args.head_input} if getattr(args, "head_input", None) else {}),
         **({"prior_weight": args.prior_weight} if getattr(args, "prior_weight", None) is not None else {}),
     )
     metrics = train(config)
@@ -283,10 +288,6 @@ def _train(args: argparse.Namespace) -> int:
     if metrics.get("refit"):
         print(f"then trained again on {metrics['refit']['trained_on']}, held-out ones included: the bundle holds "
               f"that model (--no-refit ships the measured one{'' if os.path.isdir(args.data) else ' and writes heldout.csv'})")
-    if (metrics.get("encoder") or {}).get("streaming") and not metrics.get("prior"):
-        print("tip: this encoder is a video classifier; --prior-map MAP.json --prior-classes ITS_LABELS mixes its own "
-              "classes into the head (shared UCF101 clips, benchmarks/streaming.py: 97.7% -> 98.9% on the group folds "
-              "it was tuned on, 98.2% holding out one group at a time)")
     return 0
 
 

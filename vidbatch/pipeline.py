@@ -138,7 +138,9 @@ def streaming_notes(bundle, config: LabelConfig) -> list[str]:
             f"from sampled frame to sampled frame at {rate}, and starts over at each shot cut"
             + (f" and every {every} sampled frames ({config.state_reset_s:g} s) inside a shot" if every else
                "; with --state-reset-s 0 a long shot's time ranges (Ray engine) each start at the shot's start, "
-               "so their pre-roll grows with the shot")]
+               "so their pre-roll grows with the shot")
+            + ("; a video's and a shot's label weigh only the last frame before each restart (--state-weights "
+               "window_end, as its head was trained)" if config.state_weights == "window_end" else "")]
 
 
 def keys(manifest: Manifest):
@@ -261,7 +263,7 @@ def run(config: LabelConfig, on_worker_event=None, manifest: Manifest | None = N
                          label_map=config.label_map, label_map_options=config.label_map_options)
     streaming = bool(getattr(bundle.encoder, "stateful", False))
     config = config.for_model(bundle.spec.sample_fps if bundle.spec.kind == "clip" or streaming else None,
-                              streaming, bundle.spec.extra.get("state_reset_s"))
+                              streaming, bundle.spec.extra.get("state_reset_s"), bundle.spec.extra.get("state_weights"))
     for note in list(bundle.notes) + streaming_notes(bundle, config):  # said once, before the work; kept in run.json
         log.warning(note)
     if config.sampling == "keyframes" and (bundle.spec.kind != "frame" or streaming):

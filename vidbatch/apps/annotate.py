@@ -100,7 +100,8 @@ def annotate(video: str, model: str, out: str, window: int = 64, show_raw: bool 
     if streaming:
         from vidbatch.pipeline import streaming_notes
 
-        options = options.for_model(bundle.spec.sample_fps, True, bundle.spec.extra.get("state_reset_s"))
+        options = options.for_model(bundle.spec.sample_fps, True, bundle.spec.extra.get("state_reset_s"),
+                                    bundle.spec.extra.get("state_weights"))
         notes += streaming_notes(bundle, options)
     for note in notes:
         logging.getLogger("vidbatch").warning(note)

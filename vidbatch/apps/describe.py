@@ -65,7 +65,12 @@ def describe_bundle(path: str, storage_options=None, classes: str | None = None)
                      + (f", {info['pooled_features']} pooled features" if info["pooled_features"] else "") + ")")
     lines += [f"  note:          {note}" for note in bundle.notes]
     if spec.sample_fps:
-        lines.append(f"  trained at:    {spec.sample_fps:g} sampled frames/s")
+        extra = spec.extra or {}
+        lines.append(f"  trained at:    {spec.sample_fps:g} sampled frames/s"
+                     + (f", the state starting over every {extra['state_reset_s']:g} s inside a shot"
+                        if extra.get("state_reset_s") else "")
+                     + ("; a video's label weighs the last frame before each restart (state_weights window_end)"
+                        if extra.get("state_weights") == "window_end" else ""))
     metrics = os.path.join(path, "metrics.json")
     if os.path.isdir(path) and os.path.exists(metrics):
         with open(metrics) as handle:

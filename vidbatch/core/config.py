@@ -70,6 +70,11 @@ frame's label inside one shot (and how far back a long video's time range must s
 on the shared UCF101 clips (benchmarks/streaming.py): two actions joined inside one shot get 79% of their frames
 right at 4 s, 66% at 8 s, 56% with no period; single-action clips lose at most a point of frame accuracy. A head
 trained on a streaming encoder keeps its own (`apps.train.encoded.TRAINED_STATE_RESET_S`)."""
+STATE_WEIGHTS = ("context", "window_end")
+"""How a streaming model's items weigh in their video's and shots' labels (`model.streaming.ResetRule.weights`):
+`context`, each by how many frames its state has seen since the last reset (the zero-shot default); `window_end`,
+only the last item of each reset window, by the frames it spans (its state has seen the whole window; what a head
+trained on window ends reads, `apps.train.encoded`)."""
 PRECISIONS = ("float32", "bfloat16", "float16")
 """Inference precision: float32, or Keras mixed precision (weights stay float32, compute in 16 bits, the model's
 output layers in float32 so probabilities keep their resolution). 16 bits pays off on GPUs with tensor cores."""
@@ -262,6 +267,11 @@ class LabelConfig:
                                               "state starts over inside a shot (it always does at a cut); 0 = only "
                                               f"at cuts (default {DEFAULT_STATE_RESET_S:g}, or what a trained "
                                               "bundle's encoder was trained with)")
+    state_weights: str | None = option(None, answer=True, choices=STATE_WEIGHTS,
+                                       help="streaming video models: how sampled frames weigh in a video's and a "
+                                            "shot's label: context (by the frames each frame's state has seen) or "
+                                            "window_end (only the last frame before each reset, by the frames it "
+                                            "spans) (default context, or what a trained bundle's head was trained on)")
     preprocessing: str | None = option(None, answer=True, choices=PREPROCESSING,
                                        help="how pixels are scaled for the model, overriding its sidecar; for a legacy "
                                             ".h5 model without one, say it here (default: the sidecar's, else detected "
@@ -332,6 +342,8 @@ class LabelConfig:
             _fail("label_map_rest", self.label_map_rest, f"one of {LABEL_MAP_RESTS}")
         if self.state_reset_s is not None:
             _check_positive_number("state_reset_s", self.state_reset_s, allow_zero=True)
+        if self.state_weights is not None and self.state_weights not in STATE_WEIGHTS:
+            _fail("state_weights", self.state_weights, f"one of {STATE_WEIGHTS}, or None")
         if self.engine not in ENGINES:
             _fail("engine", self.engine, f"one of {ENGINES}")
         if self.decode_workers is not None:
@@ -349,10 +361,11 @@ class LabelConfig:
         object.__setattr__(self, "shot_threshold", self.shot_threshold or None)
 
     def for_model(self, sample_fps: float | None, streaming: bool = False,
-                  state_reset_s: float | None = None) -> "LabelConfig":
+                  state_reset_s: float | None = None, state_weights: str | None = None) -> "LabelConfig":
         """This config with `fps` settled: the user's, else the rate a clip model was trained at, else the default.
         A model over windows of frames expects them as far apart as in training. Likewise a streaming encoder's
-        reset period: the user's, else the one its head was trained with, else the default (other models: unset)."""
+        reset period and item weights: the user's, else those its head was trained with, else the defaults (other
+        models: unset)."""
         changes: dict[str, Any] = {}
         if self.fps is None:
             changes["fps"] = sample_fps if sample_fps else DEFAULT_FPS
@@ -360,6 +373,10 @@ class LabelConfig:
             changes["state_reset_s"] = DEFAULT_STATE_RESET_S if state_reset_s is None else float(state_reset_s)
         elif not streaming and self.state_reset_s is not None:  # it means nothing there; set, it marks a stateful
             changes["state_reset_s"] = None  # model's run (`stages.assemble` weights items by their state's context)
+        if streaming and self.state_weights is None and state_weights is not None:  # unset reads as `context`
+            changes["state_weights"] = state_weights
+        elif not streaming and self.state_weights is not None:
+            changes["state_weights"] = None
         return dataclasses.replace(self, **changes) if changes else self
 
     def reset_every(self) -> int:

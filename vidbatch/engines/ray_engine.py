@@ -184,7 +184,8 @@ class RayDecoder:
         arrays = unit.arrays if len(unit) else self._empty()
         return {"key": key, "video_id": job.video_id, "part": job.part, "parts": job.parts,
                 "attempt": unit.attempt, "range_index": unit.range_index,
-                "last": unit.last, "overlap": unit.overlap, "shot_base": unit.shot_base, "status": status,
+                "last": unit.last, "overlap": unit.overlap, "shot_base": unit.shot_base, "closes": unit.closes,
+                "status": status,
                 "error": error, "info": json.dumps(info or {}), "started": started,
                 "frames": arrays["frames"], "frame_index": np.asarray(arrays["frame_index"], np.int64),
                 "timestamp_s": np.asarray(arrays["timestamp_s"], np.float64),
@@ -357,7 +358,7 @@ class CommitSink(Datasink):
                 stats["flow_frames"] += int(info.get("frames_sampled") or 0)
         arrays = {name: np.asarray(row[name]) for name in ("frame_index", "timestamp_s", "shot_cut")}
         unit = RangeUnit(arrays, str(row["attempt"]), int(row["range_index"]), last, int(row["overlap"]),
-                         int(row["shot_base"]))
+                         int(row["shot_base"]), bool(row["closes"]))
         probs = np.asarray(row["probs"], np.float32).reshape(len(unit), len(self.classes))
         embeddings = np.asarray(row["embedding"], np.float32) if "embedding" in row else None
         extra = {"embeddings": embeddings, "model_classes": self.model_classes,

@@ -160,8 +160,8 @@ class BundleSpec:
 
 ENCODER_FIELDS = {"file": str, "format": str, "features": int, "sha256": str}
 ENCODER_OPTIONAL_FIELDS = ("head_input", "prior")
-"""A streaming video encoder's `head_input` (`pooled` when absent; `both`: pooled features then logits), and
-`prior`: a label map's zero-shot probabilities mixed with the head's (`model.prior`; needs `both`)."""
+"""A streaming video encoder's `head_input` (`pooled` when absent; `logits`; `both`: pooled features then logits),
+and `prior`: a label map's zero-shot probabilities mixed with the head's (`model.prior`; needs the logits)."""
 
 
 def _check_encoder_record(record: Any, source: str) -> None:
@@ -178,9 +178,9 @@ def _check_encoder_record(record: Any, source: str) -> None:
         raise ModelBundleError(f"{source}: `encoder.format` must be 'tflite' or 'keras' and `features` >= 1. "
                                f"Received: format={record['format']!r}, features={record['features']!r}")
     head_input = record.get("head_input", "pooled")
-    if head_input not in ("pooled", "logits", "both") or ("prior" in record and head_input != "both"):
+    if head_input not in ("pooled", "logits", "both") or ("prior" in record and head_input == "pooled"):
         raise ModelBundleError(f"{source}: `encoder.head_input` must be 'pooled', 'logits' or 'both' (with a `prior`: "
-                               f"'both'). Received: head_input={head_input!r}")
+                               f"'logits' or 'both'). Received: head_input={head_input!r}")
 
 
 @dataclass

@@ -93,20 +93,20 @@ class _Labeled:
     """With --model-top-k: each item's probabilities over the model's own classes, before the label map."""
 
 
-def item_weights(cuts: np.ndarray, options: LabelConfig) -> np.ndarray | None:
+def item_weights(cuts: np.ndarray, options: LabelConfig, closes: bool = True) -> np.ndarray | None:
     """Each item's weight in its video's and shots' mean probabilities: for a streaming model's run (its config
-    carries a reset period), how many frames the item's state has seen since its last reset
-    (`ResetRule.context`; a unit starts at a reset point), since its scores rest on that many frames;
-    otherwise None (every item once)."""
+    carries a reset period), by how many frames the item's state has seen since its last reset, since its scores
+    rest on that many frames (`ResetRule.weights`, as `options.state_weights` says; a unit starts at a reset
+    point, and `closes` says whether its last item ends a window); otherwise None (every item once)."""
     if options.state_reset_s is None:
         return None
     from vidbatch.model.streaming import ResetRule
 
-    return ResetRule(options.reset_every()).context(cuts)
+    return ResetRule(options.reset_every()).weights(cuts, options.state_weights, closes)
 
 
 def _label(classes, frame_index, timestamp_s, probs, shot_cut, options: LabelConfig, embeddings=None,
-           thumbs=None, model_probs=None) -> _Labeled:
+           thumbs=None, model_probs=None, closes: bool = True) -> _Labeled:
     order = np.argsort(frame_index, kind="stable")
     probs = np.asarray(probs)[order]
     cuts = np.zeros(len(probs), bool) if shot_cut is None else np.asarray(shot_cut, bool)[order]
@@ -115,7 +115,7 @@ def _label(classes, frame_index, timestamp_s, probs, shot_cut, options: LabelCon
     ranked = np.sort(labels.smoothed_probs, axis=1)
     return _Labeled(
         frame_index=np.asarray(frame_index)[order], timestamp_s=np.asarray(timestamp_s)[order], probs=probs, cuts=cuts,
-        weights=item_weights(cuts, options), labels=labels,
+        weights=item_weights(cuts, options, closes), labels=labels,
         raw_names=_names(classes, labels.raw_index, labels.raw_score, options.frame_threshold, unknown),
         smoothed_names=_names(classes, labels.smoothed_index, labels.smoothed_score, options.frame_threshold, unknown),
         margin=ranked[:, -1] - ranked[:, -2] if ranked.shape[1] > 1 else ranked[:, -1],
@@ -272,7 +272,7 @@ def assemble_range(
     whole video's; the decoder saw every item, so `unit.shot_base` (cuts before the unit) numbers shots exactly.
     """
     labeled = _label(classes, unit.frame_index, unit.timestamp_s, probs, unit.shot_cut, options, embeddings,
-                     model_probs=model_probs)
+                     model_probs=model_probs, closes=unit.closes)
     own = slice(unit.overlap, None)
     shot_index = unit.shot_base + np.cumsum(labeled.cuts)
     stamps, cuts, own_probs = labeled.timestamp_s[own], labeled.cuts[own], labeled.probs[own].astype(np.float64)

@@ -51,6 +51,9 @@ class RangeUnit:
     """How many leading items belong to the range before (sent for the rolling average only)."""
     shot_base: int = 0
     """Shot cuts among the video's items before this unit's first item."""
+    closes: bool = True
+    """The unit's last item ends a reset window of a streaming model: the video ends there, or the item after it
+    starts over (the splitter holds that item when it cuts; `ResetRule.window_ends`)."""
 
     @property
     def frame_index(self) -> np.ndarray:
@@ -134,8 +137,9 @@ class RangeSplitter:
         joined = ({name: np.concatenate([p[name] for p in self._parts]) for name in names} if self._parts
                   else {name: np.zeros((0,), np.int64) for name in names})
         unit_arrays = {name: values[:size] for name, values in joined.items() if name in ARRAYS}
+        closes = last or self.reset is None or bool(joined["_reset"][size])  # `push` cuts with an item after
         unit = RangeUnit(unit_arrays, self.attempt, self._next_range, last, overlap=self._prefix,
-                         shot_base=self._shot_base)
+                         shot_base=self._shot_base, closes=closes)
         self._next_range += 1
         keep = min(self.overlap, size)  # the next range's overlap: the last items of this unit
         if self.reset is not None and not last:  # ...from the last reset point at or before that overlap, so

@@ -26,7 +26,7 @@ from vidbatch.apps.train.data import (
     load_video_manifest,
     split_by_group,
 )
-from vidbatch.apps.train.encoded import HEADS, train_encoded
+from vidbatch.apps.train.encoded import HEAD_INPUT, HEADS, STATE_WEIGHTS, train_encoded
 from vidbatch.apps.train.features import DEFAULT_CACHE, RESIZE
 from vidbatch.core.config import CLIP_ARCHITECTURES
 from vidbatch.core.errors import ConfigError
@@ -89,6 +89,9 @@ class TrainConfig:
     """The prior's share of the mixed probabilities (`model.prior.DEFAULT_WEIGHT`)."""
     prior_combine: str = "max"
     """How the prior's label map combines a class's model classes (`max` or `sum`)."""
+    head_input: str = HEAD_INPUT
+    """A streaming video encoder: what its head reads per sampled frame: the model's logits (default), its pooled
+    features, or both (`model.streaming.HEAD_INPUTS`; `apps.train.encoded.HEAD_INPUT` says what was measured)."""
     refit: bool | None = None
     """After measuring on the held-out split, train again on every video and ship that model (the metrics stay
     the held-out estimate; no `heldout.csv`, since the shipped model has seen those videos). None: on for heads on
@@ -125,6 +128,10 @@ class TrainConfig:
                               f"prior_classes={self.prior_classes!r}")
         if self.prior_map is not None and not (isinstance(self.prior_weight, (int, float)) and 0 < self.prior_weight < 1):
             raise ConfigError(f"Invalid `prior_weight`: expected 0 < w < 1. Received: prior_weight={self.prior_weight!r}")
+        from vidbatch.model.streaming import HEAD_INPUTS
+
+        if self.head_input not in HEAD_INPUTS:
+            raise ConfigError(f"Invalid `head_input`: expected one of {HEAD_INPUTS}. Received: head_input={self.head_input!r}")
         if self.refit is None:
             object.__setattr__(self, "refit", bool(self.encoder) and not self.holdout_groups)
         elif not isinstance(self.refit, bool):
@@ -286,7 +293,8 @@ def _train_head(config: TrainConfig) -> dict[str, Any]:
         extra={"trained_on": config.data, "test_accuracy": metrics["test_accuracy"], "refit": metrics["refit"] is not None,
                "video_accuracy": metrics["video_accuracy"], "encoder": os.path.basename(config.encoder),
                # a streaming encoder's features depend on when its state starts over: labeling starts it over alike
-               **({"state_reset_s": encoder.reset.period / config.fps} if streaming else {})},
+               **({"state_reset_s": encoder.reset.period / config.fps, "state_weights": STATE_WEIGHTS}
+                  if streaming else {})},
     )
     os.makedirs(config.out, exist_ok=True)
     save_bundle(head, spec, config.out, encoder=encoder, prior=metrics.pop("_prior", None))
