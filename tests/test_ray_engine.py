@@ -245,6 +245,25 @@ def test_streaming_ranges_label_like_the_local_engine(ray_local, synth_set, tmp_
     assert not np.allclose(ends.pred_score, context.pred_score)  # ...and they are not the context-weighed ones
 
 
+def test_a_streaming_model_on_a_block_of_only_bad_videos_fails_them_alone(ray_local, tmp_path):
+    """A block whose every video failed still gives the inference stage columns of the right widths; a streaming
+    model then needs a state of its own for its blank item (it crashed the whole job: found by hand with a manifest
+    of missing files)."""
+    from tests.support.encoders import make_streaming_classifier
+
+    model = make_streaming_classifier(str(tmp_path / "stream.tflite"))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("ball\nbox\nwaves\n")
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"uri": [str(tmp_path / f"missing{i}.mp4") for i in range(3)] + [text_file(str(tmp_path))]}
+                 ).to_csv(manifest, index=False)
+    result = vidbatch.label(str(manifest), str(tmp_path / "stream.tflite"), str(tmp_path / "out"), engine="ray",
+                            classes=str(labels), progress=False)
+    summary = pd.read_parquet(tmp_path / "out" / "summary.parquet")
+    assert (result.ok, result.failed) == (0, 4) and len(summary) == 4
+    assert summary.error.str.contains("not found").sum() == 3 and (summary.status == "failed").all()
+
+
 def test_manifest_blocks_balance_the_decoders_and_keep_a_big_manifest_out_of_the_drivers_memory():
     from vidbatch.engines.ray_engine import (INLINE_ROWS, MAX_BLOCK_ROWS, MIN_BLOCKS, MIN_STORED_BLOCK_ROWS,
                                              manifest_blocks)

@@ -238,7 +238,10 @@ class RayPredictor:
             self.predictor.forget(set(keys or ()))
         else:  # only failed videos: empty columns of the right widths, so every block has the same columns
             blank = np.zeros((1, *self.predictor.spec.item_shape), np.uint8)
-            predicted = {name: values[:0] for name, values in self.predictor.predict_all(blank).items()}
+            keys = [("blank", self.calls)] if self.predictor.stateful else None  # a state of its own, then dropped
+            predicted = {name: values[:0] for name, values in self.predictor.predict_all(blank, keys).items()
+                         if values is not None}
+            self.predictor.forget(set(keys or ()))
         bounds = np.cumsum(sizes)[:-1]
         for name, values in predicted.items():
             if values is not None:
