@@ -1,6 +1,6 @@
 """A streaming video model with no training (MoViNet-A0-Stream, Kinetics-600, int8) on the shared UCF101 clips.
 
-    python benchmarks/streaming.py            # about 20-25 min on 2 cores; needs ../shared/data/ucf101 and weights
+    python benchmarks/streaming.py            # about 25-30 min on 2 cores; needs ../shared/data/ucf101 and weights
     python benchmarks/streaming.py --only speed
 
 Three measurements, each with `vidbatch.label` as users run it:
