@@ -21,7 +21,8 @@ Three measurements, each with `vidbatch.label` as users run it:
   the join.
 - **trained**: `train sequence --encoder` (a linear head on the model's logits at the ends of its reset windows)
   on every group but one fold's (`holdout_groups`), `vidbatch label` on the held-out fold: four folds, every clip
-  held out once. **trained_logo**: the same, each of the 18 groups held out alone. **trained_prior**: the same, mixed with the model's own classes through the label map (`--prior-map`).
+  held out once. **trained_logo**: the same, each of the 18 groups held out alone. **trained_prior**: the same,
+  mixed with the model's own classes through the label map (`--prior-map`).
   **trained_command**: the command as users run it, on a manifest of the other groups (its own 25% split, then
   by default trained again on all of it: `refit`), against `--no-refit`.
 - **speed**: the labeling job's sampled frames per second (decode, shots, model, smoothing, writing: the run's

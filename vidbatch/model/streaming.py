@@ -61,21 +61,13 @@ class ResetRule:
         item one frame after a reset has seen one frame, the item before the next reset the whole span.
         Measured on the shared UCF101 clips (benchmarks/streaming.py): zero-shot 96.6% -> 97.0% of videos.
         """
-        resets, _ = self.flags(cuts, None)
-        index = np.arange(len(resets))
-        start = np.maximum.accumulate(np.where(resets, index, 0)) if len(resets) else index
-        return (index - start + 1).astype(np.float64)
+        return _context(self.flags(cuts, None)[0])
 
     def window_ends(self, cuts: np.ndarray, closes: bool = True) -> np.ndarray:
         """Which items are the last of their reset window (for items that start at a reset point, as `context`):
         each item before a reset, and the last item when `closes` (the unit ends its video, or the item after it
         starts over: `stages.ranges.RangeUnit.closes`)."""
-        resets, _ = self.flags(cuts, None)
-        ends = np.zeros(len(resets), bool)
-        ends[:-1] = resets[1:]
-        if len(ends):
-            ends[-1] = bool(closes)
-        return ends
+        return _window_ends(self.flags(cuts, None)[0], closes)
 
     def weights(self, cuts: np.ndarray, mode: str | None = None, closes: bool = True) -> np.ndarray:
         """Each item's weight in its video's and shots' labels (`core.config.STATE_WEIGHTS`; None: `context`).
@@ -86,12 +78,27 @@ class ResetRule:
         (benchmarks/streaming.py, offline): a head trained and weighed so, 99.1% of held-out clips (97.9% one group
         out) against 97.3% (95.9%) for one trained on every frame with a second of context and weighed by
         `context`; zero-shot labels are better with `context` (97.0% against 96.4%)."""
-        context = self.context(cuts)
-        if mode == "window_end":
-            return np.where(self.window_ends(cuts, closes), context, 0.0)
-        if mode not in (None, "context"):
+        if mode not in (None, "context", "window_end"):
             raise ValueError(f"ResetRule.weights: mode must be 'context' or 'window_end'. Received: mode={mode!r}")
-        return context
+        resets, _ = self.flags(cuts, None)  # once: a loop over the items
+        context = _context(resets)
+        return np.where(_window_ends(resets, closes), context, 0.0) if mode == "window_end" else context
+
+
+def _context(resets: np.ndarray) -> np.ndarray:
+    """Items since the last reset, each item included (`ResetRule.context`), from the reset flags."""
+    index = np.arange(len(resets))
+    start = np.maximum.accumulate(np.where(resets, index, 0)) if len(resets) else index
+    return (index - start + 1).astype(np.float64)
+
+
+def _window_ends(resets: np.ndarray, closes: bool) -> np.ndarray:
+    """The item before each reset, and the last one if `closes` (`ResetRule.window_ends`), from the reset flags."""
+    ends = np.zeros(len(resets), bool)
+    ends[:-1] = resets[1:]
+    if len(ends):
+        ends[-1] = bool(closes)
+    return ends
 
 
 def is_streaming(data: bytes) -> bool:
